@@ -1,0 +1,3 @@
+from mlplane.cli.main import main
+
+main()

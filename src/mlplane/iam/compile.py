@@ -1,0 +1,56 @@
+"""Build a CompiledPolicy from a loaded project and its synthesized plan (the slow path)."""
+
+from __future__ import annotations
+
+from mlplane.iam.compiled import (
+    ActionGrant,
+    ActionInfo,
+    CompiledGrant,
+    CompiledPolicy,
+    TriggerInfo,
+)
+from mlplane.iam.loading import LoadedProject
+from mlplane.iam.synthesis import IamPlan, resolve_scope
+
+
+def compile_policy(loaded: LoadedProject, plan: IamPlan) -> CompiledPolicy:
+    emails = {sa.identity: sa.email for sa in plan.service_accounts}
+    policy = CompiledPolicy(project=plan.project, identities=emails)
+    for b in plan.bindings:
+        cond_type = b.condition.resource_type if b.condition else ""
+        cond_prefix = b.condition.name_prefix if b.condition else ""
+        grant = CompiledGrant(b.scope.kind, b.scope.name, b.role.role_id, cond_type, cond_prefix)
+        for member in b.members:
+            per = policy.grants.setdefault(member, {})
+            for perm in b.role.permissions:
+                per.setdefault(perm, []).append(grant)
+        for action in b.actions:
+            holders = policy.holders.setdefault(action, [])
+            if b.holder not in holders:
+                holders.append(b.holder)
+    team = loaded.project.team
+    policy.groups = {g: [m.lower() for m in ms] for g, ms in team.groups.items()}
+    for a in loaded.model.actions:
+        grants = []
+        for g in a.grants:
+            scope = resolve_scope(loaded, g, emails)
+            c = g.condition
+            grants.append(
+                ActionGrant(
+                    scope.kind,
+                    scope.name,
+                    g.permissions,
+                    c.resource_type if c else "",
+                    c.name_prefix if c else "",
+                )
+            )
+        policy.actions[a.id] = ActionInfo(
+            a.id, a.process, a.who, a.requirement, a.reason, a.via_triggers, tuple(grants)
+        )
+    for t in loaded.model.triggers:
+        policy.triggers[t.name] = TriggerInfo(
+            t.name, t.process, emails[t.runs_as], t.event, t.usage
+        )
+    for p in loaded.model.processes:
+        policy.process_members[p.id] = list(loaded.project.process_members(p.id))
+    return policy

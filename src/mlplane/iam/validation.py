@@ -1,0 +1,136 @@
+"""Cross-reference checks on a merged operational model; each failure names file and field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mlplane.errors import ConfigError
+from mlplane.iam.catalog import Catalog
+from mlplane.model.operational import OperationalModel
+from mlplane.model.project import ProjectFile
+
+Origins = dict[str, tuple[str, str]]
+
+
+def _raiser(origins: Origins) -> Callable[[str, str, str], ConfigError]:
+    def err(entry: str, field: str, message: str) -> ConfigError:
+        source, loc = origins[entry]
+        return ConfigError(source, f"{loc}.{field}" if field else loc, message)
+
+    return err
+
+
+def _scope_targets(project: ProjectFile, model: OperationalModel) -> dict[str, set[str]]:
+    r = project.resources
+    return {
+        "bucket": set(r.buckets),
+        "secret": set(r.secrets),
+        "repository": set(r.repositories),
+        "endpointsService": set(r.endpoints_services),
+        "serviceAccount": {i.id for i in model.identities},
+    }
+
+
+def validate_model(
+    model: OperationalModel,
+    project: ProjectFile,
+    origins: Origins,
+    catalog: Catalog,
+    disabled: set[str],
+    source: str = "mlplane.toml",
+) -> None:
+    err = _raiser(origins)
+    processes = {p.id for p in model.processes}
+    identities = {i.id: i for i in model.identities}
+    actions = {a.id for a in model.actions} | disabled
+    triggers = {t.name for t in model.triggers}
+
+    for p in model.processes:
+        sa = identities.get(p.service_account)
+        if sa is None or sa.kind != "process" or sa.process != p.id:
+            raise err(
+                f"processes:{p.id}",
+                "service_account",
+                f"'{p.service_account}' is not a process identity of process '{p.id}'",
+            )
+    for i in model.identities:
+        if i.process not in processes:
+            raise err(f"identities:{i.id}", "process", f"no process '{i.process}'")
+        for j, ref in enumerate((i.actions or ()) + i.exclude):
+            if ref not in actions:
+                field = f"actions[{j}]" if i.actions is not None else f"exclude[{j}]"
+                raise err(f"identities:{i.id}", field, f"no action '{ref}'")
+    for t in model.triggers:
+        if t.process not in processes:
+            raise err(f"triggers:{t.name}", "process", f"no process '{t.process}'")
+        if t.runs_as not in identities:
+            raise err(f"triggers:{t.name}", "runs_as", f"no identity '{t.runs_as}'")
+    targets = _scope_targets(project, model)
+    for a in model.actions:
+        entry = f"actions:{a.id}"
+        if a.process not in processes:
+            raise err(entry, "process", f"no process '{a.process}'")
+        for j, name in enumerate(a.via_triggers):
+            if name not in triggers:
+                raise err(entry, f"via_triggers[{j}]", f"no trigger '{name}'")
+        for g_i, g in enumerate(a.grants):
+            if g.scope_kind != "project" and g.scope_ref not in targets[g.scope_kind]:
+                where = (
+                    "identities"
+                    if g.scope_kind == "serviceAccount"
+                    else f"[resources] of {project.project.id}"
+                )
+                raise err(
+                    entry,
+                    f"grants[{g_i}].scope",
+                    f"'{g.scope}' names no {g.scope_kind} '{g.scope_ref}' in {where}",
+                )
+            if g.condition is not None and g.scope_kind != "project":
+                raise err(entry, f"grants[{g_i}].condition", "conditions go on project scope")
+            for p_i, perm in enumerate(g.permissions):
+                if perm not in catalog:
+                    close = catalog.suggest(perm)
+                    hint = f"; closest: {', '.join(close)}" if close else ""
+                    raise err(
+                        entry,
+                        f"grants[{g_i}].permissions[{p_i}]",
+                        f"'{perm}' is not in Google's IAM permission catalog{hint}",
+                    )
+    _check_coverage(model, err)
+    _check_attachable(model, err)
+    for process_id in project.members:
+        if process_id not in processes:
+            raise ConfigError(source, f"members.{process_id}", "no such process")
+
+
+def _check_coverage(model: OperationalModel, err: Callable[[str, str, str], ConfigError]) -> None:
+    """Every service-account action is performed by an identity of its own process."""
+    held = {a.id for i in model.identities for a in model.identity_actions(i)}
+    for a in model.actions:
+        if a.service_side and a.id not in held:
+            raise err(
+                f"actions:{a.id}",
+                "who",
+                f"no identity of process '{a.process}' performs this service-account action",
+            )
+
+
+def _check_attachable(model: OperationalModel, err: Callable[[str, str, str], ConfigError]) -> None:
+    """Users may attach (actAs) an identity only if it holds no trigger-reserved action:
+    otherwise a user could do on a VM what the model reserves for a CI trigger."""
+    for a in model.actions:
+        if not a.user_side:
+            continue
+        for g in a.grants:
+            if g.scope_kind != "serviceAccount" or "iam.serviceAccounts.actAs" not in g.permissions:
+                continue
+            ident = model.identity(g.scope_ref)
+            assert ident is not None  # checked above
+            reserved = [x.id for x in model.identity_actions(ident) if x.via_triggers]
+            if reserved:
+                raise err(
+                    f"actions:{a.id}",
+                    "grants",
+                    f"lets users act as '{ident.id}', which holds trigger-only actions "
+                    f"({', '.join(reserved)}); attach a runtime identity without them instead",
+                )

@@ -1,0 +1,206 @@
+"""The operational model's types: processes, identities, actions, triggers, resource kinds.
+
+These are the user-facing specs (the shipped `operational_model.toml` and a project's
+`mlplane.toml` use the same shapes), so they forbid unknown fields and are immutable.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_ID = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+_ACTION_ID = re.compile(r"[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*")
+_PERMISSION = re.compile(r"[a-zA-Z0-9]+(\.[a-zA-Z0-9]+){2,}")
+_SCOPE = re.compile(
+    r"project|(bucket|secret|repository|endpointsService|serviceAccount):[a-z0-9][a-z0-9-]*"
+)
+
+Who = Literal["user", "service_account", "both"]
+Lifecycle = Literal["active", "passive"]
+Mutability = Literal["immutable", "static", "dynamic"]
+
+
+class Spec(BaseModel):
+    """Base of every user-facing spec: unknown fields are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _check_id(value: str, what: str) -> str:
+    if not _ID.fullmatch(value):
+        raise ValueError(
+            f"{what} '{value}' must be lowercase letters, digits and single dashes, "
+            "starting with a letter"
+        )
+    return value
+
+
+class Process(Spec):
+    id: str
+    title: str
+    service_account: str = Field(description="id of the identity that is this process's SA")
+    description: str = ""
+
+    _id = field_validator("id")(lambda v: _check_id(v, "process id"))
+
+
+class Identity(Spec):
+    """A service account. `process` identities are the document's one-SA-per-process; `runtime`
+    identities run workloads with a subset of their process's service-account actions."""
+
+    id: str
+    kind: Literal["process", "runtime"]
+    process: str
+    title: str
+    description: str = ""
+    actions: tuple[str, ...] | None = Field(
+        default=None,
+        description="explicit action ids; default: every service-account action of the process",
+    )
+    exclude: tuple[str, ...] = ()
+
+    _id = field_validator("id")(lambda v: _check_id(v, "identity id"))
+
+    @model_validator(mode="after")
+    def _actions_or_exclude(self) -> Identity:
+        if self.actions is not None and self.exclude:
+            raise ValueError("give either 'actions' or 'exclude', not both")
+        return self
+
+
+class Condition(Spec):
+    """A narrowing of a grant to resources whose name starts with a prefix (an IAM condition)."""
+
+    id: str = Field(pattern=r"^[a-z][a-zA-Z0-9]{1,30}$")
+    title: str
+    resource_type: str = Field(pattern=r"^[a-z]+\.googleapis\.com/[A-Za-z]+$")
+    name_prefix: str = Field(pattern=r"^[a-z][-a-z0-9]{0,40}$")
+
+    @property
+    def expression(self) -> str:
+        return (
+            f'resource.type == "{self.resource_type}" && '
+            f'resource.name.extract("/instances/{{name}}").startsWith("{self.name_prefix}")'
+            if self.resource_type == "compute.googleapis.com/Instance"
+            else f'resource.type == "{self.resource_type}" && '
+            f'resource.name.startsWith("{self.name_prefix}")'
+        )
+
+
+class Grant(Spec):
+    scope: str
+    permissions: tuple[str, ...] = Field(min_length=1)
+    condition: Condition | None = None
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v: str) -> str:
+        if not _SCOPE.fullmatch(v):
+            raise ValueError(
+                f"scope '{v}' is not one of: project, bucket:REF, secret:REF, repository:REF, "
+                "endpointsService:REF, serviceAccount:IDENTITY"
+            )
+        return v
+
+    @field_validator("permissions")
+    @classmethod
+    def _perms(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if not _PERMISSION.fullmatch(p):
+                raise ValueError(f"'{p}' is not a permission name (service.resource.verb)")
+        if len(set(v)) != len(v):
+            raise ValueError("permissions are listed twice")
+        return v
+
+    @property
+    def scope_kind(self) -> str:
+        return self.scope.partition(":")[0]
+
+    @property
+    def scope_ref(self) -> str:
+        return self.scope.partition(":")[2]
+
+
+class Action(Spec):
+    id: str
+    process: str
+    who: Who
+    requirement: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    grants: tuple[Grant, ...] = Field(min_length=1)
+    via_triggers: tuple[str, ...] = ()
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _ACTION_ID.fullmatch(v):
+            raise ValueError(f"action id '{v}' must look like 'process.verb-noun'")
+        return v
+
+    @property
+    def user_side(self) -> bool:
+        return self.who in ("user", "both")
+
+    @property
+    def service_side(self) -> bool:
+        return self.who in ("service_account", "both")
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return frozenset(p for g in self.grants for p in g.permissions)
+
+
+class Trigger(Spec):
+    name: str
+    process: str
+    runs_as: str
+    event: Literal["manual", "push"]
+    branch: str | None = None
+    description: str = ""
+    usage: str = ""
+
+    _name = field_validator("name")(lambda v: _check_id(v, "trigger name"))
+
+
+class ResourceKind(Spec):
+    kind: str = Field(pattern=r"^[A-Z][A-Za-z]+$")
+    lifecycle: Lifecycle
+    mutability: Mutability
+    description: str = ""
+
+
+class OperationalModel(Spec):
+    """The whole model: the shipped one, or the shipped one merged with a project's additions."""
+
+    version: int = 1
+    processes: tuple[Process, ...]
+    identities: tuple[Identity, ...]
+    actions: tuple[Action, ...]
+    triggers: tuple[Trigger, ...]
+    resource_kinds: tuple[ResourceKind, ...] = ()
+
+    def action(self, action_id: str) -> Action | None:
+        return next((a for a in self.actions if a.id == action_id), None)
+
+    def identity(self, identity_id: str) -> Identity | None:
+        return next((i for i in self.identities if i.id == identity_id), None)
+
+    def trigger(self, name: str) -> Trigger | None:
+        return next((t for t in self.triggers if t.name == name), None)
+
+    def process(self, process_id: str) -> Process | None:
+        return next((p for p in self.processes if p.id == process_id), None)
+
+    def identity_actions(self, identity: Identity) -> tuple[Action, ...]:
+        """The actions an identity performs, per its `actions` / `exclude` selection."""
+        if identity.actions is not None:
+            wanted = set(identity.actions)
+            return tuple(a for a in self.actions if a.id in wanted)
+        return tuple(
+            a
+            for a in self.actions
+            if a.process == identity.process and a.service_side and a.id not in identity.exclude
+        )

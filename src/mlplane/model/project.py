@@ -1,0 +1,140 @@
+"""The project file, `mlplane.toml`: the GCP project, the team, and what to add or change."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mlplane.model.operational import Action, Identity, Process, Spec, Trigger
+from mlplane.model.principals import Principal
+
+_PROJECT_ID = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
+_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
+_ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
+_BUCKET = re.compile(r"[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9]")
+_SECRET = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_PREFIX = re.compile(r"[a-z][-a-z0-9]{0,13}[a-z0-9]|[a-z]")
+
+
+def _members(values: tuple[str, ...]) -> tuple[str, ...]:
+    for v in values:
+        Principal.parse(v)  # raises ValueError naming the bad member
+    return values
+
+
+class ProjectSection(Spec):
+    id: str = Field(description="the GCP project id")
+    region: str = "us-central1"
+    zone: str = "us-central1-a"
+    provider: Literal["local", "gcp"] = "local"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _PROJECT_ID.fullmatch(v):
+            raise ValueError(
+                f"'{v}' is not a GCP project id (6-30 characters: lowercase letters, digits, "
+                "dashes; starts with a letter, does not end with a dash)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _zone_in_region(self) -> ProjectSection:
+        if not _REGION.fullmatch(self.region):
+            raise ValueError(f"region '{self.region}' is not a GCP region name (e.g. us-central1)")
+        if not _ZONE.fullmatch(self.zone):
+            raise ValueError(f"zone '{self.zone}' is not a GCP zone name (e.g. us-central1-a)")
+        if not self.zone.startswith(self.region + "-"):
+            raise ValueError(f"zone '{self.zone}' is not in region '{self.region}'")
+        return self
+
+
+class TeamSection(Spec):
+    """The team's user principals. Each process's user role goes to these unless the process
+    names its own. `groups` lists members of groups, for local enforcement only (on GCP,
+    Google resolves group membership)."""
+
+    principals: tuple[str, ...] = ()
+    groups: dict[str, tuple[str, ...]] = {}
+    admins: tuple[str, ...] = ()
+
+    _p = field_validator("principals", "admins")(classmethod(lambda cls, v: _members(v)))
+
+    @field_validator("principals")
+    @classmethod
+    def _no_service_accounts(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for m in v:
+            kind = Principal.parse(m).kind
+            if kind not in ("user", "group", "domain"):
+                raise ValueError(f"'{m}': team principals are users, groups or domains")
+        return v
+
+
+class NamingSection(Spec):
+    prefix: str = "mlplane"
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not _PREFIX.fullmatch(v):
+            raise ValueError(
+                f"prefix '{v}' must be 1-15 lowercase letters, digits or dashes, starting with a "
+                "letter (service account ids are at most 30 characters)"
+            )
+        return v
+
+
+class ResourcesSection(Spec):
+    """Named resources that grants are scoped to. Values may use {project} and {region}."""
+
+    buckets: dict[str, str] = {"artifacts": "{project}-mlplane-artifacts"}
+    secrets: dict[str, str] = {"graph": "graph-readonly"}
+    repositories: dict[str, str] = {"images": "mlplane"}
+    endpoints_services: dict[str, str] = {"models": "models.endpoints.{project}.cloud.goog"}
+
+
+class ProjectFile(Spec):
+    """`mlplane.toml`. Lists under actions / identities / triggers / processes add entries, or
+    replace the shipped entry with the same id."""
+
+    project: ProjectSection
+    team: TeamSection = TeamSection()
+    naming: NamingSection = NamingSection()
+    resources: ResourcesSection = ResourcesSection()
+    members: dict[str, tuple[str, ...]] = Field(
+        default={}, description="per process id: who gets its user role (default: the team)"
+    )
+    actions: tuple[Action, ...] = ()
+    identities: tuple[Identity, ...] = ()
+    triggers: tuple[Trigger, ...] = ()
+    processes: tuple[Process, ...] = ()
+    disabled_actions: tuple[str, ...] = ()
+
+    @field_validator("members")
+    @classmethod
+    def _member_lists(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for members in v.values():
+            _members(members)
+        return v
+
+    def process_members(self, process_id: str) -> tuple[str, ...]:
+        return self.members.get(process_id, self.team.principals)
+
+    def resolve(self, template: str) -> str:
+        return template.format(project=self.project.id, region=self.project.region)
+
+    @model_validator(mode="after")
+    def _resource_names(self) -> ProjectFile:
+        for ref, name in self.resources.buckets.items():
+            bucket = self.resolve(name)
+            if not _BUCKET.fullmatch(bucket) or "goog" in bucket:
+                raise ValueError(f"resources.buckets.{ref}: '{bucket}' is not a valid bucket name")
+        for ref, name in self.resources.secrets.items():
+            if not _SECRET.fullmatch(self.resolve(name)):
+                raise ValueError(
+                    f"resources.secrets.{ref}: '{name}' is not a valid secret id "
+                    "(letters, digits, '-' and '_')"
+                )
+        return self

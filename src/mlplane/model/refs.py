@@ -1,0 +1,30 @@
+"""References to the resources a permission is checked on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Kinds a grant can be scoped to, and their IAM resource-name shapes.
+SCOPE_KINDS = ("project", "bucket", "secret", "serviceAccount", "repository", "endpointsService")
+
+
+@dataclass(frozen=True, order=True)
+class ResourceRef:
+    """A resource an IAM check is about.
+
+    `kind` is one of SCOPE_KINDS for resources that carry their own IAM policy, or a Compute
+    Engine-style kind (`instance`, `instanceTemplate`, `urlMap`, `trigger`, ...) for resources that
+    inherit the project's policy. `name` is the resource's short name (a bucket name, an account
+    email, an instance name); `project` is the GCP project id.
+    """
+
+    kind: str
+    name: str = ""
+    project: str = ""
+
+    @classmethod
+    def project_root(cls, project: str) -> ResourceRef:
+        return cls("project", project, project)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}" if self.name else self.kind
