@@ -1,3 +1,3 @@
-from mlplane.cli.main import main
+from mlplane.cli.main import entrypoint
 
-main()
+entrypoint()

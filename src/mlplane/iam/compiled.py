@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +102,7 @@ class CompiledPolicy:
 
 
 def cache_key(project_bytes: bytes) -> str:
-    shipped = resources.files("mlplane.model").joinpath("operational_model.toml").read_bytes()
+    shipped = (Path(mlplane.__file__).parent / "model" / "operational_model.toml").read_bytes()
     h = hashlib.sha256()
     for part in (str(CACHE_FORMAT).encode(), mlplane.__version__.encode(), shipped, project_bytes):
         h.update(hashlib.sha256(part).digest())
@@ -126,6 +124,8 @@ def read_cached(project_path: Path, key: str) -> CompiledPolicy | None:
 
 def write_cached(project_path: Path, key: str, policy: CompiledPolicy) -> None:
     """Atomic write (temp file + rename); a cache that cannot be written is not an error."""
+    import tempfile
+
     path = cache_path(project_path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
