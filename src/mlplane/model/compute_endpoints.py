@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -25,8 +26,10 @@ HttpMethod = Literal["get", "put", "post", "delete", "options", "head", "patch"]
 def check_service_name(name: str) -> str:
     """Endpoints service name = OpenAPI `host`: DNS-style, <= 253 chars, RFC 1035 labels."""
     labels = name.split(".")
-    if len(name) > 253 or len(labels) < 2 or not all(
-        len(label) <= 63 and _LABEL_RE.fullmatch(label) for label in labels
+    if (
+        len(name) > 253
+        or len(labels) < 2
+        or not all(len(label) <= 63 and _LABEL_RE.fullmatch(label) for label in labels)
     ):
         raise ValueError(
             f"Endpoints service name '{name}' must be a DNS name of lowercase labels "
@@ -51,7 +54,7 @@ class EndpointsService(ResourceSpec):
         Verb.DELETE: ("servicemanagement.services.delete", "servicemanagement.services.get"),
     }
 
-    name: ServiceName = Field(alias="serviceName")  # type: ignore[assignment]
+    name: ServiceName = Field(alias="serviceName")
     producer_project_id: str | None = None
 
     @property
@@ -132,13 +135,15 @@ class EndpointsConfig(ResourceSpec):
         Verb.DELETE: ("servicemanagement.services.update", "servicemanagement.services.get"),
     }
 
-    name: ServiceName  # type: ignore[assignment]
+    name: ServiceName
     openapi: OpenApiDocument
 
     @model_validator(mode="after")
     def _host(self) -> Self:
         if self.openapi.host != self.name:
-            raise ValueError(f"OpenAPI host '{self.openapi.host}' must equal the service '{self.name}'")
+            raise ValueError(
+                f"OpenAPI host '{self.openapi.host}' must equal the service '{self.name}'"
+            )
         return self
 
     @property
@@ -148,7 +153,9 @@ class EndpointsConfig(ResourceSpec):
     def references(self) -> tuple[ResourceKey, ...]:
         return (ResourceKey(EndpointsService.KIND, self.name),)
 
-    def to_api(self, project: str | None = None, *, fingerprint: str | None = None) -> dict[str, Any]:
+    def to_api(
+        self, project: str | None = None, *, fingerprint: str | None = None
+    ) -> dict[str, Any]:
         """The OpenAPI document itself: that is what a config submission carries."""
         return self.openapi.to_api(project)
 
@@ -167,8 +174,9 @@ class ApiPathsChange(Change):
         openapi = OpenApiDocument.model_validate({**spec.openapi.__dict__, "paths": paths})
         return spec.model_copy(update={"openapi": openapi})
 
+    @abstractmethod
     def edit(self, paths: dict[str, PathItem]) -> dict[str, PathItem]:
-        return paths
+        """The edited path table (the argument is a copy the change may mutate)."""
 
 
 class SetApiPaths(ApiPathsChange):

@@ -196,7 +196,7 @@ class UrlMap(ResourceSpec):
             if not isinstance(change, RouteChange):
                 raise TypeError(f"{type(change).__name__} does not apply to a URL map")
             change.edit(table)
-        return table.render(self)
+        return self.model_copy(update={"path_matchers": table.render(self)})
 
     def merge_live(self, live: Self) -> Self:
         """Keep the live routes of each path matcher whose prefixes this spec does not declare."""
@@ -244,7 +244,8 @@ class RouteTable:
             raise ValueError(f"the URL map has no path matcher '{name}'")
         return self.rules[name]
 
-    def render(self, url_map: UrlMap) -> UrlMap:
+    def render(self, url_map: UrlMap) -> tuple[PathMatcher, ...]:
+        """The URL map's path matchers with the edited routes (priority order)."""
         matchers = []
         for m in url_map.path_matchers:
             routes = tuple(sorted((*self.rules[m.name].values(), *self.other[m.name]), key=_prio))
@@ -258,7 +259,7 @@ class RouteTable:
                     route_rules=routes,
                 )
             matchers.append(m)
-        return url_map.model_copy(update={"path_matchers": tuple(matchers)})
+        return tuple(matchers)
 
 
 def _prio(rule: HttpRouteRule) -> int:
