@@ -129,8 +129,9 @@ def _check_attachable(model: OperationalModel, err: Callable[[str, str, str], Co
             reserved = [x.id for x in model.identity_actions(ident) if x.via_triggers]
             if reserved:
                 raise err(
-                    f"actions:{a.id}",
-                    "grants",
-                    f"lets users act as '{ident.id}', which holds trigger-only actions "
-                    f"({', '.join(reserved)}); attach a runtime identity without them instead",
+                    f"identities:{ident.id}",
+                    "exclude" if ident.actions is None else "actions",
+                    f"users may attach '{ident.id}' (action {a.id} grants them actAs on it), so "
+                    f"it must not hold trigger-only actions ({', '.join(reserved)}); exclude them "
+                    "or attach another identity",
                 )

@@ -1,0 +1,57 @@
+"""Start-up of `mlplane --help` and `mlplane iam check` as a ratio to `python -c pass`.
+
+Usage: python bench/bench_startup.py [RUNS]. Goal: at most 3x. Runs every command in the same
+interpreter setup (this Python, `-m mlplane`), interleaved, and prints medians and ratios.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def median_ms(cmd: list[str], runs: int, cwd: Path) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(
+            cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+        )
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 21
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as d:
+        cwd = Path(d)
+        subprocess.run([py, "-m", "mlplane", "init"], cwd=cwd, check=True, capture_output=True)
+        check = [
+            py,
+            "-m",
+            "mlplane",
+            "iam",
+            "check",
+            "--as",
+            "training",
+            "training.write-artifacts",
+        ]
+        subprocess.run(check, cwd=cwd, check=True, capture_output=True)  # build the policy cache
+        base = median_ms([py, "-c", "pass"], runs, cwd)
+        rows = [
+            ("python -c pass", base),
+            ("mlplane --help", median_ms([py, "-m", "mlplane", "--help"], runs, cwd)),
+            ("mlplane iam check (cached policy)", median_ms(check, runs, cwd)),
+        ]
+    print(f"median of {runs} runs")
+    for name, ms in rows:
+        print(f"  {name:36} {ms:7.1f} ms  {ms / base:5.2f}x   (goal <= 3x)")
+
+
+if __name__ == "__main__":
+    main()
