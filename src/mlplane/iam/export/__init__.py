@@ -1,0 +1,1 @@
+"""Exports of a synthesized IamPlan: Terraform JSON, a gcloud script, structured JSON."""
