@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Sequence
-from dataclasses import asdict
 
 from mlplane.cli.context import Context, emit_json
 
@@ -25,7 +24,7 @@ def _fmt(p: argparse.ArgumentParser, choices: tuple[str, ...] = ("table", "json"
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
-    subs = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+    subs = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", prog=parser.prog)
 
     p = subs.add_parser("plan", help="service accounts, custom roles and bindings from the model")
     _fmt(p)
@@ -70,6 +69,8 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
 
 
 def run_plan(ctx: Context, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from mlplane.cli.render import render_plan
     from mlplane.iam.loading import load_project
     from mlplane.iam.synthesis import synthesize
@@ -87,7 +88,7 @@ def run_check(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.iam.authorizer import Authorizer
     from mlplane.iam.compiled import policy_for
 
-    authz = Authorizer(policy_for(ctx.project_path))
+    authz = Authorizer(policy_for(ctx.project_file))
     validate_subject(authz, args.what)
     ref = parse_resource(authz, args.resource) if args.resource else None
     decision = authz.authorize(authz.principal(args.as_), args.what, ref)
@@ -110,6 +111,8 @@ def run_check(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_explain(ctx: Context, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from mlplane.cli.render import render_explanation
     from mlplane.iam.catalog import load_catalog
     from mlplane.iam.explain import explain
@@ -126,6 +129,8 @@ def run_explain(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_compare(ctx: Context, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from mlplane.cli.render import render_comparisons
     from mlplane.iam.catalog import load_catalog
     from mlplane.iam.compare import compare

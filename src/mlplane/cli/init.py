@@ -95,7 +95,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.iam.loading import load_shipped_model, merge_project, parse_model
     from mlplane.model.project import ProjectFile
 
-    path = ctx.project_override or Path.cwd() / "mlplane.toml"
+    path = ctx.project_path if ctx.project_override else Path.cwd() / "mlplane.toml"
     if path.exists() and not args.force:
         raise ConfigError(str(path), "", "already exists (pass --force to overwrite)")
     text = TEMPLATE.format(

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from mlplane import __version__
 from mlplane.cli.context import Context
 from mlplane.errors import MlplaneError
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (start-up path)
+if TYPE_CHECKING:
+    from typing import Any
 
 # name -> (module, one-line help shown by `mlplane --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,23 +29,49 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter imports shutil (and bz2, lzma) for the terminal width each time a
+    parser validates an argument; take the width from os instead (start-up path)."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            try:
+                columns = int(os.environ.get("COLUMNS", "0")) or os.get_terminal_size().columns
+            except (OSError, ValueError):
+                columns = 80
+            width = max(columns - 2, 40)
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser with mlplane's formatter; subparsers inherit the class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
+
+
 def _top_parser() -> argparse.ArgumentParser:
     width = max(len(n) for n in COMMANDS) + 2
     epilog = "commands:\n" + "\n".join(
         f"  {name:<{width}}{help_}" for name, (_, help_) in COMMANDS.items()
     )
     epilog += "\n\nRun `mlplane COMMAND --help` for a command's options."
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="mlplane",
         description="mlplane: the control plane for an ML team's Google Cloud project.",
         epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"mlplane {__version__}")
     p.add_argument(
         "-f",
         "--file",
-        type=Path,
         metavar="FILE",
         help="project file (default: $MLPLANE_PROJECT, else the nearest mlplane.toml upward)",
     )
@@ -59,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command not in COMMANDS:
         top.error(f"unknown command '{ns.command}' (choose from {', '.join(COMMANDS)})")
     module_name, help_ = COMMANDS[ns.command]
-    sub = argparse.ArgumentParser(prog=f"mlplane {ns.command}", description=help_)
+    sub = Parser(prog=f"mlplane {ns.command}", description=help_)
     importlib.import_module(module_name).configure(sub, ns.args)
     args = sub.parse_args(ns.args)
     if not hasattr(args, "run"):

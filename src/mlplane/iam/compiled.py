@@ -1,44 +1,80 @@
 """The synthesized IAM, flattened for fast decisions and cached as JSON.
 
-Hot paths (`mlplane iam check`, the engine, the local agent) decide on a CompiledPolicy; it is
-built from the model once and cached next to the project file, keyed by the hash of everything
-it was built from, so they never import pydantic or the 6 MB role catalog.
+Hot paths (`mlplane iam check`, the engine, the local agent) decide on a CompiledPolicy. It is
+built from the model once and cached next to the project file, keyed by a hash of everything it
+was built from, so those paths never import pydantic or the 6 MB role catalog. This module is on
+the start-up path: no dataclasses, pathlib or hashlib at import (docs/decisions/0005).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
 
 import mlplane
+from mlplane.model.value import Value
 
-CACHE_FORMAT = 1
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (start-up path)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+CACHE_FORMAT = 2
+_SHIPPED = os.path.join(os.path.dirname(mlplane.__file__), "model", "operational_model.toml")
 
 
-@dataclass(frozen=True)
-class CompiledGrant:
+class CompiledGrant(Value):
+    __slots__ = ("scope_kind", "scope_name", "role", "condition_type", "condition_prefix")
     scope_kind: str
     scope_name: str
     role: str
-    condition_type: str = ""
-    condition_prefix: str = ""
+    condition_type: str
+    condition_prefix: str
+
+    def __init__(
+        self,
+        scope_kind: str,
+        scope_name: str,
+        role: str,
+        condition_type: str = "",
+        condition_prefix: str = "",
+    ) -> None:
+        self._set(
+            scope_kind=scope_kind,
+            scope_name=scope_name,
+            role=role,
+            condition_type=condition_type,
+            condition_prefix=condition_prefix,
+        )
 
 
-@dataclass(frozen=True)
-class ActionGrant:
+class ActionGrant(Value):
+    __slots__ = ("scope_kind", "scope_name", "permissions", "condition_type", "condition_prefix")
     scope_kind: str
     scope_name: str
     permissions: tuple[str, ...]
-    condition_type: str = ""
-    condition_prefix: str = ""
+    condition_type: str
+    condition_prefix: str
+
+    def __init__(
+        self,
+        scope_kind: str,
+        scope_name: str,
+        permissions: tuple[str, ...],
+        condition_type: str = "",
+        condition_prefix: str = "",
+    ) -> None:
+        self._set(
+            scope_kind=scope_kind,
+            scope_name=scope_name,
+            permissions=tuple(permissions),
+            condition_type=condition_type,
+            condition_prefix=condition_prefix,
+        )
 
 
-@dataclass(frozen=True)
-class ActionInfo:
+class ActionInfo(Value):
+    __slots__ = ("id", "process", "who", "requirement", "reason", "via_triggers", "grants")
     id: str
     process: str
     who: str
@@ -47,113 +83,195 @@ class ActionInfo:
     via_triggers: tuple[str, ...]
     grants: tuple[ActionGrant, ...]
 
+    def __init__(
+        self,
+        id: str,
+        process: str,
+        who: str,
+        requirement: str,
+        reason: str,
+        via_triggers: tuple[str, ...],
+        grants: tuple[ActionGrant, ...],
+    ) -> None:
+        self._set(
+            id=id,
+            process=process,
+            who=who,
+            requirement=requirement,
+            reason=reason,
+            via_triggers=tuple(via_triggers),
+            grants=tuple(grants),
+        )
 
-@dataclass(frozen=True)
-class TriggerInfo:
+
+class TriggerInfo(Value):
+    __slots__ = ("name", "process", "runs_as", "event", "usage")
     name: str
     process: str
     runs_as: str  # service-account email
     event: str
     usage: str
 
+    def __init__(self, name: str, process: str, runs_as: str, event: str, usage: str) -> None:
+        self._set(name=name, process=process, runs_as=runs_as, event=event, usage=usage)
 
-@dataclass
+
+def _row(v: Value) -> list[object]:
+    return [[_row(x) for x in f] if isinstance(f, tuple) and f and isinstance(f[0], Value)
+            else f for f in v._key()]  # fmt: skip
+
+
 class CompiledPolicy:
-    project: str
-    # member -> permission -> grants
-    grants: dict[str, dict[str, list[CompiledGrant]]] = field(default_factory=dict)
-    groups: dict[str, list[str]] = field(default_factory=dict)  # group email -> user emails
-    identities: dict[str, str] = field(default_factory=dict)  # identity id -> email
-    actions: dict[str, ActionInfo] = field(default_factory=dict)
-    triggers: dict[str, TriggerInfo] = field(default_factory=dict)
-    process_members: dict[str, list[str]] = field(default_factory=dict)
-    holders: dict[str, list[str]] = field(default_factory=dict)  # action id -> holders
+    """Grants per member and permission, plus what denials need to name a sanctioned path."""
+
+    def __init__(self, project: str, identities: dict[str, str] | None = None) -> None:
+        self.project = project
+        # member -> permission -> grants
+        self.grants: dict[str, dict[str, list[CompiledGrant]]] = {}
+        self.groups: dict[str, list[str]] = {}  # group email -> user emails
+        self.identities: dict[str, str] = dict(identities or {})  # identity id -> email
+        self.actions: dict[str, ActionInfo] = {}
+        self.triggers: dict[str, TriggerInfo] = {}
+        self.process_members: dict[str, list[str]] = {}
+        self.holders: dict[str, list[str]] = {}  # action id -> holders
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+        grant_rows: list[list[object]] = []
+        index: dict[CompiledGrant, int] = {}
+        members: dict[str, dict[str, list[int]]] = {}
+        for member, perms in self.grants.items():
+            for perm, grants in perms.items():
+                ids = []
+                for g in grants:
+                    if g not in index:
+                        index[g] = len(grant_rows)
+                        grant_rows.append(_row(g))
+                    ids.append(index[g])
+                members.setdefault(member, {})[perm] = ids
+        return json.dumps(
+            {
+                "project": self.project,
+                "grant_rows": grant_rows,
+                "grants": members,
+                "groups": self.groups,
+                "identities": self.identities,
+                "actions": [_row(a) for a in self.actions.values()],
+                "triggers": [_row(t) for t in self.triggers.values()],
+                "process_members": self.process_members,
+                "holders": self.holders,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> CompiledPolicy:
-        d: dict[str, Any] = json.loads(text)
-        return cls(
-            project=d["project"],
-            grants={
-                m: {p: [CompiledGrant(**g) for g in gs] for p, gs in perms.items()}
-                for m, perms in d["grants"].items()
-            },
-            groups=d["groups"],
-            identities=d["identities"],
-            actions={
-                k: ActionInfo(
-                    **{**v, "via_triggers": tuple(v["via_triggers"])}
-                    | {
-                        "grants": tuple(
-                            ActionGrant(**{**g, "permissions": tuple(g["permissions"])})
-                            for g in v["grants"]
-                        )
-                    }
-                )
-                for k, v in d["actions"].items()
-            },
-            triggers={k: TriggerInfo(**v) for k, v in d["triggers"].items()},
-            process_members=d["process_members"],
-            holders=d["holders"],
-        )
+        d = json.loads(text)
+        p = cls(d["project"], d["identities"])
+        rows = [CompiledGrant(*r) for r in d["grant_rows"]]
+        p.grants = {
+            m: {perm: [rows[i] for i in ids] for perm, ids in perms.items()}
+            for m, perms in d["grants"].items()
+        }
+        p.groups = d["groups"]
+        for a in d["actions"]:
+            grants = tuple(ActionGrant(*g) for g in a[6])
+            info = ActionInfo(a[0], a[1], a[2], a[3], a[4], tuple(a[5]), grants)
+            p.actions[info.id] = info
+        p.triggers = {t[0]: TriggerInfo(*t) for t in d["triggers"]}
+        p.process_members = d["process_members"]
+        p.holders = d["holders"]
+        return p
+
+
+def _stamp(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_mtime_ns, st.st_size, st.st_ino]
 
 
 def cache_key(project_bytes: bytes) -> str:
-    shipped = (Path(mlplane.__file__).parent / "model" / "operational_model.toml").read_bytes()
+    import hashlib
+
+    with open(_SHIPPED, "rb") as f:
+        shipped = f.read()
     h = hashlib.sha256()
     for part in (str(CACHE_FORMAT).encode(), mlplane.__version__.encode(), shipped, project_bytes):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()
 
 
-def cache_path(project_path: Path) -> Path:
-    return project_path.resolve().parent / ".mlplane" / "cache" / "iam-policy.json"
+def cache_path(project_path: str | Path) -> str:
+    directory = os.path.dirname(os.path.abspath(project_path))
+    return os.path.join(directory, ".mlplane", "cache", "iam-policy.json")
 
 
-def read_cached(project_path: Path, key: str) -> CompiledPolicy | None:
+def _read_cache(project_path: str | Path) -> tuple[dict[str, object], str] | None:
     try:
-        raw = cache_path(project_path).read_text()
-        head, _, body = raw.partition("\n")
-        return CompiledPolicy.from_json(body) if head == key else None
-    except (OSError, ValueError, KeyError, TypeError):
+        with open(cache_path(project_path)) as f:
+            head, _, body = f.read().partition("\n")
+        return json.loads(head), body
+    except (OSError, ValueError):
         return None
 
 
-def write_cached(project_path: Path, key: str, policy: CompiledPolicy) -> None:
-    """Atomic write (temp file + rename); a cache that cannot be written is not an error."""
+def write_cached(
+    project_path: str | Path, key: str, policy: CompiledPolicy, stamps: list[list[int]] | None
+) -> None:
+    """Atomic write (temp file + rename); a cache that cannot be written is not an error.
+    `stamps` must be taken before the content that `key` hashes was read."""
     import tempfile
 
     path = cache_path(project_path)
+    header = {"key": key, "format": CACHE_FORMAT, "version": mlplane.__version__, "stamps": stamps}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".iam-policy.")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".iam-policy.")
         with os.fdopen(fd, "w") as f:
-            f.write(key + "\n" + policy.to_json())
+            f.write(json.dumps(header) + "\n" + policy.to_json())
         os.replace(tmp, path)
     except OSError:
         pass
 
 
-def policy_for(project_path: Path | str) -> CompiledPolicy:
+def policy_for(project_path: str | Path) -> CompiledPolicy:
     """The compiled policy of a project file: from the cache when it is current, else built from
-    the model (and cached). Raises ConfigError on bad input, like load_project."""
-    path = Path(project_path)
+    the model (and cached). Raises ConfigError on bad input, like load_project.
+
+    Current means: the project file and the shipped model have the (mtime, size, inode) recorded
+    in the cache, or failing that, the same content hash."""
+    path = str(project_path)
+    cached = _read_cache(path)
     try:
-        data = path.read_bytes()
+        stamps = [_stamp(path), _stamp(_SHIPPED)]
     except OSError:
-        data = b""  # load_project below reports the error with the file name
-    key = cache_key(data)
-    cached = read_cached(path, key) if data else None
+        stamps = None
     if cached is not None:
-        return cached
+        header, body = cached
+        fresh = (
+            header.get("format") == CACHE_FORMAT
+            and header.get("version") == mlplane.__version__
+            and stamps is not None
+        )
+        if fresh and header.get("stamps") == stamps:
+            return CompiledPolicy.from_json(body)
+        if fresh:
+            with open(path, "rb") as f:
+                key = cache_key(f.read())
+            if header.get("key") == key:
+                policy = CompiledPolicy.from_json(body)
+                write_cached(path, key, policy, stamps)  # refresh the stamps
+                return policy
+    from pathlib import Path
+
     from mlplane.iam.compile import compile_policy  # the slow path: pydantic, the catalog
     from mlplane.iam.loading import load_project
     from mlplane.iam.synthesis import synthesize
 
-    loaded = load_project(path)
+    key = ""
+    if stamps is not None:  # else the file is missing: load_project reports it
+        with open(path, "rb") as f:
+            key = cache_key(f.read())
+    loaded = load_project(Path(path))
     policy = compile_policy(loaded, synthesize(loaded))
-    write_cached(path, key, policy)
+    write_cached(path, key, policy, stamps)
     return policy

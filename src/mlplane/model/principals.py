@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal
 
-PrincipalKind = Literal[
-    "user", "group", "serviceAccount", "domain", "allUsers", "allAuthenticatedUsers"
-]
+from mlplane.model.value import Value
+
 _KINDS: tuple[str, ...] = ("user", "group", "serviceAccount", "domain")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 
 
-@dataclass(frozen=True, order=True)
-class Principal:
-    """An IAM member: `user:alice@example.com`, `serviceAccount:sa@p.iam.gserviceaccount.com`."""
+class Principal(Value):
+    """An IAM member: `user:alice@example.com`, `serviceAccount:sa@p.iam.gserviceaccount.com`.
+    `kind` is user, group, serviceAccount, domain, allUsers or allAuthenticatedUsers."""
 
+    __slots__ = ("kind", "email")
     kind: str
     email: str
+
+    def __init__(self, kind: str, email: str) -> None:
+        self._set(kind=kind, email=email)
 
     @classmethod
     def parse(cls, member: str) -> Principal:

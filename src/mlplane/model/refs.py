@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from mlplane.model.value import Value
 
 # Kinds a grant can be scoped to, and their IAM resource-name shapes.
 SCOPE_KINDS = ("project", "bucket", "secret", "serviceAccount", "repository", "endpointsService")
 
 
-@dataclass(frozen=True, order=True)
-class ResourceRef:
+class ResourceRef(Value):
     """A resource an IAM check is about.
 
     `kind` is one of SCOPE_KINDS for resources that carry their own IAM policy, or a Compute
@@ -18,9 +17,13 @@ class ResourceRef:
     email, an instance name); `project` is the GCP project id.
     """
 
+    __slots__ = ("kind", "name", "project")
     kind: str
-    name: str = ""
-    project: str = ""
+    name: str
+    project: str
+
+    def __init__(self, kind: str, name: str = "", project: str = "") -> None:
+        self._set(kind=kind, name=name, project=project)
 
     @classmethod
     def project_root(cls, project: str) -> ResourceRef:
