@@ -1,0 +1,46 @@
+"""Desired state -> plan (diff) -> authorized, journaled, parallel apply; SQLite state store.
+
+store = StateStore(Path(".mlplane/state.db"))
+engine = Engine(store, providers, authorizer, EngineSettings(project="my-proj"))
+bundle = revision_bundle("sentiment", "r12", settings)       # mlplane.model.compute
+desired = DesiredState.of(StackSpec(bundle.stack, bundle.resources, (route_to(...),)))
+print(engine.plan(desired).render())
+engine.apply(desired, principal).raise_for_failures()
+"""
+
+from mlplane.engine.apply import ApplyReport, StepResult, StepStatus
+from mlplane.engine.authz import Authorizer
+from mlplane.engine.desired import DesiredState, StackSpec
+from mlplane.engine.engine import Engine, EngineSettings
+from mlplane.engine.journal import EventKind, Intent, IntentStatus, Journal, JournalEvent
+from mlplane.engine.plan import Action, Op, Plan, PlanError, ReplaceStrategy, Step, plan
+from mlplane.engine.state import RecordedResource, StackLocked, StaleWrite, StateStore
+from mlplane.engine.steps import RetryPolicy
+
+__all__ = [
+    "Action",
+    "ApplyReport",
+    "Authorizer",
+    "DesiredState",
+    "Engine",
+    "EngineSettings",
+    "EventKind",
+    "Intent",
+    "IntentStatus",
+    "Journal",
+    "JournalEvent",
+    "Op",
+    "Plan",
+    "PlanError",
+    "RecordedResource",
+    "ReplaceStrategy",
+    "RetryPolicy",
+    "StackLocked",
+    "StackSpec",
+    "StaleWrite",
+    "StateStore",
+    "Step",
+    "StepResult",
+    "StepStatus",
+    "plan",
+]

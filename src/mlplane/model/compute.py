@@ -134,7 +134,8 @@ def spec_from_data(kind: str, data: Mapping[str, Any]) -> ResourceSpec:
 
 
 def spec_to_data(spec: ResourceSpec) -> dict[str, Any]:
-    data: dict[str, Any] = spec.model_dump(mode="json", exclude_none=True)
+    """Lossless stored form (explicit None kept: it may differ from a field's default)."""
+    data: dict[str, Any] = spec.model_dump(mode="json")
     return data
 
 
@@ -144,7 +145,7 @@ def change_from_data(data: Mapping[str, Any]) -> Change:
 
 
 def change_to_data(change: Change) -> dict[str, Any]:
-    data: dict[str, Any] = change.model_dump(mode="json", exclude_none=True)
+    data: dict[str, Any] = change.model_dump(mode="json")
     return data
 
 

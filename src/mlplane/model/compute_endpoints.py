@@ -159,6 +159,16 @@ class EndpointsConfig(ResourceSpec):
         """The OpenAPI document itself: that is what a config submission carries."""
         return self.openapi.to_api(project)
 
+    def merge_live(self, live: Self) -> Self:
+        """Keep live paths this spec does not declare (revisions add theirs with changes)."""
+        extra = {p: item for p, item in live.openapi.paths.items() if p not in self.openapi.paths}
+        if not extra:
+            return self
+        openapi = OpenApiDocument.model_validate(
+            {**self.openapi.__dict__, "paths": {**extra, **self.openapi.paths}}
+        )
+        return self.model_copy(update={"openapi": openapi})
+
 
 class ApiPathsChange(Change):
     service: ServiceName
