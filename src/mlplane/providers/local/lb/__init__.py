@@ -1,0 +1,54 @@
+"""The local provider's load balancer: BackendService + UrlMap + TargetHttpProxy + ForwardingRule
+as one HTTP/1.1 reverse proxy on raw asyncio streams, listening on 127.0.0.1 only.
+
+    lb = LoadBalancer(url_map, backend_services)          # validated: raises ConfigError
+    port = await lb.start(port=0)
+    lb.set_endpoints("sentiment-r12-bes", [Endpoint("127.0.0.1", 8001, healthy=True)])
+    lb.apply(new_url_map, new_backend_services)            # live swap, in-flight requests finish
+    lb.metrics_snapshot()                                  # per-service counters for other code
+    await lb.stop()
+
+Reserved prefix: paths under `/_mlplane/` are answered by the load balancer itself and never
+routed: `GET /_mlplane/metrics` (Prometheus text format), `GET /_mlplane/healthz`.
+
+Standalone: `python -m mlplane.providers.local.lb --port P --config FILE.json` (see
+`config_json` for the file format); SIGTERM drains and exits, SIGHUP reloads the file.
+"""
+
+from .config import (
+    BackendService,
+    Endpoint,
+    HostRule,
+    PathMatcher,
+    PathRule,
+    RouteMatch,
+    RouteRule,
+    UrlMap,
+    WeightedBackendService,
+    validate,
+)
+from .config_json import LbConfig, load_config, parse_config
+from .metrics import MetricsSnapshot, ServiceSnapshot
+from .proxy import LoadBalancer
+from .settings import RESERVED_PREFIX, ProxySettings
+
+__all__ = [
+    "RESERVED_PREFIX",
+    "BackendService",
+    "Endpoint",
+    "HostRule",
+    "LbConfig",
+    "LoadBalancer",
+    "MetricsSnapshot",
+    "PathMatcher",
+    "PathRule",
+    "ProxySettings",
+    "RouteMatch",
+    "RouteRule",
+    "ServiceSnapshot",
+    "UrlMap",
+    "WeightedBackendService",
+    "load_config",
+    "parse_config",
+    "validate",
+]

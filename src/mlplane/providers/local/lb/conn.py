@@ -1,0 +1,75 @@
+"""Per-client-connection state shared by the listener, the forwarder and the timeout sweeper.
+
+Timeouts cost the request path no timer: it stores a phase and a deadline, and the load
+balancer's sweeper (every 50 ms) calls `expire()` on connections whose deadline passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+
+from .pool import UpstreamConn
+from .settings import ProxySettings
+
+INF = float("inf")
+
+# ClientConn.phase: what expiry does.
+IDLE = 0  # waiting on the client (next request head, a small body): close it
+UPSTREAM = 1  # waiting on the upstream (connect done, response head): 504
+STREAM = 2  # relaying a body in either direction: abort both sides
+NONE = 3  # no deadline
+
+
+class Runtime:
+    """What every request needs from the load balancer: its settings and whether it is stopping."""
+
+    __slots__ = ("closing", "settings")
+
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        self.closing = False
+
+
+class ClientConn:
+    __slots__ = (
+        "deadline",
+        "extra",
+        "phase",
+        "reader",
+        "stream_timeout",
+        "timed_out",
+        "transport",
+        "upstream",
+        "writer",
+    )
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, extra: bytes
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.transport = writer.transport
+        self.extra = extra  # CRLF-terminated header lines added to every upstream request
+        self.phase = IDLE
+        self.deadline = INF
+        self.upstream: UpstreamConn | None = None
+        self.timed_out = False
+        self.stream_timeout = 30.0
+
+    def touch(self) -> None:
+        """Relaying made progress: push the deadline out again."""
+        self.deadline = monotonic() + self.stream_timeout
+
+    def expire(self) -> None:
+        """Called by the sweeper once `deadline` has passed."""
+        self.deadline = INF
+        phase = self.phase
+        if phase == IDLE:
+            self.transport.abort()
+            return
+        self.timed_out = True
+        if self.upstream is not None:
+            self.upstream.transport.abort()
+        if phase == STREAM:
+            self.transport.abort()

@@ -1,0 +1,306 @@
+"""The load balancer: one listener on 127.0.0.1, the live config, and the timeout sweeper.
+
+Drive it from the event-loop thread (the local agent's loop); `apply` and `set_endpoints` are
+plain synchronous calls that swap state between two requests, so nothing in flight is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from time import monotonic
+
+from mlplane.errors import ConfigError
+
+from .config import BackendService, Endpoint, UrlMap, validate, validate_endpoints
+from .conn import IDLE, INF, NONE, ClientConn, Runtime
+from .forward import forward
+from .http import (
+    CRLF,
+    HEAD_END,
+    HttpError,
+    RequestHead,
+    error_response,
+    parse_request_head,
+    simple_response,
+)
+from .metrics import MetricsSnapshot, ServiceMetrics, render_prometheus, snapshot_service
+from .pool import ServiceState
+from .routing import Router
+from .settings import RESERVED_PREFIX, ProxySettings
+
+log = logging.getLogger(__name__)
+
+BIND_HOST = "127.0.0.1"
+METRICS_PATH = (RESERVED_PREFIX + "metrics").encode()
+HEALTH_PATH = (RESERVED_PREFIX + "healthz").encode()
+_RESERVED = RESERVED_PREFIX.encode()
+_SWEEP_SEC = 0.05
+_LINGER_SEC = 2.0
+
+
+class LoadBalancer:
+    """BackendService + UrlMap + TargetHttpProxy + ForwardingRule of the local provider."""
+
+    def __init__(
+        self,
+        url_map: UrlMap,
+        backend_services: Sequence[BackendService] = (),
+        *,
+        settings: ProxySettings | None = None,
+    ) -> None:
+        self.settings = settings or ProxySettings()
+        self.settings.check()
+        validate(url_map, backend_services)
+        self._rt = Runtime(self.settings)
+        self._url_map = url_map
+        self._router = Router(url_map)
+        self._metrics: dict[str, ServiceMetrics] = {}
+        self._services: dict[str, ServiceState] = {}
+        self._unrouted: dict[int, int] = {}
+        self._clients: set[ClientConn] = set()
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._port = 0
+        self._install_services(backend_services)
+
+    # -- configuration -------------------------------------------------------------------------
+
+    @property
+    def url_map(self) -> UrlMap:
+        return self._url_map
+
+    @property
+    def backend_services(self) -> tuple[BackendService, ...]:
+        return tuple(s.config for s in self._services.values())
+
+    def apply(self, url_map: UrlMap, backend_services: Sequence[BackendService]) -> None:
+        """Swap routing and services. Services that keep their name keep their live endpoints
+        (and pushed health) unless their `endpoints` changed; removed services drain."""
+        validate(url_map, backend_services)
+        self._install_services(backend_services)
+        self._url_map = url_map
+        self._router = Router(url_map)
+
+    def set_endpoints(self, service_name: str, endpoints: Sequence[Endpoint]) -> None:
+        """Membership and health of one service's endpoints, pushed by their owner."""
+        svc = self._services.get(service_name)
+        if svc is None:
+            raise ConfigError(
+                "load balancer", "set_endpoints", f"unknown backend service '{service_name}'"
+            )
+        validate_endpoints(f"backend service '{service_name}'", endpoints)
+        svc.set_endpoints(endpoints)
+
+    def _install_services(self, backend_services: Sequence[BackendService]) -> None:
+        new: dict[str, ServiceState] = {}
+        for config in backend_services:
+            state = self._services.get(config.name)
+            if state is None:
+                metrics = self._metrics.setdefault(config.name, ServiceMetrics())
+                state = ServiceState(config, metrics)
+            else:
+                state.reconfigure(config)
+            new[config.name] = state
+        for name, state in self._services.items():
+            if name not in new:
+                state.drain_all()
+        self._services = new
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        services = {}
+        for name, m in self._metrics.items():
+            svc = self._services.get(name)
+            total = len(svc.endpoints) if svc else 0
+            healthy = len(svc.live) if svc else 0
+            services[name] = snapshot_service(m, total, healthy)
+        return MetricsSnapshot(services=services, unrouted=dict(self._unrouted))
+
+    def render_metrics(self) -> str:
+        return render_prometheus(self.metrics_snapshot())
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    async def start(self, port: int = 0) -> int:
+        """Listen on 127.0.0.1:`port` (0: pick a free one); returns the bound port."""
+        self._server = await asyncio.start_server(
+            self._on_client,
+            BIND_HOST,
+            port,
+            limit=self.settings.max_header_bytes,
+            backlog=1024,
+            reuse_address=True,
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        return self._port
+
+    async def stop(self, drain_timeout_sec: float = 30.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to the timeout), close everything."""
+        self._rt.closing = True
+        if self._server is not None:
+            self._server.close()
+        deadline = monotonic() + drain_timeout_sec
+        while self._clients and monotonic() < deadline:
+            for cc in list(self._clients):
+                if cc.phase == IDLE:
+                    cc.transport.abort()
+            await asyncio.sleep(0.02)
+        for cc in list(self._clients):
+            cc.transport.abort()
+        for svc in self._services.values():
+            for ep in svc.endpoints.values():
+                ep.close_idle()
+                ep.abort_active()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> LoadBalancer:
+        if self._server is None:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop(drain_timeout_sec=5.0)
+
+    async def _sweep(self) -> None:
+        """Fires expired deadlines (idle clients, upstream timeouts) and ages out idle pools."""
+        next_pool_sweep = 0.0
+        while True:
+            await asyncio.sleep(_SWEEP_SEC)
+            now = monotonic()
+            for cc in list(self._clients):
+                if cc.deadline < now:
+                    cc.expire()
+            if now >= next_pool_sweep:
+                next_pool_sweep = now + 1.0
+                cutoff = now - self.settings.upstream_idle_timeout_sec
+                for svc in self._services.values():
+                    for ep in svc.endpoints.values():
+                        ep.close_idle(older_than=cutoff)
+
+    # -- the request path ----------------------------------------------------------------------
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        transport = writer.transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if peer else "127.0.0.1"
+        extra = f"X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: http\r\n".encode()
+        cc = ClientConn(reader, writer, extra)
+        self._clients.add(cc)
+        idle = self.settings.client_idle_timeout_sec
+        rt = self._rt
+        linger = False
+        try:
+            while not rt.closing:
+                cc.phase = IDLE
+                cc.deadline = monotonic() + idle
+                try:
+                    head = await reader.readuntil(HEAD_END)
+                except (asyncio.IncompleteReadError, OSError):
+                    break
+                except asyncio.LimitOverrunError:
+                    self._reply_unrouted(cc, 431, "request header section too large", False)
+                    linger = True
+                    break
+                cc.phase = NONE
+                cc.deadline = INF
+                if head[:2] == CRLF:  # stray CRLFs between requests (RFC 9112 §2.2)
+                    head = head.lstrip(CRLF)
+                    if not head:
+                        continue
+                    if not head.endswith(HEAD_END):
+                        head += CRLF
+                t0 = monotonic()
+                routed = self._prepare(cc, head, t0)
+                if isinstance(routed, tuple):
+                    keep = await forward(rt, cc, routed[0], routed[1], t0)
+                else:
+                    keep = routed
+                if not keep:
+                    linger = not transport.is_closing()
+                    break
+            await writer.drain()
+            if linger:
+                await self._linger(cc)
+        except OSError:
+            pass
+        except Exception:
+            log.exception("local load balancer: unexpected error on a client connection")
+        finally:
+            self._clients.discard(cc)
+            transport.close()
+
+    @staticmethod
+    async def _linger(cc: ClientConn) -> None:
+        """Half-close and read what the client still sends, so that closing with unread input
+        (e.g. after a 413 or 431) does not reset the connection before it read our answer."""
+        if cc.writer.can_write_eof():
+            cc.writer.write_eof()
+        cc.phase = IDLE
+        cc.deadline = monotonic() + _LINGER_SEC
+        while await cc.reader.read(65536):
+            pass
+
+    def _prepare(
+        self, cc: ClientConn, head: bytes, t0: float
+    ) -> tuple[RequestHead, ServiceState] | bool:
+        """Parse and route. Returns what to forward, or whether to keep the connection after a
+        response the proxy made itself (bad request, no route, reserved path, too large)."""
+        try:
+            req = parse_request_head(head)
+        except HttpError as exc:
+            return self._reply_unrouted(cc, exc.status, exc.message, False)
+        no_body = req.content_length == 0
+        if req.path.startswith(_RESERVED):
+            return self._internal(cc, req.path, req.method, req.keep_alive and no_body)
+        target = self._router.route(req.host, req.path)
+        if target is None:
+            message = f"no route for host '{req.host.decode('latin-1')}' path "
+            message += f"'{req.path.decode('latin-1')}' and the URL map has no default service"
+            return self._reply_unrouted(cc, 404, message, req.keep_alive and no_body)
+        svc = self._services[target if isinstance(target, str) else target.choose()]
+        limit = self.settings.max_request_body_bytes
+        if req.content_length > limit:
+            cc.writer.write(error_response(413, f"request body exceeds {limit} bytes"))
+            svc.metrics.observe(413, monotonic() - t0)
+            return False
+        return req, svc
+
+    def _reply_unrouted(self, cc: ClientConn, status: int, message: str, keep: bool) -> bool:
+        keep = keep and not self._rt.closing
+        self._unrouted[status] = self._unrouted.get(status, 0) + 1
+        cc.writer.write(error_response(status, message, keep_alive=keep))
+        return keep
+
+    def _internal(self, cc: ClientConn, path: bytes, method: bytes, keep: bool) -> bool:
+        keep = keep and not self._rt.closing
+        if method not in (b"GET", b"HEAD"):
+            return self._reply_unrouted(cc, 405, "reserved paths answer GET only", keep)
+        if path == METRICS_PATH:
+            body = self.render_metrics().encode()
+            ctype = b"text/plain; version=0.0.4; charset=utf-8"
+        elif path == HEALTH_PATH:
+            body, ctype = b'{"status": "ok"}', b"application/json"
+        else:
+            reserved = RESERVED_PREFIX
+            message = f"unknown path under the reserved prefix {reserved} (try {reserved}metrics)"
+            return self._reply_unrouted(cc, 404, message, keep)
+        response = simple_response(200, body, ctype, keep_alive=keep)
+        if method == b"HEAD":
+            response = response[: len(response) - len(body)]
+        cc.writer.write(response)
+        return keep
