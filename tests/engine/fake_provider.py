@@ -528,3 +528,166 @@ class FakeClock:
         with self._lock:
             self.sleeps.append(seconds)
             self.now += max(seconds, 0.0)
+
+
+# -- scenario helpers shared by the tests, the crash/concurrency children and the benchmark ----
+
+PROJECT = "test-proj"
+ENDPOINTS = "mlplane.endpoints.test-proj.cloud.goog"
+SERVING_SA = "serving@test-proj.iam.gserviceaccount.com"
+
+
+def principal() -> Principal:
+    return Principal.parse(f"serviceAccount:{SERVING_SA}")
+
+
+def revision_settings() -> Any:
+    from mlplane.model.compute import RevisionSettings
+
+    return RevisionSettings(zone="us-central1-a", service_account=SERVING_SA)
+
+
+def bundle(service: str = "sentiment", rev: str = "r1") -> Any:
+    from mlplane.model.compute import revision_bundle
+
+    return revision_bundle(service, rev, revision_settings())
+
+
+def bootstrap_state() -> Any:
+    from mlplane.engine import DesiredState, StackSpec
+    from mlplane.model.compute import FRONTEND_STACK, frontend
+
+    return DesiredState.of(
+        StackSpec(FRONTEND_STACK, frontend(endpoints_service=ENDPOINTS).resources)
+    )
+
+
+def deploy_state(service: str = "sentiment", rev: str = "r1") -> Any:
+    """A revision stack plus its route (100 %) and its API paths."""
+    from mlplane.engine import DesiredState, StackSpec
+    from mlplane.model.compute import api_paths, route_to
+
+    b = bundle(service, rev)
+    changes = (route_to(service, [(b, 100)]), api_paths(service, ENDPOINTS))
+    return DesiredState.of(StackSpec(b.stack, b.resources, changes))
+
+
+def retire_state(service: str = "sentiment", rev: str = "r1") -> Any:
+    """Tear a revision down: detach it from the URL map and the API, delete its stack."""
+    from mlplane.engine import DesiredState, StackSpec
+    from mlplane.model.compute import detach, remove_api_paths
+
+    b = bundle(service, rev)
+    changes = (detach(b), remove_api_paths(service, ENDPOINTS))
+    return DesiredState.of(StackSpec(b.stack, (), changes))
+
+
+class FastClock:
+    """Real time, but sleeps capped at 5 ms (child processes of the crash tests)."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(min(max(seconds, 0.0), 0.005))
+
+
+@dataclass
+class World:
+    dir: Path
+    cloud: FakeCloud
+    store: Any
+    engine: Any
+    clock: Any
+    authorizer: FakeAuthorizer
+
+    def apply(self, desired: Any, **kw: Any) -> Any:
+        return self.engine.apply(desired, principal(), **kw)
+
+    def close(self) -> None:
+        self.cloud.close()
+        self.store.close()
+
+
+def make_world(
+    directory: Path,
+    *,
+    polls_to_done: int = 2,
+    op_delay: float | None = None,
+    wait: bool = False,
+    grants: dict[str, set[str]] | None = None,
+    clock: Any = None,
+    on_event: Callable[[Any], None] | None = None,
+    read_delay: dict[str, float] | None = None,
+    retry: Any = None,
+    max_workers: int = 8,
+) -> World:
+    from mlplane.engine import Engine, EngineSettings, RetryPolicy, StateStore
+    from mlplane.providers.base import PollPolicy
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cloud = FakeCloud(
+        directory / "cloud.db",
+        polls_to_done=polls_to_done,
+        op_delay=op_delay,
+        read_delay=dict(read_delay or {}),
+    )
+    store = StateStore(directory / "state.db")
+    authorizer = FakeAuthorizer(grants)
+    clock = clock if clock is not None else FakeClock()
+    settings = EngineSettings(
+        project=PROJECT,
+        max_workers=max_workers,
+        retry=retry or RetryPolicy(),
+        poll=PollPolicy(initial=0.01, factor=1.5, maximum=0.05),
+    )
+    engine = Engine(
+        store, fake_providers(cloud, wait=wait), authorizer, settings, clock=clock,
+        on_event=on_event,
+    )  # fmt: skip
+    return World(directory, cloud, store, engine, clock, authorizer)
+
+
+def run_child(
+    directory: str,
+    scenario: str,
+    service: str,
+    rev: str,
+    crash_at: int = 0,
+    barrier: str = "",
+    read_delay: float = 0.0,
+) -> None:
+    """Body of a crash/concurrency child process: apply a scenario, die at event `crash_at`."""
+    import os
+
+    seen = [0]
+
+    def hook(event: Any) -> None:
+        seen[0] += 1
+        if seen[0] == crash_at:
+            os._exit(137)  # as abrupt as kill -9: no cleanup, no flush, no finally
+
+    world = make_world(
+        Path(directory),
+        clock=FastClock(),
+        on_event=hook,
+        read_delay={"urlMap": read_delay, "endpointsConfig": read_delay} if read_delay else None,
+    )
+    if barrier:
+        Path(barrier + f".{os.getpid()}").touch()
+        deadline = time.monotonic() + 20
+        while len(list(Path(barrier).parent.glob(Path(barrier).name + ".*"))) < 2:
+            if time.monotonic() > deadline:
+                os._exit(3)
+            time.sleep(0.002)
+    desired = {"deploy": deploy_state, "retire": retire_state}[scenario](service, rev)
+    report = world.apply(desired)
+    os._exit(0 if report.ok else 1)
+
+
+def child_main() -> None:
+    """`python -c 'import fake_provider; fake_provider.child_main()' DIR SCENARIO ...`."""
+    import sys
+
+    directory, scenario, service, rev, crash_at = sys.argv[1:6]
+    run_child(directory, scenario, service, rev, int(crash_at))
