@@ -99,7 +99,8 @@ def render_table(report: AuditReport, fail_on: str) -> None:
     for f in report.findings:
         sev = f.severity.label
         scope = f"{f.scope}\nif {f.condition}" if f.condition else f.scope
-        what = "\n".join(filter(None, (_shorten(f.roles), _shorten(f.permissions))))
+        perms = _shorten(tuple(f.permission_list()))
+        what = "\n".join(filter(None, (_shorten(f.roles), perms)))
         table.add_row(f"[{_STYLE[sev]}]{sev}[/]", f.code, f.principal, scope, what, f.explanation)
     console.print(table)
     counts = ", ".join(f"{n} {s}" for s, n in report.counts().items() if n)

@@ -40,7 +40,7 @@ class ModelIndex:
     service_account_only: frozenset[str]  # granted only through service-account actions
     service_accounts: frozenset[str]  # emails of the model's identities
 
-    def where(self, member: str, permissions: set[str]) -> list[str]:
+    def where(self, member: str, permissions: frozenset[str]) -> list[str]:
         """Scopes (with condition titles) where the model grants any of `permissions`."""
         out = []
         for key in self.by_member.get(member, ()):

@@ -72,10 +72,13 @@ class Finding:
     principal: str
     scope: str  # "project" or "KIND:NAME"
     explanation: str
-    permissions: tuple[str, ...] = ()
+    permissions: frozenset[str] = frozenset()  # sorted when presented: see `permission_list`
     roles: tuple[str, ...] = ()
     condition: str = ""  # the condition title, when the grant is conditional
     sources: tuple[str, ...] = ()  # "policy.json: bindings[3]", ...
+
+    def permission_list(self) -> list[str]:
+        return sorted(self.permissions)
 
     def sort_key(self) -> tuple[int, str, str, str, str]:
         return (-self.severity, self.code, self.principal, self.scope, self.condition)
@@ -88,7 +91,7 @@ class Finding:
             "scope": self.scope,
             "condition": self.condition or None,
             "roles": list(self.roles),
-            "permissions": list(self.permissions),
+            "permissions": self.permission_list(),
             "explanation": self.explanation,
             "sources": list(self.sources),
         }
