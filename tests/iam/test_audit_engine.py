@@ -8,16 +8,19 @@ from typing import Any
 import pytest
 
 from mlplane.iam.audit.findings import AuditReport, Finding, Severity
+from mlplane.iam.audit.terraform_policy import policy_set_from_terraform
 from mlplane.iam.synthesis import IamPlan
 from tests.iam.conftest_audit import (
     BUCKET,
     SERVING_SA,
     TRAINING_SA,
     audit_doc,
+    cli,
     cli_audit,
     grant,
     plan_of,
     tf_doc,
+    write_policy_files,
 )
 
 
@@ -194,7 +197,6 @@ def test_unknown_and_unexpandable_roles(plan: IamPlan) -> None:
 
     from mlplane.iam.audit.engine import audit
     from mlplane.iam.audit.policy import RoleDefinition
-    from mlplane.iam.audit.terraform_policy import policy_set_from_terraform
 
     listed = policy_set_from_terraform(tf_doc(plan), plan.project)
     stripped = tuple(RoleDefinition(r.name, r.title, r.stage, None) for r in listed.roles)
@@ -251,3 +253,35 @@ def test_severity_order_and_parse() -> None:
     assert Severity.parse("High") is Severity.HIGH
     with pytest.raises(ValueError, match="one of info, low, medium, high, critical"):
         Severity.parse("severe")
+
+
+def test_authoritative_binding_resources_count_like_member_resources(plan: IamPlan) -> None:
+    doc = tf_doc(plan)
+    doc["resource"]["google_storage_bucket_iam_binding"] = {
+        "readers": {
+            "bucket": BUCKET,
+            "role": "roles/storage.objectViewer",
+            "members": ["user:eve@acme.com", "serviceAccount:${google_service_account.cicd.email}"],
+        }
+    }
+    report = audit_doc(plan, doc)
+    assert {(f.code, f.principal) for f in report.findings} == {
+        ("EXCESS", "user:eve@acme.com"),
+        ("EXCESS", "serviceAccount:mlplane-cicd@acme-ml.iam.gserviceaccount.com"),
+    }
+
+
+def test_table_output(
+    project_file: Path, plan: IamPlan, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["-f", str(project_file), "iam", "audit"]
+    implied = policy_set_from_terraform(tf_doc(plan), plan.project)
+    code, out, _ = cli(capsys, *args, *write_policy_files(implied, project_file.parent / "a"))
+    assert code == 0 and "no findings" in out
+    doc = tf_doc(plan)
+    grant(doc, "editor", "roles/editor", "user:eve@acme.com")
+    implied = policy_set_from_terraform(doc, plan.project)
+    code, out, _ = cli(capsys, *args, *write_policy_files(implied, project_file.parent / "b"))
+    assert code == 4
+    assert "BASIC_ROLE" in out and "user:eve@acme.com" in out and "more)" in out
+    assert "--fail-on medium" in out.splitlines()[-1]

@@ -204,3 +204,11 @@ def test_cli_bad_policy_names_file_and_field_and_writes_nothing(
     code, _, err = cli(capsys, *args, "--resource-policy", "bucket:b")
     assert code == 2 and "--resource-policy" in err and "KIND:NAME=FILE" in err
     assert sorted(directory.rglob("*")) == before
+
+
+def test_a_storage_policy_must_be_of_the_bucket_it_is_given_for(tmp_path: Path) -> None:
+    data = {"bindings": [], "etag": "CAE=", "kind": "storage#policy"}
+    path = write(tmp_path, {**data, "resourceId": "projects/_/buckets/b1"})
+    assert read_policy(path, Scope("bucket", "b1")).bindings == ()
+    with pytest.raises(ConfigError, match="policy of projects/_/buckets/b1, not of bucket b2"):
+        read_policy(path, Scope("bucket", "b2"))

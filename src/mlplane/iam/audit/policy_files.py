@@ -115,6 +115,10 @@ def read_json(path: Path) -> Any:
 
 def policy_from_data(data: Any, scope: Scope, source: str) -> Policy:
     parsed = parse_model(GcloudPolicy, data, source)
+    bucket = parsed.resourceId.rpartition("/")[2]
+    if scope.kind == "bucket" and parsed.resourceId and bucket != scope.name:
+        message = f"this is the policy of {parsed.resourceId}, not of bucket {scope.name}"
+        raise ConfigError(source, "resourceId", message)
     bindings = tuple(
         PolicyBinding(
             role=b.role,
