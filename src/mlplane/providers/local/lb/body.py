@@ -173,17 +173,16 @@ async def relay_chunked(
         while remaining > 0:
             data = await _read(src, min(remaining, PIECE))
             remaining -= len(data)
+            if not remaining:  # the chunk's CRLF goes out with its last piece
+                try:
+                    end = await src.readexactly(2)
+                except (IncompleteReadError, OSError):
+                    raise PeerGone(SOURCE) from None
+                if end != CRLF:
+                    raise HttpError(400, "chunk data not followed by CRLF")
+                if not dechunk:
+                    data += CRLF
             dst.write(pending + data if pending else data)
             pending = b""
-            if remaining:
-                touch()
-                await _drain(dst)
-        try:
-            end = await src.readexactly(2)
-        except (IncompleteReadError, OSError):
-            raise PeerGone(SOURCE) from None
-        if end != CRLF:
-            raise HttpError(400, "chunk data not followed by CRLF")
-        if not dechunk:
-            pending = CRLF
-        await _drain(dst)
+            touch()
+            await _drain(dst)

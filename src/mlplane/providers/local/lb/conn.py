@@ -7,9 +7,11 @@ balancer's sweeper (every 50 ms) calls `expire()` on connections whose deadline 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from time import monotonic
 
-from .pool import UpstreamConn
+from .http import RequestHead
+from .pool import ServiceState, UpstreamConn
 from .settings import ProxySettings
 
 INF = float("inf")
@@ -24,11 +26,15 @@ NONE = 3  # no deadline
 class Runtime:
     """What every request needs from the load balancer: its settings and whether it is stopping."""
 
-    __slots__ = ("closing", "settings")
+    __slots__ = ("closing", "reroute", "settings")
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(
+        self, settings: ProxySettings, reroute: Callable[[RequestHead], ServiceState | None]
+    ) -> None:
         self.settings = settings
         self.closing = False
+        # Routes a request again on the current config (its service was removed meanwhile).
+        self.reroute = reroute
 
 
 class ClientConn:

@@ -85,6 +85,8 @@ async def forward(
         tried: list[EndpointState] = []
         failure: _Failed | None = None
         while len(tried) < settings.max_attempts:
+            if svc.retired:  # removed by apply() while we were reading the body / retrying
+                svc = rt.reroute(req) or svc
             now = monotonic()
             ep = svc.pick(tried, now)
             if ep is None:

@@ -279,7 +279,13 @@ def _parse_response_head(head: bytes) -> ResponseHead:
     lines = head.split(CRLF)
     del lines[-2:]
     line = lines[0]
-    if len(line) < 12 or line[:7] != b"HTTP/1." or line[8] != 32 or not line[9:12].isdigit():
+    if (
+        len(line) < 12
+        or line[:7] != b"HTTP/1."
+        or line[8] != 32
+        or not line[9:12].isdigit()
+        or line[12:13] not in (b"", b" ")
+    ):
         raise HttpError(502, f"malformed status line {line[:80]!r}")
     resp.status = int(line[9:12])
     if line[7] == 49:  # HTTP/1.1

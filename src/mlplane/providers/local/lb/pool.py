@@ -125,7 +125,7 @@ class EndpointState:
 class ServiceState:
     """One backend service as the proxy sees it; `live` holds the endpoints eligible for picks."""
 
-    __slots__ = ("_rr", "config", "endpoints", "live", "metrics", "name", "timeout")
+    __slots__ = ("_rr", "config", "endpoints", "live", "metrics", "name", "retired", "timeout")
 
     def __init__(self, config: BackendService, metrics: ServiceMetrics) -> None:
         self.name = config.name
@@ -134,6 +134,7 @@ class ServiceState:
         self.metrics = metrics
         self.endpoints: dict[tuple[str, int], EndpointState] = {}
         self.live: tuple[EndpointState, ...] = ()
+        self.retired = False  # removed from the config: requests routed to it are re-routed
         self._rr = 0
         self.set_endpoints(config.endpoints)
 
@@ -164,6 +165,7 @@ class ServiceState:
         self.live = tuple(s for s in current.values() if s.healthy)
 
     def drain_all(self) -> None:
+        self.retired = True
         for state in self.endpoints.values():
             state.drain(self.config.connection_draining_timeout_sec)
         self.endpoints = {}

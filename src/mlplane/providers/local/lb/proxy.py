@@ -54,7 +54,7 @@ class LoadBalancer:
         self.settings = settings or ProxySettings()
         self.settings.check()
         validate(url_map, backend_services)
-        self._rt = Runtime(self.settings)
+        self._rt = Runtime(self.settings, self._reroute)
         self._url_map = url_map
         self._router = Router(url_map)
         self._metrics: dict[str, ServiceMetrics] = {}
@@ -279,6 +279,12 @@ class LoadBalancer:
             svc.metrics.observe(413, monotonic() - t0)
             return False
         return req, svc
+
+    def _reroute(self, req: RequestHead) -> ServiceState | None:
+        target = self._router.route(req.host, req.path)
+        if target is None:
+            return None
+        return self._services[target if isinstance(target, str) else target.choose()]
 
     def _reply_unrouted(self, cc: ClientConn, status: int, message: str, keep: bool) -> bool:
         keep = keep and not self._rt.closing
