@@ -170,3 +170,14 @@ def test_terraform_validate_when_terraform_and_the_google_provider_are_available
         ["terraform", "validate", "-no-color"], cwd=tmp_path, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_names_are_stable_and_unique_after_sanitizing() -> None:
+    from mlplane.iam.export.terraform import _Names
+
+    names = _Names()
+    first = names("user:a.b@x.com")
+    assert first == "user_a_b_x_com" and names("user:a.b@x.com") == first
+    second = names("user:a_b@x.com")
+    assert second.startswith("user_a_b_x_com_") and second != first
+    assert names("9lives") == "r_9lives" and IDENT.fullmatch(names("-x-"))

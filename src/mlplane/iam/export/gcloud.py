@@ -74,6 +74,8 @@ def _binding_command(mb: MemberBinding) -> str:
             '--project "$PROJECT"'
         ),
     }[scope.kind]
+    if b.condition is not None:  # the model puts conditions on the project only, today
+        tail += f" {_condition_flag(b)}"
     return f"retry {head} \\\n  {tail} --format=none"
 
 
