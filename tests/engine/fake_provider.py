@@ -105,6 +105,7 @@ class FakeCloud:
         self.path = Path(self.path)
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
         self._conn().executescript(SCHEMA)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -112,10 +113,15 @@ class FakeCloud:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA synchronous=OFF")  # a test fake: durability across kill -9
+            conn.execute("PRAGMA busy_timeout=30000")  # needs no fsync, only the OS cache
             self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
         return conn
 
     def _tx(self, verb: str, key: ResourceKey) -> sqlite3.Connection:
@@ -417,10 +423,11 @@ class FakeCloud:
         )
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
 
 
 def _dump(spec: ResourceSpec) -> str:
@@ -482,12 +489,16 @@ def fake_providers(cloud: FakeCloud, *, wait: bool = False) -> ProviderSet:
 
 
 class FakeAuthorizer:
-    """Grants by member; `None` grants everything. Records every check."""
+    """Grants by member (`None`: everything), minus `deny`. Records every check."""
 
     def __init__(
-        self, grants: dict[str, set[str]] | None = None, sanctioned_path: str | None = None
+        self,
+        grants: dict[str, set[str]] | None = None,
+        deny: set[str] | None = None,
+        sanctioned_path: str | None = None,
     ) -> None:
         self.grants = grants
+        self.deny = set(deny or ())
         self.sanctioned_path = sanctioned_path
         self.checks: list[tuple[str, tuple[str, ...], ResourceRef | None]] = []
 
@@ -500,7 +511,7 @@ class FakeAuthorizer:
         perms = (what,) if isinstance(what, str) else tuple(what)
         self.checks.append((principal.member, perms, resource))
         held = None if self.grants is None else self.grants.get(principal.member, set())
-        missing = () if held is None else tuple(p for p in perms if p not in held)
+        missing = tuple(p for p in perms if (held is not None and p not in held) or p in self.deny)
         return Decision(
             allowed=not missing,
             principal=principal,
@@ -616,6 +627,7 @@ def make_world(
     op_delay: float | None = None,
     wait: bool = False,
     grants: dict[str, set[str]] | None = None,
+    deny: set[str] | None = None,
     clock: Any = None,
     on_event: Callable[[Any], None] | None = None,
     read_delay: dict[str, float] | None = None,
@@ -633,7 +645,7 @@ def make_world(
         read_delay=dict(read_delay or {}),
     )
     store = StateStore(directory / "state.db")
-    authorizer = FakeAuthorizer(grants)
+    authorizer = FakeAuthorizer(grants, deny)
     clock = clock if clock is not None else FakeClock()
     settings = EngineSettings(
         project=PROJECT,
@@ -656,13 +668,17 @@ def run_child(
     crash_at: int = 0,
     barrier: str = "",
     read_delay: float = 0.0,
+    crash_kind: str = "",
 ) -> None:
-    """Body of a crash/concurrency child process: apply a scenario, die at event `crash_at`."""
+    """Body of a crash/concurrency child process: apply a scenario, die at event `crash_at`
+    (counting only events of `crash_kind`, when given)."""
     import os
 
     seen = [0]
 
     def hook(event: Any) -> None:
+        if crash_kind and event.kind != crash_kind:
+            return
         seen[0] += 1
         if seen[0] == crash_at:
             os._exit(137)  # as abrupt as kill -9: no cleanup, no flush, no finally

@@ -14,7 +14,7 @@ from mlplane.engine.desired import DesiredState, StackSpec
 from mlplane.engine.engine import Engine, EngineSettings
 from mlplane.engine.journal import EventKind, Intent, IntentStatus, Journal, JournalEvent
 from mlplane.engine.plan import Action, Op, Plan, PlanError, ReplaceStrategy, Step, plan
-from mlplane.engine.state import RecordedResource, StackLocked, StaleWrite, StateStore
+from mlplane.engine.state import LockTimeout, RecordedResource, StaleWrite, StateStore
 from mlplane.engine.steps import RetryPolicy
 
 __all__ = [
@@ -29,13 +29,13 @@ __all__ = [
     "IntentStatus",
     "Journal",
     "JournalEvent",
+    "LockTimeout",
     "Op",
     "Plan",
     "PlanError",
     "RecordedResource",
     "ReplaceStrategy",
     "RetryPolicy",
-    "StackLocked",
     "StackSpec",
     "StaleWrite",
     "StateStore",

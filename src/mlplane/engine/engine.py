@@ -100,7 +100,7 @@ class Engine:
     ) -> ApplyReport:
         """Bring the desired stacks about; see the module docstring for the sequence.
 
-        Raises PermissionDenied (before any provider call), PlanError, StackLocked; step
+        Raises PermissionDenied (before any provider call), PlanError, LockTimeout; step
         failures are reported in the ApplyReport (`raise_for_failures()` to raise them).
         """
         run_id = uuid.uuid4().hex[:12]

@@ -118,7 +118,8 @@ class Journal:
         self.on_event = on_event
         self._seq = 0
         self._seq_lock = threading.Lock()
-        store.connection().executescript(SCHEMA)
+        with store.connection() as conn:
+            conn.executescript(SCHEMA)
 
     def emit(self, kind: EventKind, run_id: str, step_id: str, key: ResourceKey) -> None:
         """Announce a crash point (tests hook here to kill the process at each one)."""
@@ -210,17 +211,20 @@ class Journal:
         """Intents never closed (their process died), oldest first."""
         wanted = sorted(set(stacks))
         marks = ",".join("?" * len(wanted))
-        rows = self.store.connection().execute(
-            f"SELECT * FROM journal WHERE status = 'open' AND stack IN ({marks}) ORDER BY id",
-            wanted,
-        )
+        with self.store.connection() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM journal WHERE status = 'open' AND stack IN ({marks}) ORDER BY id",
+                wanted,
+            ).fetchall()
         return [_intent(r) for r in rows]
 
     def entries(self, run_id: str | None = None) -> list[Intent]:
         sql, args = "SELECT * FROM journal ORDER BY id", []
         if run_id is not None:
             sql, args = "SELECT * FROM journal WHERE run_id = ? ORDER BY id", [run_id]
-        return [_intent(r) for r in self.store.connection().execute(sql, args)]
+        with self.store.connection() as conn:
+            rows = conn.execute(sql, args).fetchall()
+        return [_intent(r) for r in rows]
 
 
 def _op_to_data(op: Operation) -> dict[str, Any]:

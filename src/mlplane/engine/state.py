@@ -12,8 +12,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -37,11 +37,14 @@ CREATE INDEX IF NOT EXISTS resources_stack ON resources (stack);
 """
 
 
+_COLUMNS = "kind, name, stack, spec, version, updated_at"
+
+
 class StaleWrite(TransientError):
     """A guarded write found the row changed since it was read."""
 
 
-class StackLocked(TransientError):
+class LockTimeout(TransientError):
     """Another mlplane command holds the lock of a stack this command needs."""
 
 
@@ -71,70 +74,79 @@ class StateStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.locks_dir = self.path.with_name(self.path.name + ".locks")
         self.locks_dir.mkdir(exist_ok=True)
-        self._busy_ms = int(busy_timeout * 1000)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        self.connection().executescript(SCHEMA)
+        self._busy = busy_timeout
+        # Idle connections; a caller borrows one for a read or a transaction and returns it,
+        # so the pool never holds more connections than there were concurrent callers.
+        self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        with self.connection() as conn:
+            conn.executescript(SCHEMA)
 
-    def connection(self) -> sqlite3.Connection:
-        """This thread's connection (sqlite3 connections are not shared across threads)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self._busy_ms / 1000, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy * 1000)}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a connection (autocommit mode) for reads or your own statements."""
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = self._open()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._idle.put(conn)
+
     def close(self) -> None:
-        with self._all_lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (BEGIN IMMEDIATE: takes the write lock up front)."""
-        conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self.connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def journal_mode(self) -> str:
+        with self.connection() as conn:
+            return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
 
     # -- reads ---------------------------------------------------------------------------------
 
     def load(self) -> dict[ResourceKey, RecordedResource]:
-        rows = self.connection().execute(
-            "SELECT kind, name, stack, spec, version, updated_at FROM resources"
-        )
+        with self.connection() as conn:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM resources").fetchall()
         return {r.key: r for r in map(_row, rows)}
 
     def get(self, key: ResourceKey) -> RecordedResource | None:
-        row = (
-            self.connection()
-            .execute(
-                "SELECT kind, name, stack, spec, version, updated_at FROM resources "
-                "WHERE kind = ? AND name = ?",
+        with self.connection() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM resources WHERE kind = ? AND name = ?",
                 (key.kind, key.name),
-            )
-            .fetchone()
-        )
+            ).fetchone()
         return _row(row) if row else None
 
     def stack(self, stack: str) -> list[RecordedResource]:
-        rows = self.connection().execute(
-            "SELECT kind, name, stack, spec, version, updated_at FROM resources WHERE stack = ? "
-            "ORDER BY kind, name",
-            (stack,),
-        )
+        with self.connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM resources WHERE stack = ? ORDER BY kind, name", (stack,)
+            ).fetchall()
         return [_row(r) for r in rows]
 
     # -- guarded writes ------------------------------------------------------------------------
@@ -180,7 +192,7 @@ class StateStore:
         ).fetchone()
         return int(row[0]) if row else None
 
-    # -- stack locks ---------------------------------------------------------------------------
+    # -- locks -------------------------------------------------------------------------------
 
     @contextmanager
     def lock(self, stacks: Iterable[str], timeout: float = 600.0) -> Iterator[None]:
@@ -188,15 +200,25 @@ class StateStore:
         fds: list[int] = []
         try:
             for stack in sorted(set(stacks)):
-                fds.append(self._acquire(stack, timeout))
+                fds.append(self._acquire(f"stack%{stack}", f"stack '{stack}'", timeout))
             yield
         finally:
             for fd in reversed(fds):
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+                _release(fd)
 
-    def _acquire(self, stack: str, timeout: float) -> int:
-        path = self.locks_dir / (stack.replace("/", "%") + ".lock")
+    @contextmanager
+    def lock_resource(self, key: ResourceKey, timeout: float = 600.0) -> Iterator[None]:
+        """Serialize read-modify-write of one resource across threads and processes (shared
+        resources such as the URL map, and kinds without a fingerprint such as the OpenAPI
+        config, where the provider itself would let the last writer win)."""
+        fd = self._acquire(f"resource%{key.kind}%{key.name}", str(key), timeout)
+        try:
+            yield
+        finally:
+            _release(fd)
+
+    def _acquire(self, name: str, what: str, timeout: float) -> int:
+        path = self.locks_dir / (name.replace("/", "%") + ".lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + timeout
         while True:
@@ -206,12 +228,16 @@ class StateStore:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)
-                    raise StackLocked(
-                        f"stack '{stack}' is locked by another mlplane command "
-                        f"(waited {timeout:g}s)",
+                    raise LockTimeout(
+                        f"{what} is locked by another mlplane command (waited {timeout:g}s)",
                         delay=5.0,
                     ) from None
-                time.sleep(0.02)
+                time.sleep(0.005)
+
+
+def _release(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def _row(row: tuple[str, str, str, str, int, float]) -> RecordedResource:

@@ -183,6 +183,12 @@ class StepRunner:
         return spec
 
     def _update(self, a: _Attempt) -> ResourceSpec:
+        # Serialize writers of this resource inside mlplane: no livelock on the URL map's
+        # fingerprint, and no lost update on kinds that have none (the OpenAPI config).
+        with self.store.lock_resource(a.intent.key, self.retry.operation_timeout):
+            return self._read_modify_write(a)
+
+    def _read_modify_write(self, a: _Attempt) -> ResourceSpec:
         key, provider = a.intent.key, self._provider(a.intent.key)
         if a.op is not None and not a.op.done:  # recovering: let the in-flight update land
             try:
