@@ -19,12 +19,13 @@ from fake_provider import (
     bundle,
     deploy_state,
     make_world,
+    principal,
     retire_state,
 )
 
-from mlplane.engine import DesiredState, IntentStatus, PlanError, StackSpec, StepStatus
+from mlplane.engine import Action, DesiredState, IntentStatus, PlanError, StackSpec, StepStatus
 from mlplane.errors import PermanentError, PermissionDenied
-from mlplane.model.compute import FRONTEND_STACK, ResourceKey, UrlMap, route_to
+from mlplane.model.compute import FRONTEND_STACK, ResourceKey, UrlMap, detach, route_to
 from mlplane.providers.base import SYSTEM_CLOCK
 from mlplane.providers.errors import ResourceInUse
 
@@ -233,3 +234,27 @@ def test_drift_is_repaired_and_passive_teardown_needs_the_flag(world: World) -> 
     world.apply(DesiredState.of(StackSpec(FRONTEND_STACK)), allow_passive=True).raise_for_failures()
     assert world.cloud.resources() == {} and world.store.load() == {}
     assert ENDPOINTS  # the Endpoints service went too (it was part of the stack)
+
+
+def test_route_removed_outside_mlplane_is_restored(world: World) -> None:
+    world.apply(deploy_state()).raise_for_failures()
+    live = world.cloud.get(URL_MAP)
+    bare = live.spec.with_changes([detach(bundle())])
+    world.cloud.update(bare, live.fingerprint, "00000000-0000-4000-8000-00000000cafe")
+    assert routes(world.cloud) == {}
+    p = world.engine.plan(deploy_state())
+    assert [s.id for s in p.executable] == ["update:urlMap/mlplane-urlmap"]
+    assert world.apply(deploy_state()).ok
+    assert list(routes(world.cloud)) == ["/v1/models/sentiment/"]
+    assert_consistent(world)
+
+
+def test_preview_checks_read_permissions_before_observing(tmp_path: Path) -> None:
+    w = make_world(tmp_path, deny={"compute.autoscalers.get"})
+    w.apply(bootstrap_state()).raise_for_failures()
+    w.cloud.calls.clear()
+    with pytest.raises(PermissionDenied, match=re.escape("missing compute.autoscalers.get")):
+        w.engine.plan(deploy_state(), principal=principal())
+    assert w.cloud.calls == []
+    assert w.engine.plan(deploy_state()).count(Action.CREATE) == 5  # no principal: no check
+    w.close()

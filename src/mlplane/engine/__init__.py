@@ -13,9 +13,10 @@ from mlplane.engine.authz import Authorizer
 from mlplane.engine.desired import DesiredState, StackSpec
 from mlplane.engine.engine import Engine, EngineSettings
 from mlplane.engine.journal import EventKind, Intent, IntentStatus, Journal, JournalEvent
-from mlplane.engine.plan import Action, Op, Plan, PlanError, ReplaceStrategy, Step, plan
+from mlplane.engine.plan import plan
+from mlplane.engine.runner import RetryPolicy, StepRunner
 from mlplane.engine.state import LockTimeout, RecordedResource, StaleWrite, StateStore
-from mlplane.engine.steps import RetryPolicy
+from mlplane.engine.steps import Action, Op, Plan, PlanError, ReplaceStrategy, Step
 
 __all__ = [
     "Action",
@@ -41,6 +42,7 @@ __all__ = [
     "StateStore",
     "Step",
     "StepResult",
+    "StepRunner",
     "StepStatus",
     "plan",
 ]

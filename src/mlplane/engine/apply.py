@@ -19,7 +19,7 @@ from enum import StrEnum
 from mlplane.errors import MlplaneError, PermanentError, PermissionDenied
 from mlplane.model.compute import ResourceKey
 
-from .plan import Action, Op, Plan, Step
+from .steps import Action, Op, Plan, Step
 
 
 class StepStatus(StrEnum):

@@ -15,7 +15,7 @@ from mlplane.model.compute import PermissionCheck, ResourceSpec, Verb
 from mlplane.model.principals import Principal
 from mlplane.model.refs import ResourceRef
 
-from .plan import Op, Step
+from .steps import Op, Step
 
 
 class Authorizer(Protocol):

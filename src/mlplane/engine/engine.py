@@ -29,9 +29,10 @@ from .apply import ApplyReport, execute
 from .authz import Authorizer, require, step_checks, verb_checks
 from .desired import DesiredState
 from .journal import EventHook, Intent, IntentStatus, Journal
-from .plan import Plan, plan
+from .plan import plan
+from .runner import RetryPolicy, StepRunner
 from .state import RecordedResource, StateStore
-from .steps import RetryPolicy, StepRunner
+from .steps import Plan
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,24 @@ class Engine:
         raise AssertionError("unreachable")
 
     def plan(
-        self, desired: DesiredState, *, allow_passive: bool = False, observe: bool = True
+        self,
+        desired: DesiredState,
+        *,
+        principal: Principal | None = None,
+        allow_passive: bool = False,
+        observe: bool = True,
     ) -> Plan:
-        """Preview: diff desired against the store (and the providers, when `observe`)."""
+        """Preview: diff desired against the store (and the providers, when `observe`).
+
+        With a `principal`, its right to read what is observed is checked before any `get`.
+        """
         recorded = self.store.load()
-        observed = self.observe(_relevant(desired, recorded)) if observe else None
+        relevant = _relevant(desired, recorded)
+        if principal is not None and observe:
+            project = self.settings.project
+            checks = [c for key in relevant for c in _read_checks(key, project)]
+            require(self.authorizer, principal, dict.fromkeys(checks))
+        observed = self.observe(relevant) if observe else None
         return plan(desired, recorded, observed, allow_passive=allow_passive)
 
     # -- applying ------------------------------------------------------------------------------

@@ -36,8 +36,8 @@ from mlplane.model.compute import (
 )
 from mlplane.providers.base import Operation, OperationError, OperationStatus
 
-from .plan import Op
 from .state import StateStore, StateWrite
+from .steps import Op
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
