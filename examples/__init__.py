@@ -1,0 +1,1 @@
+"""Example models for mlplane (importable as `examples.*` from the repository root)."""
