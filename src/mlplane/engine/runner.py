@@ -200,7 +200,7 @@ class StepRunner:
                 raise
             except Exception:  # a failed earlier update is simply re-applied below
                 pass
-            a.op = None
+            a.op, a.generation = None, a.generation + 1  # that request is spent
         try:
             live = provider.get(key)
         except NotFound:
