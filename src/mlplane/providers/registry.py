@@ -21,7 +21,22 @@ ProviderFactory = Callable[[ProviderContext], ResourceProvider[Any]]
 
 # (provider, kind) -> "module:Class". One line per implemented kind, e.g.
 # ("local", "instanceTemplate"): "mlplane.providers.local.instance_template:LocalInstanceTemplates",
-BUILTIN: dict[tuple[str, str], str] = {}
+_LOCAL = "mlplane.providers.local."
+BUILTIN: dict[tuple[str, str], str] = {
+    ("local", "instanceTemplate"): _LOCAL + "instance_templates:LocalInstanceTemplates",
+    ("local", "instanceGroupManager"): (
+        _LOCAL + "instance_group_managers:LocalInstanceGroupManagers"
+    ),
+    ("local", "autoscaler"): _LOCAL + "autoscalers:LocalAutoscalers",
+    ("local", "healthCheck"): _LOCAL + "health_checks:LocalHealthChecks",
+    ("local", "backendService"): _LOCAL + "backend_services:LocalBackendServices",
+    ("local", "instance"): _LOCAL + "instances:LocalInstances",
+    ("local", "urlMap"): _LOCAL + "url_maps:LocalUrlMaps",
+    ("local", "targetHttpProxy"): _LOCAL + "target_http_proxies:LocalTargetHttpProxies",
+    ("local", "forwardingRule"): _LOCAL + "forwarding_rules:LocalForwardingRules",
+    ("local", "endpointsService"): _LOCAL + "endpoints:LocalEndpointsServices",
+    ("local", "endpointsConfig"): _LOCAL + "endpoints:LocalEndpointsConfigs",
+}
 
 
 @dataclass(frozen=True)

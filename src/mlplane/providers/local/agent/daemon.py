@@ -1,0 +1,122 @@
+"""The agent process: one per project, holding `agent.lock` for its whole life.
+
+Start-up: take the lock (or exit 3 if another agent holds it), kill what a crashed predecessor
+left in `children.json`, write a fresh random token (0600), listen on 127.0.0.1 (ephemeral
+port), then publish `agent.json`. SIGTERM/SIGINT: stop accepting, stop every supervised process
+(SIGTERM, SIGKILL after the grace period), close the load balancers, remove the files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+
+from mlplane.errors import ConfigError
+from mlplane.providers.local.paths import AgentInfo, AgentPaths, write_atomic, write_info
+from mlplane.providers.local.wire import AgentStatus
+
+from .api import Api
+from .auth import Gate
+from .host import AgentSettings, Host
+from .http_server import serve
+from .metadata import TokenRegistry
+from .operations import Operations
+from .processes import kill_group, recorded_children
+from .runtime import Runtime
+from .service import ResourceService
+from .store import ResourceStore
+
+log = logging.getLogger("mlplane.agent")
+EXIT_LOCKED = 3
+LOCK_WAIT_SEC = 2.0
+
+
+def acquire_lock(path: Path, wait: float = LOCK_WAIT_SEC) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def sweep_children(paths: AgentPaths) -> int:
+    """Kill the processes a crashed agent left behind (matched by PID and start time)."""
+    killed = sum(kill_group(pid, signal.SIGKILL) for pid in recorded_children(paths.children))
+    paths.children.unlink(missing_ok=True)
+    return killed
+
+
+def run(project_file: Path, settings: AgentSettings | None = None) -> int:
+    paths = AgentPaths.for_project(project_file)
+    paths.ensure()
+    lock = acquire_lock(paths.lock)
+    if lock is None:
+        log.error("another agent holds %s; not starting", paths.lock)
+        return EXIT_LOCKED
+    try:
+        write_atomic(paths.pid_file, f"{os.getpid()}\n", mode=0o644)
+        left = sweep_children(paths)
+        if left:
+            log.warning("killed %d processes left by a previous agent", left)
+        token = secrets.token_urlsafe(32)
+        write_atomic(paths.token, token + "\n", mode=0o600)
+        asyncio.run(_serve(paths, token, settings or AgentSettings()))
+        return 0
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
+        return exc.exit_code
+    finally:
+        for path in (paths.info, paths.token, paths.children, paths.pid_file):
+            path.unlink(missing_ok=True)
+        os.close(lock)
+
+
+async def _serve(paths: AgentPaths, token: str, settings: AgentSettings) -> None:
+    tokens = TokenRegistry()
+    gate = Gate(paths.project_file, token, tokens)
+    host = Host(gate.project, paths, settings, tokens)
+    store, ops = ResourceStore(), Operations()
+    runtime = Runtime(host, store)
+    service = ResourceService(gate, store, ops, runtime)
+    started = time.time()
+
+    def status() -> AgentStatus:
+        resources = sorted(store.records.values(), key=lambda r: (r.key.kind, r.key.name))
+        return AgentStatus(
+            os.getpid(),
+            host.api_port,
+            host.project_id,
+            started,
+            tuple(service.view(r) for r in resources),
+            tuple(runtime.replicas()),
+        )
+
+    server = await serve(Api(service, status, started).handle)
+    host.api_port = int(server.sockets[0].getsockname()[1])
+    write_info(paths, AgentInfo(os.getpid(), host.api_port, str(paths.project_file), started))
+    log.info("agent pid %d for project %s: API on 127.0.0.1:%d", os.getpid(), host.project_id,
+             host.api_port)  # fmt: skip
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: %d resources, %d processes", len(store.records), len(runtime.replicas()))
+    server.close()
+    await runtime.shutdown()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(server.wait_closed(), 2.0)
+    log.info("stopped")

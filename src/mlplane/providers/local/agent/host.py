@@ -1,0 +1,118 @@
+"""What the agent's runtime pieces share, and how an instance or replica process is launched:
+its command from the runtime metadata, its own port (`PORT`) and its own metadata endpoint
+(`GCE_METADATA_HOST`), its log file under `.mlplane/agent/logs/`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from mlplane.providers.local.paths import AgentPaths
+from mlplane.providers.local.runtime import runtime_of
+
+from .metadata import InstanceIdentity, MetadataServer, TokenRegistry
+from .ports import PortAllocator
+from .processes import ChildRegistry, Supervised, spawn
+
+# Variables of the agent's own environment that a workload must not inherit.
+_PRIVATE = ("MLPLANE_PRINCIPAL", "MLPLANE_AGENT_TOKEN")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    stop_grace_sec: float = 5.0
+    autoscale_tick_sec: float = 1.0
+    lb_drain_sec: float = 1.0
+    restart_backoff_max_sec: float = 10.0
+
+
+@dataclass
+class Host:
+    project_id: str
+    paths: AgentPaths
+    settings: AgentSettings
+    tokens: TokenRegistry
+    ports: PortAllocator = field(default_factory=PortAllocator)
+    children: ChildRegistry | None = None
+    api_port: int = 0
+    names: set[str] = field(default_factory=set)  # instance and replica names in use
+    notify: Callable[[], None] = lambda: None  # membership or health changed
+
+    def __post_init__(self) -> None:
+        if self.children is None:
+            self.children = ChildRegistry(self.paths.children)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+
+@dataclass
+class Running:
+    """A launched instance process with its serving port and metadata endpoint."""
+
+    name: str
+    proc: Supervised
+    port: int
+    metadata: MetadataServer
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+async def launch(
+    host: Host, name: str, zone: str, items: Mapping[str, str], service_account: str | None
+) -> Running:
+    """Start the process of instance `name`; ValueError/OSError when it cannot start."""
+    runtime = runtime_of(items, f"instance '{name}'")
+    identity = InstanceIdentity(name, zone, host.project_id, service_account, dict(items))
+    metadata = MetadataServer(identity, host.tokens)
+    md_port = await metadata.start()
+    port = host.ports.allocate()
+    env = {k: v for k, v in os.environ.items() if k not in _PRIVATE}
+    env.update(runtime.env)
+    env.update(
+        {
+            "PORT": str(port),
+            "GCE_METADATA_HOST": f"127.0.0.1:{md_port}",
+            "GCE_METADATA_IP": f"127.0.0.1:{md_port}",
+            "GCE_METADATA_ROOT": f"127.0.0.1:{md_port}",
+            "MLPLANE_INSTANCE_NAME": name,
+            "MLPLANE_PROJECT_ID": host.project_id,
+            "MLPLANE_API_URL": host.api_url,
+            "MLPLANE_COMPUTE_URL": f"{host.api_url}/compute/v1/",
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+    )
+    assert host.children is not None
+    try:
+        proc = await spawn(
+            runtime.argv,
+            env,
+            host.paths.project_file.parent,
+            host.paths.logs / f"{name}.log",
+            host.children,
+        )
+    except BaseException:
+        host.ports.release(port)
+        await metadata.close()
+        raise
+    return Running(name, proc, port, metadata)
+
+
+async def halt(host: Host, running: Running) -> int:
+    """Stop the process (gracefully, then SIGKILL), close its metadata endpoint, free its port."""
+    try:
+        code = await running.proc.stop(host.settings.stop_grace_sec)
+    finally:
+        assert host.children is not None
+        host.children.remove(running.pid)
+        host.ports.release(running.port)
+        with contextlib.suppress(Exception):
+            await running.metadata.close()
+    return code

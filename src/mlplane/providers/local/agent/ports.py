@@ -1,0 +1,39 @@
+"""Free ports on 127.0.0.1 for replicas and metadata endpoints.
+
+The kernel picks a free port (bind to 0); the allocator remembers which ones it handed out so
+two live replicas never get the same one, and `release` frees a port when its process is gone.
+"""
+
+from __future__ import annotations
+
+import socket
+
+HOST = "127.0.0.1"
+
+
+class PortAllocator:
+    def __init__(self) -> None:
+        self.in_use: set[int] = set()
+
+    def allocate(self) -> int:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((HOST, 0))
+                port = int(s.getsockname()[1])
+            if port not in self.in_use:
+                self.in_use.add(port)
+                return port
+        raise OSError("no free port on 127.0.0.1 after 100 tries")
+
+    def release(self, port: int | None) -> None:
+        if port is not None:
+            self.in_use.discard(port)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True

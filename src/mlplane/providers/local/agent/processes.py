@@ -1,0 +1,154 @@
+"""Supervised processes: spawn in their own process group, stop by PID (SIGTERM to the group,
+SIGKILL after a grace period), and a registry file of live children for crash cleanup.
+
+Each child asks the kernel for SIGKILL when the agent dies (PR_SET_PDEATHSIG), so even a
+`kill -9` of the agent leaks no replica; `mlplane down` also sweeps `children.json`, matching
+each PID with its recorded start time so that a recycled PID is never signalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlplane.providers.local.paths import write_atomic
+
+log = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ProcessId:
+    """A PID plus the process's start time (clock ticks since boot): immune to PID reuse."""
+
+    pid: int
+    start: int
+
+    def alive(self) -> bool:
+        return start_time(self.pid) == self.start
+
+
+def start_time(pid: int) -> int | None:
+    """Start time of a live, non-zombie process, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ChildRegistry:
+    """`children.json`: every live child, rewritten on each spawn and reap."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.live: dict[int, ProcessId] = {}
+
+    def add(self, pid: ProcessId) -> None:
+        self.live[pid.pid] = pid
+        self._write()
+
+    def remove(self, pid: int) -> None:
+        if self.live.pop(pid, None) is not None:
+            self._write()
+
+    def _write(self) -> None:
+        data = [{"pid": p.pid, "start": p.start} for p in self.live.values()]
+        write_atomic(self.path, json.dumps(data), mode=0o600)
+
+
+def recorded_children(path: Path) -> list[ProcessId]:
+    try:
+        return [ProcessId(int(d["pid"]), int(d["start"])) for d in json.loads(path.read_text())]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def kill_group(pid: ProcessId, sig: signal.Signals) -> bool:
+    """Signal the process group led by `pid`, if that very process still lives."""
+    if not pid.alive():
+        return False
+    try:
+        os.killpg(pid.pid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        os.kill(pid.pid, sig)
+    return True
+
+
+class Supervised:
+    """One running child process (an instance or a replica)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, pid: ProcessId, log_path: Path) -> None:
+        self.proc = proc
+        self.id = pid
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.id.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+    async def stop(self, grace: float) -> int:
+        """SIGTERM to its group, SIGKILL after `grace` seconds; returns the exit status."""
+        if self.proc.returncode is None:
+            kill_group(self.id, signal.SIGTERM)
+            try:
+                return await asyncio.wait_for(asyncio.shield(self.proc.wait()), grace)
+            except TimeoutError:
+                log.warning("pid %d ignored SIGTERM for %.1fs: SIGKILL", self.pid, grace)
+                kill_group(self.id, signal.SIGKILL)
+        code = await self.proc.wait()
+        # Leftovers of its group (children it started). A PGID is not reused while the group has
+        # members, so this reaches only processes the instance started.
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+        return code
+
+
+async def spawn(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    log_path: Path,
+    registry: ChildRegistry,
+) -> Supervised:
+    """Start `argv` in a new session (its own process group), output appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    pid = ProcessId(proc.pid, start_time(proc.pid) or 0)
+    registry.add(pid)
+    return Supervised(proc, pid, log_path)

@@ -1,0 +1,212 @@
+"""What each resource kind *does* in the agent, dispatched by kind: validate a spec before it
+is accepted (`check`), make it real (`apply`), undo it (`remove`), describe it (`detail`).
+
+Kinds with no runtime of their own (HealthCheck, BackendService, UrlMap, TargetHttpProxy,
+Endpoints) act through the others: after every change the agent re-derives which health checks
+probe which group and re-configures the load balancers (`_changed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from mlplane.model.compute import (
+    Autoscaler,
+    BackendService,
+    EndpointsConfig,
+    ForwardingRule,
+    HealthCheck,
+    Instance,
+    InstanceGroupManager,
+    InstanceTemplate,
+    ResourceKey,
+    ResourceSpec,
+    UrlMap,
+    link_key,
+)
+from mlplane.providers.errors import AlreadyExists, InvalidRequest, NotFound
+from mlplane.providers.local.runtime import items_of, runtime_of
+from mlplane.providers.local.wire import ReplicaView
+
+from . import lb_config, openapi
+from .frontends import Frontends
+from .groups import GroupRuntime
+from .host import Host
+from .instances import InstanceRuntime
+from .scalers import ScalerLoop
+from .store import Record, ResourceStore
+
+
+class Runtime:
+    def __init__(self, host: Host, store: ResourceStore) -> None:
+        self.host = host
+        self.store = store
+        self.groups: dict[str, GroupRuntime] = {}
+        self.instances: dict[str, InstanceRuntime] = {}
+        self.scalers: dict[str, ScalerLoop] = {}
+        self.frontends = Frontends(host, store, self.groups)
+        host.notify = self._changed
+
+    def _spec(self, kind: str, link: str) -> ResourceSpec:
+        key = link_key(link)
+        rec = self.store.get(ResourceKey(kind, key.name)) if key else None
+        if rec is None:
+            raise NotFound(f"{kind} '{link}' was not found")
+        return rec.spec
+
+    def template(self, link: str) -> InstanceTemplate:
+        spec = self._spec(InstanceTemplate.KIND, link)
+        assert isinstance(spec, InstanceTemplate)
+        return spec
+
+    # -- the per-kind contract -----------------------------------------------------------------
+
+    def check(self, spec: ResourceSpec, previous: ResourceSpec | None) -> None:
+        """Refuse, before anything is recorded, what the local provider cannot make real."""
+        try:
+            if isinstance(spec, InstanceTemplate):
+                runtime_of(items_of(spec.properties.metadata), f"instance template '{spec.name}'")
+            elif isinstance(spec, Instance):
+                if previous is None and spec.name in self.host.names:
+                    raise AlreadyExists(f"an instance named '{spec.name}' exists", spec.key)
+                probe = InstanceRuntime(self.host, spec, self.template)
+                runtime_of(probe.items(), f"instance '{spec.name}'")
+            elif isinstance(spec, UrlMap):
+                self.frontends.check_url_map(spec)
+            elif isinstance(spec, ForwardingRule):
+                port = lb_config.parse_port(spec.port_range)
+                if isinstance(previous, ForwardingRule) and port != lb_config.parse_port(
+                    previous.port_range
+                ):
+                    raise ValueError("portRange cannot change: delete and recreate the rule")
+            elif isinstance(spec, Autoscaler) and previous is None:
+                for other in self.store.of_kind(Autoscaler.KIND):
+                    assert isinstance(other.spec, Autoscaler)
+                    if link_key(other.spec.target) == link_key(spec.target):
+                        raise ValueError(f"{spec.target} already has autoscaler {other.key.name}")
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), spec.key) from None
+
+    async def apply(self, spec: ResourceSpec, previous: ResourceSpec | None) -> None:
+        if isinstance(spec, InstanceGroupManager):
+            if spec.name in self.groups:
+                self.groups[spec.name].update(spec)
+            else:
+                group = GroupRuntime(self.host, spec, self.template)
+                self.groups[spec.name] = group
+                group.start()
+        elif isinstance(spec, Autoscaler):
+            if spec.name in self.scalers:
+                self.scalers[spec.name].update(spec)
+            else:
+                self._start_scaler(spec)
+        elif isinstance(spec, Instance):
+            instance = InstanceRuntime(self.host, spec, self.template)
+            await instance.start()
+            self.instances[spec.name] = instance
+        elif isinstance(spec, ForwardingRule):
+            if spec.name in self.frontends.listeners:
+                self.frontends.retarget(spec)
+            else:
+                await self.frontends.open(spec)
+        self._changed()
+
+    def _start_scaler(self, spec: Autoscaler) -> None:
+        target = link_key(spec.target)
+        name = target.name if target else ""
+
+        def group() -> GroupRuntime | None:
+            return self.groups.get(name)
+
+        def backends() -> list[BackendService]:
+            return [
+                s for s in self.store.specs(BackendService.KIND) if isinstance(s, BackendService)
+            ]
+
+        loop = ScalerLoop(spec, group, self.frontends.load_of, backends,
+                          self.host.settings.autoscale_tick_sec)  # fmt: skip
+        if name in self.groups:
+            self.groups[name].autoscaled = True
+        self.scalers[spec.name] = loop
+        loop.start()
+
+    async def remove(self, spec: ResourceSpec) -> None:
+        if isinstance(spec, InstanceGroupManager):
+            group = self.groups.pop(spec.name, None)
+            if group is not None:
+                await group.stop()
+        elif isinstance(spec, Autoscaler):
+            loop = self.scalers.pop(spec.name, None)
+            if loop is not None:
+                await loop.stop()
+                group = loop.group()
+                if group is not None:
+                    group.autoscaled = False  # the group keeps its current size, as on GCP
+        elif isinstance(spec, Instance):
+            instance = self.instances.pop(spec.name, None)
+            if instance is not None:
+                await instance.stop()
+        elif isinstance(spec, ForwardingRule):
+            await self.frontends.close(spec.name)
+        self._changed()
+
+    def managed_instance_group(self, instance: str) -> GroupRuntime | None:
+        """The group that runs a replica named `instance`, if any."""
+        return next((g for g in self.groups.values() if instance in g.replicas), None)
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(s.stop() for s in self.scalers.values()))
+        await asyncio.gather(
+            *(g.stop() for g in self.groups.values()),
+            *(i.stop() for i in self.instances.values()),
+        )
+        await self.frontends.close_all()
+
+    # -- derived state -------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        checks: dict[str, dict[str, HealthCheck]] = {name: {} for name in self.groups}
+
+        def add(group: str, link: str) -> None:
+            key = link_key(link)
+            rec = self.store.get(ResourceKey(HealthCheck.KIND, key.name)) if key else None
+            if group in checks and rec is not None and isinstance(rec.spec, HealthCheck):
+                checks[group][rec.spec.name] = rec.spec
+
+        for name, group in self.groups.items():
+            for policy in group.spec.auto_healing_policies:
+                add(name, policy.health_check)
+        for spec in self.store.specs(BackendService.KIND):
+            if isinstance(spec, BackendService) and spec.health_checks:
+                for backend in spec.backends:
+                    add(lb_config.name_of(backend.group), spec.health_checks[0])
+        for name, group in self.groups.items():
+            group.set_checks(checks[name])
+        self.frontends.sync()
+
+    def openapi(self) -> dict[str, Any]:
+        configs = [
+            s for s in self.store.specs(EndpointsConfig.KIND) if isinstance(s, EndpointsConfig)
+        ]
+        return openapi.merged(configs)
+
+    def replicas(self) -> list[ReplicaView]:
+        out = [v for g in self.groups.values() for v in g.views()]
+        return out + [i.view() for i in self.instances.values()]
+
+    def detail(self, rec: Record) -> str:
+        name = rec.key.name
+        if rec.key.kind == InstanceGroupManager.KIND and name in self.groups:
+            group = self.groups[name]
+            views = group.views()
+            healthy = sum(1 for v in views if v.health == "HEALTHY")
+            size = "autoscaled" if group.autoscaled else "target"
+            return f"{healthy}/{len(views)} healthy, {size} size {group.target_size}"
+        if rec.key.kind == Autoscaler.KIND and name in self.scalers:
+            return self.scalers[name].detail()
+        if rec.key.kind == Instance.KIND and name in self.instances:
+            return self.instances[name].detail()
+        if rec.key.kind == ForwardingRule.KIND:
+            return self.frontends.detail(name)
+        return ""

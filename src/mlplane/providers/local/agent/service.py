@@ -1,0 +1,224 @@
+"""The agent's resource API semantics, GCP-like: authorize, validate synchronously (404, 409,
+412 stale fingerprint, 400 in use or invalid), record, then do the work in an operation.
+
+A failed create leaves nothing behind; a failed update restores the previous spec; a delete is
+refused while another resource refers to the target (ResourceInUse, as GCP's
+resourceInUseByAnotherResource).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from mlplane.errors import MlplaneError, PermissionDenied
+from mlplane.model.compute import (
+    Instance,
+    Mutability,
+    ResourceKey,
+    ResourceSpec,
+    Verb,
+    spec_to_data,
+)
+from mlplane.model.compute_base import COMPUTE_URL
+from mlplane.providers.base import Operation, OperationError
+from mlplane.providers.errors import (
+    AlreadyExists,
+    FingerprintConflict,
+    InvalidRequest,
+    NotFound,
+    ProviderUnavailable,
+    ResourceInUse,
+)
+from mlplane.providers.local.wire import ResourceView
+
+from .auth import Caller, Gate
+from .operations import OperationRecord, Operations
+from .runtime import Runtime
+from .store import Record, ResourceStore, State
+
+log = logging.getLogger(__name__)
+
+
+class ResourceService:
+    def __init__(self, gate: Gate, store: ResourceStore, ops: Operations, runtime: Runtime) -> None:
+        self.gate = gate
+        self.store = store
+        self.ops = ops
+        self.runtime = runtime
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def view(self, rec: Record) -> ResourceView:
+        spec = rec.spec
+        return ResourceView(
+            kind=rec.key.kind,
+            name=rec.key.name,
+            spec=spec_to_data(spec),
+            lifecycle=str(type(spec).LIFECYCLE),
+            state=rec.state,
+            owner=rec.owner,
+            fingerprint=rec.fingerprint if type(spec).FINGERPRINTED else None,
+            self_link=f"{COMPUTE_URL}projects/{self.gate.project}/{spec.link}",
+            detail=self.runtime.detail(rec),
+        )
+
+    def get(self, caller: Caller, key: ResourceKey) -> ResourceView:
+        self.gate.authorize(caller, Verb.GET, key)
+        return self.view(self.store.require(key))
+
+    def list(self, caller: Caller, kind: str) -> list[ResourceView]:
+        self.gate.authorize(caller, Verb.GET, ResourceKey(kind, ""))
+        return [self.view(r) for r in self.store.of_kind(kind)]
+
+    def operation(self, caller: Caller, name: str) -> OperationRecord:
+        rec = self.ops.get(name)
+        self.gate.authorize_poll(caller, rec.verb, rec.target)
+        return rec
+
+    # -- mutations -----------------------------------------------------------------------------
+
+    def create(self, caller: Caller, spec: ResourceSpec, request_id: str) -> Operation:
+        self.gate.authorize(caller, Verb.CREATE, spec.key, spec)
+        replay = self.ops.replay(request_id, spec.key, Verb.CREATE)
+        if replay is not None:
+            return replay
+        if self.store.get(spec.key) is not None:
+            raise AlreadyExists(f"The resource '{spec.key}' already exists", spec.key)
+        self.store.check_references(spec)
+        self.runtime.check(spec, None)
+        rec = Record(spec, owner=str(caller.principal))
+        self.store.add(rec)
+
+        async def work() -> None:
+            await self.runtime.apply(spec, None)
+
+        def undo() -> None:
+            self.store.remove(spec.key)
+
+        return self._run(rec, Verb.CREATE, request_id, work, undo)
+
+    def update(
+        self, caller: Caller, spec: ResourceSpec, fingerprint: str | None, request_id: str
+    ) -> Operation:
+        self.gate.authorize(caller, Verb.UPDATE, spec.key, spec)
+        replay = self.ops.replay(request_id, spec.key, Verb.UPDATE)
+        if replay is not None:
+            return replay
+        rec = self._idle(spec.key)
+        kind = type(spec)
+        if kind.MUTABILITY is Mutability.IMMUTABLE:
+            raise InvalidRequest(
+                f"{spec.key} is immutable: create a new {kind.KIND} (e.g. one per revision) "
+                "instead of updating it",
+                spec.key,
+            )
+        if kind.FINGERPRINTED and fingerprint != rec.fingerprint:
+            raise FingerprintConflict(
+                f"Supplied fingerprint '{fingerprint}' does not match the current fingerprint "
+                f"of {spec.key}: it changed since it was read; get it again and retry",
+                spec.key,
+            )
+        self.store.check_references(spec)
+        self.runtime.check(spec, rec.spec)
+        previous = rec.spec
+        rec.spec, rec.generation, rec.state = spec, rec.generation + 1, State.UPDATING
+
+        async def work() -> None:
+            await self.runtime.apply(spec, previous)
+
+        def undo() -> None:
+            rec.spec, rec.state = previous, State.READY
+
+        return self._run(rec, Verb.UPDATE, request_id, work, undo)
+
+    def delete(self, caller: Caller, key: ResourceKey, request_id: str) -> Operation:
+        self.gate.authorize(caller, Verb.DELETE, key)
+        replay = self.ops.replay(request_id, key, Verb.DELETE)
+        if replay is not None:
+            return replay
+        if key.kind == Instance.KIND and self.store.get(key) is None:
+            group = self.runtime.managed_instance_group(key.name)
+            if group is not None:  # a managed instance: its group recreates it
+                op = self.ops.start(key, Verb.DELETE, f"zones/{group.spec.zone}", request_id)
+                group.kill_replica(key.name)
+                self.ops.finish(op)
+                return op.snapshot()
+        rec = self._idle(key)
+        users = self.store.referrers(key)
+        if users:
+            used_by = ", ".join(map(str, users))
+            raise ResourceInUse(
+                f"The {key.kind} resource '{key.name}' is already being used by {used_by}",
+                key,
+                used_by=used_by,
+            )
+        rec.state = State.DELETING
+
+        async def work() -> None:
+            await self.runtime.remove(rec.spec)
+            self.store.remove(key)
+
+        def undo() -> None:
+            rec.state = State.READY
+
+        return self._run(rec, Verb.DELETE, request_id, work, undo)
+
+    def _idle(self, key: ResourceKey) -> Record:
+        rec = self.store.require(key)
+        if rec.busy is not None or rec.state == State.DELETING:
+            raise ProviderUnavailable(
+                f"The resource '{key}' is not ready: operation {rec.busy} is in progress", key
+            )
+        return rec
+
+    def _run(
+        self,
+        rec: Record,
+        verb: Verb,
+        request_id: str,
+        work: Callable[[], Awaitable[None]],
+        undo: Callable[[], None],
+    ) -> Operation:
+        scope = _scope(rec.spec)
+        op = self.ops.start(rec.key, verb, scope, request_id)
+        rec.busy = op.name
+
+        async def run() -> None:
+            self.ops.running(op)
+            error = None
+            try:
+                await work()
+                if rec.state != State.DELETING:
+                    rec.state = State.READY
+            except Exception as exc:
+                undo()
+                error = _operation_error(exc)
+                log.warning("%s %s failed: %s", verb, rec.key, error.message)
+            finally:
+                rec.busy = None
+                self.runtime.host.notify()
+            self.ops.finish(op, error)
+
+        asyncio.get_running_loop().create_task(run())
+        return op.snapshot()
+
+
+def _scope(spec: ResourceSpec) -> str:
+    zone = getattr(spec, "zone", None)
+    return f"zones/{zone}" if isinstance(zone, str) else "global"
+
+
+def _operation_error(exc: Exception) -> OperationError:
+    if isinstance(exc, InvalidRequest):
+        return OperationError("invalid", str(exc), 400)
+    if isinstance(exc, NotFound):
+        return OperationError("notFound", str(exc), 404)
+    if isinstance(exc, PermissionDenied):
+        return OperationError("forbidden", str(exc), 403)
+    if isinstance(exc, MlplaneError):
+        return OperationError(type(exc).__name__, str(exc), 400)
+    if isinstance(exc, (ValueError, OSError)):
+        return OperationError("invalid", str(exc), 400)
+    return OperationError("internalError", f"{type(exc).__name__}: {exc}", 500)

@@ -1,0 +1,167 @@
+"""Start, find and stop a project's local agent (what `mlplane up`, `down`, `status` call).
+
+`start_agent` is idempotent and race-safe: it holds `launch.lock` while it looks for a running
+agent, launches one (detached: the agent is never the caller's child) and waits for its API;
+a concurrent `up` waits on the lock and then finds the agent the first one started. The agent's
+own `agent.lock` makes a second agent exit even if launched by other means.
+
+`stop_agent` signals the agent by PID (SIGTERM: it stops every process it supervises, each
+gracefully then with SIGKILL), waits, SIGKILLs it after the timeout, and finally kills any
+process still listed in `children.json` (matched by PID and start time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlplane.errors import ConfigError, MlplaneError, PermanentError
+from mlplane.model.principals import Principal
+
+from .agent.processes import kill_group, recorded_children, start_time
+from .client import AgentClient
+from .paths import AgentInfo, AgentPaths, read_info, read_pid, read_token
+
+AGENT_MODULE = "mlplane.providers.local.agent"
+
+
+class AgentStartFailed(PermanentError):
+    """The agent did not come up; the message carries the end of its log."""
+
+
+@dataclass(frozen=True)
+class AgentHandle:
+    paths: AgentPaths
+    info: AgentInfo
+    token: str
+
+    def client(self, principal: Principal | str | None = None) -> AgentClient:
+        return AgentClient(self.info.base_url, self.token, principal)
+
+
+@dataclass(frozen=True)
+class UpResult:
+    agent: AgentHandle
+    started: bool  # False: it was already running
+
+
+@dataclass(frozen=True)
+class DownResult:
+    pid: int | None  # None: no agent was running
+    forced: bool = False  # it ignored SIGTERM and was killed
+    leftovers: int = 0  # processes of a crashed agent killed afterwards
+
+
+def pid_alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it happens to be our child
+    return start_time(pid) is not None
+
+
+def find_agent(project_file: Path | str) -> AgentHandle | None:
+    """The running agent of the project (its API answers with its PID), or None."""
+    paths = AgentPaths.for_project(project_file)
+    info, token = read_info(paths), read_token(paths)
+    if info is None or token is None or not pid_alive(info.pid):
+        return None
+    handle = AgentHandle(paths, info, token)
+    try:
+        health = handle.client().call("GET", "/healthz", timeout=5.0)
+    except MlplaneError:
+        return None
+    return handle if isinstance(health, dict) and health.get("pid") == info.pid else None
+
+
+@contextlib.contextmanager
+def _launch_lock(path: Path, timeout: float) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise AgentStartFailed(f"another `mlplane up` holds {path}") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def start_agent(project_file: Path | str, timeout: float = 30.0) -> UpResult:
+    paths = AgentPaths.for_project(project_file)
+    if not paths.project_file.is_file():
+        raise ConfigError(str(paths.project_file), "", "no such project file (run `mlplane init`)")
+    paths.ensure()
+    with _launch_lock(paths.launch_lock, timeout):
+        running = find_agent(paths.project_file)
+        if running is not None:
+            return UpResult(running, started=False)
+        argv = [sys.executable, "-m", AGENT_MODULE, "--project", str(paths.project_file)]
+        argv += ["--detach", "--log", str(paths.log)]
+        launched = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        try:
+            pid = int(launched.stdout.strip())
+        except ValueError:
+            raise AgentStartFailed(f"the agent did not start: {launched.stderr.strip()}") from None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            handle = find_agent(paths.project_file)
+            if handle is not None:
+                return UpResult(handle, started=handle.info.pid == pid)
+            if not pid_alive(pid):
+                raise AgentStartFailed(f"the agent exited at start-up:\n{_log_tail(paths)}")
+            time.sleep(0.05)
+        raise AgentStartFailed(f"the agent did not answer within {timeout:g}s:\n{_log_tail(paths)}")
+
+
+def _log_tail(paths: AgentPaths, lines: int = 15) -> str:
+    try:
+        return "\n".join(paths.log.read_text().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _is_agent(pid: int) -> bool:
+    """Guard against a recycled PID: the process must be an agent of this module."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return AGENT_MODULE.encode() in cmdline
+
+
+def stop_agent(project_file: Path | str, timeout: float = 20.0) -> DownResult:
+    paths = AgentPaths.for_project(project_file)
+    pid = read_pid(paths)
+    if pid is None or not pid_alive(pid) or not _is_agent(pid):
+        leftovers = _sweep(paths)
+        return DownResult(None, leftovers=leftovers)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    forced = pid_alive(pid)
+    if forced:
+        os.kill(pid, signal.SIGKILL)
+        while pid_alive(pid):
+            time.sleep(0.02)
+    return DownResult(pid, forced=forced, leftovers=_sweep(paths))
+
+
+def _sweep(paths: AgentPaths) -> int:
+    """Kill what a dead agent left (children die with the agent; this is the second net)."""
+    killed = sum(kill_group(p, signal.SIGKILL) for p in recorded_children(paths.children))
+    for path in (paths.children, paths.info, paths.token, paths.pid_file):
+        path.unlink(missing_ok=True)
+    return killed

@@ -1,0 +1,133 @@
+"""Helpers of the local-provider tests: principals, specs with a real replica program, waiting."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mlplane.model.compute import (
+    AutoHealingPolicy,
+    HealthCheck,
+    HttpHealthCheck,
+    InstanceGroupManager,
+    InstanceProperties,
+    InstanceTemplate,
+    Metadata,
+    MetadataItem,
+    NamedPort,
+    ResourceKey,
+    ResourceSpec,
+    ServiceAccount,
+)
+from mlplane.providers.base import Operation, wait_for_operation
+from mlplane.providers.local.client import AgentClient
+from mlplane.providers.local.runtime import runtime_metadata
+from mlplane.providers.registry import ProviderSet
+
+T = TypeVar("T")
+HERE = Path(__file__).resolve().parent
+PROJECT = "acme-ml"
+ZONE = "us-central1-a"
+ALICE = "user:alice@acme.com"
+SERVING = "serviceAccount:mlplane-serving@acme-ml.iam.gserviceaccount.com"
+SERVING_RUNTIME = "mlplane-serving-runtime@acme-ml.iam.gserviceaccount.com"
+TRAINING_ADHOC = "mlplane-training-adhoc@acme-ml.iam.gserviceaccount.com"
+EXPERIMENTATION = "mlplane-experimentation@acme-ml.iam.gserviceaccount.com"
+REPLICA = (sys.executable, str(HERE / "local_replica.py"))
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def assert_all_gone(pids: Iterable[int], timeout: float = 5.0) -> None:
+    pids = list(pids)
+    wait_until(lambda: all(pid_gone(p) for p in pids), timeout, f"pids {pids} to exit")
+
+
+def running_pids(client: AgentClient, count: int, timeout: float = 15.0) -> list[int]:
+    """PIDs of the agent's processes, once exactly `count` of them run."""
+
+    def check() -> list[int] | None:
+        pids = [r.pid for r in client.status().replicas if r.pid and r.status == "RUNNING"]
+        return pids if len(pids) == count else None
+
+    return wait_until(check, timeout, f"{count} running processes")
+
+
+def run(providers: ProviderSet, verb: str, target: Any, timeout: float = 20.0, **kw: Any) -> Operation:
+    """Create/update/delete through the provider contract and wait for the operation."""
+    kind = target.kind if isinstance(target, ResourceKey) else target.KIND
+    provider = providers.for_kind(kind)
+    op: Operation = getattr(provider, verb)(target, request_id=uuid.uuid4().hex, **kw)
+    return wait_for_operation(op, f"{verb} {target}", timeout, poller=provider)
+
+
+def create(providers: ProviderSet, *specs: ResourceSpec) -> None:
+    for spec in specs:
+        run(providers, "create", spec)
+
+
+def delete(providers: ProviderSet, *keys: ResourceKey) -> None:
+    for key in keys:
+        run(providers, "delete", key)
+
+
+def health_check(name: str, interval: int = 1, healthy: int = 1, unhealthy: int = 2) -> HealthCheck:
+    return HealthCheck(
+        name=name,
+        http_health_check=HttpHealthCheck(port=8080, request_path="/healthz"),
+        check_interval_sec=interval,
+        timeout_sec=1,
+        healthy_threshold=healthy,
+        unhealthy_threshold=unhealthy,
+    )
+
+
+def template(
+    name: str, account: str | None = SERVING_RUNTIME, env: Mapping[str, str] | None = None
+) -> InstanceTemplate:
+    items = runtime_metadata(REPLICA, env, artifact="gs://acme-ml-mlplane-artifacts/m/1")
+    return InstanceTemplate(
+        name=name,
+        properties=InstanceProperties(
+            machine_type="e2-small",
+            service_accounts=(ServiceAccount(email=account),) if account else (),
+            metadata=Metadata(items=tuple(MetadataItem(key=k, value=v) for k, v in items.items())),
+        ),
+    )
+
+
+def group(
+    name: str, tmpl: InstanceTemplate, check: HealthCheck | None, size: int = 2, delay: int = 0
+) -> InstanceGroupManager:
+    policies = (AutoHealingPolicy(health_check=check.link, initial_delay_sec=delay),) if check else ()
+    return InstanceGroupManager(
+        name=name,
+        zone=ZONE,
+        base_instance_name=name.removesuffix("-mig"),
+        instance_template=tmpl.link,
+        target_size=size,
+        named_ports=(NamedPort(name="http", port=8080),),
+        auto_healing_policies=policies,
+    )
