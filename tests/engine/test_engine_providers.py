@@ -142,3 +142,15 @@ def test_provider_set_names_a_missing_kind(tmp_path: Path) -> None:
     assert isinstance(providers.for_kind("healthCheck"), FakeProvider)
     with pytest.raises(ConfigError, match="no implementation of resource kind 'urlMap'"):
         providers.for_kind("urlMap")
+
+
+def test_every_builtin_entry_names_a_provider_of_its_kind() -> None:
+    from mlplane.model.compute import SPEC_TYPES
+    from mlplane.providers.base import ResourceProvider
+    from mlplane.providers.registry import BUILTIN, REGISTRY
+
+    for (provider, kind), target in BUILTIN.items():
+        assert kind in SPEC_TYPES, target
+        factory = REGISTRY.resolve(provider, kind)
+        assert isinstance(factory, type) and issubclass(factory, ResourceProvider), target
+        assert getattr(factory, "KIND", kind) == kind, target

@@ -19,8 +19,7 @@ from mlplane.providers.base import ProviderContext, ResourceProvider
 
 ProviderFactory = Callable[[ProviderContext], ResourceProvider[Any]]
 
-# (provider, kind) -> "module:Class". One line per implemented kind, e.g.
-# ("local", "instanceTemplate"): "mlplane.providers.local.instance_template:LocalInstanceTemplates",
+# (provider, kind) -> "module:Class". One line per implemented kind.
 _LOCAL = "mlplane.providers.local."
 BUILTIN: dict[tuple[str, str], str] = {
     ("local", "instanceTemplate"): _LOCAL + "instance_templates:LocalInstanceTemplates",
