@@ -41,6 +41,13 @@ def parser() -> argparse.ArgumentParser:
         "--service", help="service name for the base path and operationIds (default: model name)"
     )
     p.add_argument("--endpoints-service", default=DEFAULT_ENDPOINTS_SERVICE, help="OpenAPI host")
+    p.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="a further URL prefix to answer under, e.g. a revision's own route (repeatable)",
+    )
     p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
     p.add_argument(
         "--drain-timeout", type=float, default=defaults.drain_timeout_sec, help="seconds"
@@ -75,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             service=args.service,
             endpoints_service=args.endpoints_service,
             settings=settings,
+            aliases=tuple(args.alias),
         )
     except MlplaneError as exc:
         print(f"error: {exc}", file=sys.stderr)

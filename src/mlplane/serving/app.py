@@ -79,6 +79,7 @@ class ModelApp:
         service: str,
         base_path: str,
         endpoints_service: str = DEFAULT_ENDPOINTS_SERVICE,
+        aliases: tuple[str, ...] = (),
     ) -> None:
         self.artifact = artifact
         self.predictor = predictor
@@ -92,7 +93,8 @@ class ModelApp:
             (OPENAPI, Route.OPENAPI),
         ):
             self.routes[suffix.encode()] = route
-            self.routes[(base_path + suffix).encode()] = route
+            for prefix in (base_path, *aliases):
+                self.routes[(prefix + suffix).encode()] = route
         model = {"name": artifact.name, "version": artifact.version}
         self.model_json = json.dumps(model)
         health = {"status": "SERVING", "model": {**model, "format": artifact.format}}
@@ -141,8 +143,12 @@ def build_app(
     service: str | None = None,
     base_path: str | None = None,
     endpoints_service: str = DEFAULT_ENDPOINTS_SERVICE,
+    aliases: tuple[str, ...] = (),
 ) -> ModelApp:
-    """Load and verify the artifact, its predictor, and the routes. Raises MlplaneError."""
+    """Load and verify the artifact, its predictor, and the routes. Raises MlplaneError.
+
+    `aliases` are further URL prefixes the same routes answer under (e.g. a revision's own
+    route beside its service's); the OpenAPI document names `base_path` only."""
     loaded = load_artifact(artifact)
     predictor = load_predictor(loaded)
     name = service if service is not None else loaded.name
@@ -156,9 +162,18 @@ def build_app(
     except ValueError as exc:
         raise ConfigError("mlplane.serving", "--base-path", str(exc)) from None
     try:
+        extra = tuple(normalize_base_path(a) for a in aliases)
+    except ValueError as exc:
+        raise ConfigError("mlplane.serving", "--alias", str(exc)) from None
+    try:
         check_endpoints_service(endpoints_service)
     except ValueError as exc:
         raise ConfigError("mlplane.serving", "--endpoints-service", str(exc)) from None
     return ModelApp(
-        loaded, predictor, service=name, base_path=base, endpoints_service=endpoints_service
+        loaded,
+        predictor,
+        service=name,
+        base_path=base,
+        endpoints_service=endpoints_service,
+        aliases=extra,
     )

@@ -161,6 +161,7 @@ def serve(
     endpoints_service: str = DEFAULT_ENDPOINTS_SERVICE,
     settings: ServerSettings | None = None,
     on_ready: Callable[[int], None] | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> None:
     """Load and verify `artifact`, then serve it on 127.0.0.1:`port` in the foreground.
 
@@ -170,6 +171,10 @@ def serve(
     `listening on 127.0.0.1:PORT ...`.
     """
     app = build_app(
-        artifact, service=service, base_path=base_path, endpoints_service=endpoints_service
+        artifact,
+        service=service,
+        base_path=base_path,
+        endpoints_service=endpoints_service,
+        aliases=aliases,
     )
     asyncio.run(run(app, port, settings, on_ready))
