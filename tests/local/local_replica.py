@@ -1,20 +1,23 @@
 """A tiny workload for the local-provider tests, run by the agent as an instance or a replica.
 
 Serves HTTP on $PORT (stdlib, Nagle off):
-    GET /healthz     200, or 500 once the file $FAIL_FILE exists or if $HEALTH == "fail"
+    GET /healthz     200, or 500 while the file $FAIL_DIR/<instance name> exists
     GET /whoami      {"instance", "port", "pid"}
     GET /slow?s=S    sleeps S seconds, then answers (load for the autoscaler)
     anything else    {"instance", "path"}
 With $SELF_DELETE=1 it first acts like a training VM at the end of its job: reads its name,
 zone, project and token from the metadata server ($GCE_METADATA_HOST) and sends
 DELETE .../instances/NAME to the agent's Compute-style API; it writes the HTTP status and body
-to $RESULT_FILE, then keeps serving (if the delete is allowed, the agent stops it).
+to $RESULT_FILE, then keeps serving. If the delete is allowed the agent stops it (SIGTERM) as
+soon as it has answered; like a well-behaved job it finishes writing its result first.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -37,9 +40,7 @@ def self_delete() -> None:
     project = metadata("project/project-id")
     token = json.loads(metadata("instance/service-accounts/default/token"))["access_token"]
     url = f"{os.environ['MLPLANE_COMPUTE_URL']}projects/{project}/zones/{zone}/instances/{name}"
-    req = urllib.request.Request(
-        url, method="DELETE", headers={"Authorization": f"Bearer {token}"}
-    )
+    req = urllib.request.Request(url, method="DELETE", headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             status, body = resp.status, resp.read().decode()
@@ -69,10 +70,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         if url.path == "/healthz":
-            fail_file = os.environ.get("FAIL_FILE")
-            failing = os.environ.get("HEALTH") == "fail" or bool(
-                fail_file and os.path.exists(fail_file)
-            )
+            fail_dir = os.environ.get("FAIL_DIR")
+            failing = bool(fail_dir and os.path.exists(os.path.join(fail_dir, NAME)))
             self._send(500 if failing else 200, {"ok": not failing})
         elif url.path == "/whoami":
             self._send(200, {"instance": NAME, "port": self.server.server_port, "pid": os.getpid()})
@@ -90,7 +89,12 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     if os.environ.get("SELF_DELETE") == "1":
+        terminated: list[int] = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
         self_delete()
+        if terminated:
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
     server.daemon_threads = True
     server.serve_forever()

@@ -16,8 +16,8 @@ from mlplane.errors import MlplaneError
 from mlplane.providers.local.client import AgentAuthError, AgentClient, local_providers
 from mlplane.providers.local.control import find_agent, start_agent, stop_agent
 from mlplane.providers.local.paths import AgentPaths
-from tests.conftest import PROJECT_TOML
 from tests.local.local_helpers import (
+    LOCAL_PROJECT_TOML,
     SERVING,
     assert_all_gone,
     create,
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     path = tmp_path / "mlplane.toml"
-    path.write_text(PROJECT_TOML)
+    path.write_text(LOCAL_PROJECT_TOML)
     return path
 
 
@@ -47,7 +47,11 @@ def test_up_is_idempotent_status_lists_and_down_cleans_up(
     second = capsys.readouterr().out
     assert "already running" in second
     handle = find_agent(project)
-    assert handle is not None and f"pid {handle.info.pid}" in first and f"pid {handle.info.pid}" in second
+    assert (
+        handle is not None
+        and f"pid {handle.info.pid}" in first
+        and f"pid {handle.info.pid}" in second
+    )
 
     paths = AgentPaths.for_project(project)
     assert stat.S_IMODE(paths.token.stat().st_mode) == 0o600
@@ -89,7 +93,7 @@ def test_a_second_agent_process_refuses_to_start(project: Path) -> None:
     import subprocess
     import sys
 
-    handle = start_agent(project).agent
+    start_agent(project)
     try:
         argv = [sys.executable, "-m", "mlplane.providers.local.agent", "--project", str(project)]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)

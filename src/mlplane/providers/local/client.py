@@ -262,7 +262,8 @@ def local_providers(
 
 def frontend_url(client: AgentClient, forwarding_rule: str | None = None) -> str:
     """`http://127.0.0.1:PORT` of a forwarding rule's listener (the only one, or by name)."""
-    rules = [v for v in client.list("forwardingRule") if v.state == "READY"]
+    resources = client.status().resources
+    rules = [v for v in resources if v.kind == "forwardingRule" and v.state == "READY"]
     if forwarding_rule is not None:
         rules = [v for v in rules if v.name == forwarding_rule]
     if len(rules) != 1:

@@ -68,6 +68,8 @@ class Api:
             return await self._route(req)
         except Unauthenticated as exc:
             return Response.json(401, error_body(401, "unauthorized", str(exc)))
+        except BadRequest as exc:
+            return Response.json(400, error_body(400, "badRequest", str(exc)))
         except ValidationError as exc:
             return Response.json(400, error_body(400, "invalid", _validation_message(exc)))
         except MlplaneError as exc:

@@ -28,12 +28,3 @@ class PortAllocator:
     def release(self, port: int | None) -> None:
         if port is not None:
             self.in_use.discard(port)
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True

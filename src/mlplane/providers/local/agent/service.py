@@ -97,7 +97,7 @@ class ResourceService:
         def undo() -> None:
             self.store.remove(spec.key)
 
-        return self._run(rec, Verb.CREATE, request_id, work, undo)
+        return self._run(caller, rec, Verb.CREATE, request_id, work, undo)
 
     def update(
         self, caller: Caller, spec: ResourceSpec, fingerprint: str | None, request_id: str
@@ -131,7 +131,7 @@ class ResourceService:
         def undo() -> None:
             rec.spec, rec.state = previous, State.READY
 
-        return self._run(rec, Verb.UPDATE, request_id, work, undo)
+        return self._run(caller, rec, Verb.UPDATE, request_id, work, undo)
 
     def delete(self, caller: Caller, key: ResourceKey, request_id: str) -> Operation:
         self.gate.authorize(caller, Verb.DELETE, key)
@@ -142,6 +142,7 @@ class ResourceService:
             group = self.runtime.managed_instance_group(key.name)
             if group is not None:  # a managed instance: its group recreates it
                 op = self.ops.start(key, Verb.DELETE, f"zones/{group.spec.zone}", request_id)
+                log.info("delete %s (managed by %s) by %s", key, group.name, caller)
                 group.kill_replica(key.name)
                 self.ops.finish(op)
                 return op.snapshot()
@@ -163,7 +164,7 @@ class ResourceService:
         def undo() -> None:
             rec.state = State.READY
 
-        return self._run(rec, Verb.DELETE, request_id, work, undo)
+        return self._run(caller, rec, Verb.DELETE, request_id, work, undo)
 
     def _idle(self, key: ResourceKey) -> Record:
         rec = self.store.require(key)
@@ -175,6 +176,7 @@ class ResourceService:
 
     def _run(
         self,
+        caller: Caller,
         rec: Record,
         verb: Verb,
         request_id: str,
@@ -184,6 +186,7 @@ class ResourceService:
         scope = _scope(rec.spec)
         op = self.ops.start(rec.key, verb, scope, request_id)
         rec.busy = op.name
+        log.info("%s %s by %s: %s", verb, rec.key, caller, op.name)
 
         async def run() -> None:
             self.ops.running(op)
