@@ -133,3 +133,14 @@ def test_denial_names_missing_permissions(setup: tuple[LoadedProject, Authorizer
     d = authz.authorize(authz.principal("alice@acme.com"), "bigquery.tables.delete")
     assert d.missing == ("bigquery.tables.delete",)
     assert "No action in the operational model" in (d.sanctioned_path or "")
+
+
+def test_a_service_policy_covers_its_configs(setup: tuple[LoadedProject, Authorizer]) -> None:
+    _, authz = setup
+    name = "models.endpoints.acme-ml.cloud.goog"
+    config = ResourceRef("endpointsConfig", name, "acme-ml")
+    perm = "servicemanagement.services.update"
+    assert authz.authorize(authz.principal("serving"), perm, config).allowed
+    assert not authz.authorize(authz.principal("serving-runtime"), perm, config).allowed
+    other = ResourceRef("endpointsConfig", "other.endpoints.acme-ml.cloud.goog", "acme-ml")
+    assert not authz.authorize(authz.principal("serving"), perm, other).allowed

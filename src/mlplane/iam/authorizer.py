@@ -15,6 +15,9 @@ from mlplane.iam.decision import Decision
 from mlplane.model.principals import Principal
 from mlplane.model.refs import ResourceRef
 
+# Resource kinds whose IAM policy also governs sub-resources of the same name, as on GCP (an
+# Endpoints service's policy covers its configs and rollouts: services/NAME/configs/ID).
+CHILD_KINDS = {"endpointsService": ("endpointsConfig",)}
 # IAM condition resource types -> the ResourceRef kinds they describe.
 CONDITION_KINDS = {"compute.googleapis.com/Instance": "instance"}
 IMPERSONATION = (
@@ -96,7 +99,10 @@ class Authorizer:
         return self.authorize(principal, "iam.serviceAccounts.actAs", ref)
 
     def _target(self, grant: ActionGrant, resource: ResourceRef | None) -> ResourceRef | None:
-        if resource is not None and grant.scope_kind in ("project", resource.kind):
+        if resource is not None and (
+            grant.scope_kind in ("project", resource.kind)
+            or resource.kind in CHILD_KINDS.get(grant.scope_kind, ())
+        ):
             return resource
         if grant.scope_kind == "project":
             return None
@@ -110,7 +116,11 @@ class Authorizer:
                 kind = CONDITION_KINDS.get(grant.condition_type)
                 return resource.kind == kind and resource.name.startswith(grant.condition_prefix)
             return True
-        return resource.kind == grant.scope_kind and resource.name == grant.scope_name
+        if resource.name != grant.scope_name:
+            return False
+        return resource.kind == grant.scope_kind or resource.kind in CHILD_KINDS.get(
+            grant.scope_kind, ()
+        )
 
     def _decide(
         self,

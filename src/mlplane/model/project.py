@@ -86,6 +86,17 @@ class NamingSection(Spec):
         return v
 
 
+class LocalSection(Spec):
+    """Settings of the `local` provider."""
+
+    lb_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="port of the load balancer on 127.0.0.1; 0 picks a free one at bootstrap",
+    )
+
+
 class ResourcesSection(Spec):
     """Named resources that grants are scoped to. Values may use {project} and {region}."""
 
@@ -103,6 +114,7 @@ class ProjectFile(Spec):
     team: TeamSection = TeamSection()
     naming: NamingSection = NamingSection()
     resources: ResourcesSection = ResourcesSection()
+    local: LocalSection = LocalSection()
     members: dict[str, tuple[str, ...]] = Field(
         default={}, description="per process id: who gets its user role (default: the team)"
     )

@@ -1,0 +1,306 @@
+"""The serving lifecycle: bootstrap the front end, deploy and undeploy service revisions.
+
+Every mutation runs inside a CI trigger's pipeline as the serving service account (`deploy`,
+`undeploy`); replicas run as `serving-runtime`. A revision answers at its service's route
+(`/v1/models/SERVICE/`, weighted across revisions) and at its own (`/v1/revisions/SERVICE-REV/`).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlplane.engine.desired import DesiredState, StackSpec
+from mlplane.errors import ConfigError, MlplaneError, PermanentError
+from mlplane.model.compute import (
+    FRONTEND_STACK,
+    PATH_MATCHER,
+    URL_MAP,
+    BackendService,
+    Change,
+    DetachBackendService,
+    ForwardingRule,
+    RemoveRoute,
+    ResourceSpec,
+    RevisionSettings,
+    SetRoute,
+    WeightedBackendService,
+    api_paths,
+    frontend,
+    model_prefix,
+    remove_api_paths,
+    revision_bundle,
+)
+from mlplane.model.principals import Principal
+from mlplane.providers.local.runtime import runtime_metadata
+from mlplane.workflows.ci import Build, run_trigger
+from mlplane.workflows.session import Session
+
+Progress = Callable[[str], None]
+
+
+def revision_prefix(service: str, revision: str) -> str:
+    return f"/v1/revisions/{service}-{revision}/"
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    service: str
+    revision: str
+    artifact: Path
+    min_replicas: int = 1
+    max_replicas: int = 3
+    traffic: int = 100  # percent of the service route sent to this revision
+    ready_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    build: Build
+    service_url: str
+    revision_url: str
+    seconds_to_ready: float
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def frontend_stack(session: Session) -> StackSpec:
+    """The passive front end. Its forwarding rule keeps the port it was created with."""
+    recorded = next(
+        (r.spec for r in session.store.load().values() if r.key.kind == "forwardingRule"), None
+    )
+    if isinstance(recorded, ForwardingRule):
+        port = recorded.port_range
+    else:
+        port = str(session.loaded.project.local.lb_port or _free_port())
+    front = frontend(url_map=URL_MAP, endpoints_service=session.endpoints_service())
+    rule = front.forwarding_rule.model_copy(update={"port_range": port})
+    resources = tuple(rule if r is front.forwarding_rule else r for r in front.resources)
+    return StackSpec(FRONTEND_STACK, resources)
+
+
+def _route(service: str, prefix: str, backends: list[tuple[BackendService, int]]) -> SetRoute:
+    return SetRoute(
+        url_map=URL_MAP,
+        path_matcher=PATH_MATCHER,
+        prefix=prefix,
+        backends=tuple(
+            WeightedBackendService(backend_service=b.link, weight=w) for b, w in backends
+        ),
+        description=f"mlplane route for {service}",
+    )
+
+
+@dataclass(frozen=True)
+class RecordedRevision:
+    service: str
+    revision: str
+    stack: str
+    created: float
+    backend_service: BackendService
+    resources: tuple[ResourceSpec, ...]
+
+
+def recorded_revisions(session: Session, service: str | None = None) -> list[RecordedRevision]:
+    """Revisions in the state store, oldest first."""
+    stacks: dict[str, list[ResourceSpec]] = {}
+    created: dict[str, float] = {}
+    backend: dict[str, BackendService] = {}
+    for rec in session.store.load().values():
+        parts = rec.stack.split("/")
+        if len(parts) != 3 or parts[0] != "serving" or (service and parts[1] != service):
+            continue
+        stacks.setdefault(rec.stack, []).append(rec.spec)
+        created[rec.stack] = min(created.get(rec.stack, rec.updated_at), rec.updated_at)
+        if isinstance(rec.spec, BackendService):
+            backend[rec.stack] = rec.spec
+    out = [
+        RecordedRevision(s.split("/")[1], s.split("/")[2], s, created[s], backend[s], tuple(r))
+        for s, r in stacks.items()
+        if s in backend
+    ]
+    return sorted(out, key=lambda r: (r.created, r.revision))
+
+
+def _settings(session: Session, req: DeployRequest) -> RevisionSettings:
+    artifact = str(req.artifact.resolve())
+    command = [
+        sys.executable,
+        "-m",
+        "mlplane.serving",
+        "--artifact",
+        artifact,
+        "--service",
+        req.service,
+        "--base-path",
+        model_prefix(req.service).rstrip("/"),
+        "--alias",
+        revision_prefix(req.service, req.revision).rstrip("/"),
+        "--endpoints-service",
+        session.endpoints_service(),
+    ]
+    return RevisionSettings(
+        zone=session.zone,
+        service_account=session.email("serving-runtime"),
+        min_replicas=req.min_replicas,
+        max_replicas=req.max_replicas,
+        check_interval_sec=1,
+        timeout_sec=1,
+        healthy_threshold=1,
+        unhealthy_threshold=2,
+        initial_delay_sec=10,
+        metadata=runtime_metadata(command, artifact=artifact),
+    )
+
+
+def check_artifact(path: Path) -> None:
+    """Fail before anything is created if the model artifact cannot be served."""
+    from mlplane.serving.artifact import load_artifact
+
+    if str(path).startswith("gs://"):
+        raise ConfigError("--artifact", "", "gs:// artifacts need the artifact store (not yet)")
+    load_artifact(path)  # raises ArtifactError naming the path
+
+
+def deploy(
+    session: Session, req: DeployRequest, invoker: Principal, progress: Progress = print
+) -> DeployResult:
+    """Invoke the `deploy` trigger: as the serving service account, create the front end if it
+    is missing and the revision's resources, route traffic, and wait for the first 200."""
+    if not 0 < req.traffic <= 100:
+        raise ConfigError("--traffic", "", f"{req.traffic} is not a percentage in 1..100")
+    try:
+        bundle = revision_bundle(req.service, req.revision, _settings(session, req))
+    except ValueError as exc:
+        raise ConfigError("arguments", "SERVICE/--revision", str(exc)) from None
+    check_artifact(req.artifact)
+    others = [r for r in recorded_revisions(session, req.service) if r.revision != req.revision]
+    weights: list[tuple[BackendService, int]] = [(bundle.backend_service, req.traffic)]
+    if req.traffic < 100:
+        if not others:
+            raise ConfigError(
+                "--traffic", "", "a first revision takes all traffic (omit --traffic)"
+            )
+        weights.insert(0, (others[-1].backend_service, 100 - req.traffic))
+    endpoints = session.endpoints_service()
+    stack = StackSpec(
+        bundle.stack,
+        bundle.resources,
+        (
+            _route(req.service, model_prefix(req.service), weights),
+            _route(
+                req.service,
+                revision_prefix(req.service, req.revision),
+                [(bundle.backend_service, 100)],
+            ),
+            api_paths(req.service, endpoints),
+        ),
+    )
+
+    def pipeline(runs_as: Principal) -> None:
+        progress(f"trigger 'deploy' running as {runs_as}")
+        report = session.engine(runs_as).apply(
+            DesiredState.of(frontend_stack(session), stack), runs_as
+        )
+        for line in report.render().splitlines()[1:]:
+            progress("  " + line.strip())
+        report.raise_for_failures()
+
+    start = time.monotonic()
+    build, _ = run_trigger(
+        session, "deploy", invoker, pipeline, {"service": req.service, "revision": req.revision}
+    )
+    base = frontend_url(session)
+    rev_url = base + revision_prefix(req.service, req.revision)
+    progress(f"waiting for {rev_url}healthz")
+    wait_for_200(rev_url + "healthz", req.ready_timeout)
+    return DeployResult(build, base + model_prefix(req.service), rev_url, time.monotonic() - start)
+
+
+def undeploy(
+    session: Session, service: str, revision: str, invoker: Principal, progress: Progress = print
+) -> Build:
+    """Invoke the `undeploy` trigger: remove the revision's routes, then its resources in reverse
+    order; the service route moves to the newest remaining revision. Passive resources stay."""
+    revisions = recorded_revisions(session, service)
+    target = next((r for r in revisions if r.revision == revision), None)
+    if target is None:
+        known = ", ".join(r.revision for r in revisions) or "none"
+        raise ConfigError(
+            "arguments",
+            "--revision",
+            f"no revision '{revision}' of '{service}' (deployed: {known})",
+        )
+    remaining = [r for r in revisions if r is not target]
+    endpoints = session.endpoints_service()
+    changes: tuple[Change, ...] = (
+        DetachBackendService(url_map=URL_MAP, backend_service=target.backend_service.link),
+        RemoveRoute(
+            url_map=URL_MAP, path_matcher=PATH_MATCHER, prefix=revision_prefix(service, revision)
+        ),
+    )
+    stacks = []
+    if remaining:
+        keep = remaining[-1]
+        stacks.append(
+            StackSpec(
+                keep.stack,
+                keep.resources,
+                (_route(service, model_prefix(service), [(keep.backend_service, 100)]),),
+            )
+        )
+    else:
+        changes += (remove_api_paths(service, endpoints),)
+    desired = DesiredState((StackSpec(target.stack, (), changes), *stacks))
+
+    def pipeline(runs_as: Principal) -> None:
+        progress(f"trigger 'undeploy' running as {runs_as}")
+        report = session.engine(runs_as).apply(desired, runs_as)
+        for line in report.render().splitlines()[1:]:
+            progress("  " + line.strip())
+        report.raise_for_failures()
+
+    build, _ = run_trigger(
+        session, "undeploy", invoker, pipeline, {"service": service, "revision": revision}
+    )
+    return build
+
+
+def frontend_url(session: Session) -> str:
+    from mlplane.providers.local.client import frontend_url as agent_frontend_url
+    from mlplane.providers.local.control import find_agent
+
+    handle = find_agent(session.project_file)
+    if handle is None:
+        raise PermanentError("the local agent is not running: start it with `mlplane up`")
+    return agent_frontend_url(handle.client())
+
+
+def wait_for_200(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+                last = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.05)
+    raise MlplaneError(f"{url} did not answer 200 within {timeout:.0f} s (last: {last})")
+
+
+__all__ = ["DeployRequest", "DeployResult", "deploy", "recorded_revisions", "undeploy"]

@@ -1,0 +1,90 @@
+"""A workflow's view of one project: its model, its authorizer, and engines per principal."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from mlplane.engine.engine import Engine, EngineSettings
+from mlplane.engine.state import StateStore
+from mlplane.errors import ConfigError
+from mlplane.iam.authorizer import Authorizer
+from mlplane.iam.compiled import policy_for
+from mlplane.iam.loading import LoadedProject, load_project
+from mlplane.model.principals import Principal
+
+STATE_DB = "state.db"
+
+
+@dataclass
+class Session:
+    project_file: Path
+    loaded: LoadedProject
+    authz: Authorizer
+
+    @classmethod
+    def open(cls, project_file: Path | str) -> Session:
+        path = Path(project_file).resolve()
+        loaded = load_project(path)
+        return cls(path, loaded, Authorizer(policy_for(path)))
+
+    @property
+    def project_id(self) -> str:
+        return self.loaded.project.project.id
+
+    @property
+    def zone(self) -> str:
+        return self.loaded.project.project.zone
+
+    @property
+    def state_dir(self) -> Path:
+        return self.project_file.parent / ".mlplane"
+
+    @cached_property
+    def store(self) -> StateStore:
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return StateStore(self.state_dir / STATE_DB)
+
+    def identity(self, identity: str) -> Principal:
+        """The service-account principal of an identity of the model."""
+        return Principal("serviceAccount", self.authz.policy.identities[identity])
+
+    def email(self, identity: str) -> str:
+        return self.authz.policy.identities[identity]
+
+    def endpoints_service(self) -> str:
+        ref = self.loaded.project.resources.endpoints_services.get("models")
+        if ref is None:
+            raise ConfigError(
+                str(self.project_file), "resources.endpoints_services.models", "missing"
+            )
+        return self.loaded.project.resolve(ref)
+
+    def user(self, as_: str | None = None) -> Principal:
+        """The acting user: `--as`, else $MLPLANE_USER, else the project's first user."""
+        text = as_ or os.environ.get("MLPLANE_USER")
+        if text:
+            return self.authz.principal(text)
+        for member in self.loaded.project.team.principals:
+            if member.startswith("user:"):
+                return Principal.parse(member)
+        raise ConfigError(
+            str(self.project_file),
+            "team.principals",
+            "no user to act as: name one with --as or $MLPLANE_USER, or add a 'user:EMAIL'",
+        )
+
+    def engine(self, principal: Principal) -> Engine:
+        """An engine whose provider calls act as `principal` (the agent re-checks them)."""
+        from mlplane.providers.local.client import local_providers
+
+        if self.loaded.project.project.provider != "local":
+            raise ConfigError(
+                str(self.project_file),
+                "project.provider",
+                "only the 'local' provider can apply resources in this version",
+            )
+        providers = local_providers(self.project_file, principal, project=self.project_id)
+        return Engine(self.store, providers, self.authz, EngineSettings(project=self.project_id))
