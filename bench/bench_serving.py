@@ -217,7 +217,7 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=32)
     args = p.parse_args()
     sys.path[:0] = [str(REPO / "src"), str(REPO)]
-    from examples.sentiment.train import train
+    from mlplane.examples.sentiment.train import train
 
     with tempfile.TemporaryDirectory() as d:
         artifact = train(Path(d) / "sentiment", progress=lambda line: None)

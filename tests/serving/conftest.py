@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from serving_support import ServerProcess, linear_manifest, start_server
 
-from examples.sentiment.train import train
+from mlplane.examples.sentiment.train import train
 from mlplane.serving.artifact import write_artifact
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.sentiment.train import train
+from mlplane.examples.sentiment.train import train
 from mlplane.errors import ConfigError
 from mlplane.serving.app import Route, build_app
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from serving_support import REPO, server_env
 
-from examples.sentiment.data import FEATURES, featurize, generate
-from examples.sentiment.text_predictor import TextSentiment
-from examples.sentiment.train import fit_logistic, solve, train
+from mlplane.examples.sentiment.data import FEATURES, featurize, generate
+from mlplane.examples.sentiment.text_predictor import TextSentiment
+from mlplane.examples.sentiment.train import fit_logistic, solve, train
 from mlplane.serving.artifact import load_artifact
 from mlplane.serving.linear import LinearModel
 from mlplane.serving.predictor import load_predictor
@@ -66,7 +66,7 @@ def test_the_trained_model_reads_reviews(tmp_path: Path) -> None:
 def test_train_entrypoint_prints_progress_promptly(tmp_path: Path) -> None:
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "examples.sentiment.train", "--out", str(tmp_path / "m")],
+        [sys.executable, "-m", "mlplane.examples.sentiment.train", "--out", str(tmp_path / "m")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,6 +1,6 @@
 """A custom predictor: raw review text in, the linear model's prediction out.
 
-Named by an artifact's manifest as `"predictor": "examples.sentiment.text_predictor:TextSentiment"`;
+Named by an artifact's manifest as `"predictor": "mlplane.examples.sentiment.text_predictor:TextSentiment"`;
 it reuses the linear fields of the same manifest. Instances: `{"text": "..."}`.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from examples.sentiment.data import featurize
+from mlplane.examples.sentiment.data import featurize
 from mlplane.serving.artifact import Artifact
 from mlplane.serving.linear import LinearModel
 from mlplane.serving.predictor import InstanceError

@@ -1,1 +1,0 @@
-"""Example models for mlplane (importable as `examples.*` from the repository root)."""

@@ -1,0 +1,1 @@
+"""Example models that ship with mlplane (the quickstart trains and serves them)."""
