@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlplane.examples.sentiment.train import train
 from mlplane.errors import ConfigError
+from mlplane.examples.sentiment.train import train
 from mlplane.serving.app import Route, build_app
 
 

@@ -1,7 +1,8 @@
 """A custom predictor: raw review text in, the linear model's prediction out.
 
-Named by an artifact's manifest as `"predictor": "mlplane.examples.sentiment.text_predictor:TextSentiment"`;
-it reuses the linear fields of the same manifest. Instances: `{"text": "..."}`.
+Named by an artifact's manifest as
+`"predictor": "mlplane.examples.sentiment.text_predictor:TextSentiment"`; it reuses the linear
+fields of the same manifest. Instances: `{"text": "..."}`.
 """
 
 from __future__ import annotations
