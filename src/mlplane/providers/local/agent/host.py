@@ -36,14 +36,13 @@ class Host:
     settings: AgentSettings
     tokens: TokenRegistry
     ports: PortAllocator = field(default_factory=PortAllocator)
-    children: ChildRegistry | None = None
+    children: ChildRegistry = field(init=False)
     api_port: int = 0
     names: set[str] = field(default_factory=set)  # instance and replica names in use
     notify: Callable[[], None] = lambda: None  # membership or health changed
 
     def __post_init__(self) -> None:
-        if self.children is None:
-            self.children = ChildRegistry(self.paths.children)
+        self.children = ChildRegistry(self.paths.children)
 
     @property
     def api_url(self) -> str:
@@ -89,7 +88,6 @@ async def launch(
             "NO_PROXY": "127.0.0.1,localhost",
         }
     )
-    assert host.children is not None
     try:
         proc = await spawn(
             runtime.argv,
@@ -110,7 +108,6 @@ async def halt(host: Host, running: Running) -> int:
     try:
         code = await running.proc.stop(host.settings.stop_grace_sec)
     finally:
-        assert host.children is not None
         host.children.remove(running.pid)
         host.ports.release(running.port)
         with contextlib.suppress(Exception):

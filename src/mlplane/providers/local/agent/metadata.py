@@ -153,11 +153,11 @@ class MetadataServer:
         account, _, item = rest.lstrip("/").partition("/")
         if account not in ("default", email):
             return _not_found()
-        if item in ("email",):
+        if item == "email":
             return _text(email)
-        if item in ("scopes",):
+        if item == "scopes":
             return _text("https://www.googleapis.com/auth/cloud-platform\n")
-        if item in ("aliases",):
+        if item == "aliases":
             return _text("default\n")
         if item == "token":
             tok = self.tokens.token_for(self.identity.name, email)
