@@ -168,6 +168,56 @@ def start_replica(name: str) -> ReplicaServer:
     return srv
 
 
+class FlakyUpstream:
+    """Answers the first request on each connection and silently drops the connection on the
+    second: what a keep-alive upstream that closed an idle connection looks like to a proxy."""
+
+    RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n" + b'{"replica":"f"}'
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.requests = 0
+        self.dropped = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            buf = b""
+            for n in range(2):
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                while len(buf) < length:
+                    buf += conn.recv(65536)
+                buf = buf[length:]
+                self.requests += 1
+                if n == 1:
+                    self.dropped += 1
+                    return
+                conn.sendall(self.RESPONSE)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class LoopThread:
     """An event loop in a background thread; the LB lives there, tests talk to it via `run`."""
 

@@ -47,7 +47,9 @@ def test_http10_keep_alive_and_absolute_form() -> None:
     assert req.version == 10 and req.keep_alive
     assert req.host == b"svc.local:8080" and req.target == b"/a/b?x" and req.path == b"/a/b"
     assert req.upstream_head(b"").startswith(b"GET /a/b?x HTTP/1.1\r\n")
-    assert not parse_request_head(b"GET / HTTP/1.0\r\n\r\n").keep_alive
+    bare = parse_request_head(b"GET / HTTP/1.0\r\n\r\n")
+    assert not bare.keep_alive
+    assert bare.upstream_head(b"") == b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     assert not parse_request_head(
         b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
     ).keep_alive

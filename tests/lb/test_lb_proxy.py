@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from lb_support import ReplicaServer, raw_exchange, read_response, service
+from lb_support import FlakyUpstream, ReplicaServer, raw_exchange, read_response, service
 
 from mlplane.providers.local.lb import (
+    BackendService,
     Endpoint,
     HostRule,
     PathMatcher,
@@ -312,6 +313,57 @@ def test_connect_failures_are_retried_for_any_method(replicas: Replicas, make_lb
     assert a.count("/p") == 10
     errors = lb.call(lb.lb.metrics_snapshot).services["s"].errors
     assert errors["connect"] >= 1
+
+
+def test_dead_pooled_connection_is_retried_fresh_for_idempotent_methods(make_lb: MakeLb) -> None:
+    flaky = FlakyUpstream()
+    try:
+        lb = make_lb(UrlMap("f"), [BackendService("f", (Endpoint("127.0.0.1", flaky.port),))])
+        assert request(lb.port, "/1")[0] == 200  # conn 1: pooled afterwards
+        assert request(lb.port, "/2")[0] == 200  # conn 1 dies on it; retried on a fresh conn 2
+        assert flaky.dropped == 1 and flaky.requests == 3
+        status, _, body = request(lb.port, "/3", "POST", b"{}")  # conn 2 dies: POST not retried
+        assert status == 502 and "before responding" in json.loads(body)["error"]
+        assert flaky.dropped == 2 and flaky.requests == 4
+    finally:
+        flaky.close()
+
+
+def test_least_outstanding_and_health(replicas: Replicas, make_lb: MakeLb) -> None:
+    x, y = replicas("x"), replicas("y")
+    lb = make_lb(UrlMap("s"), [service("s", x, y)])
+    busy: list[bytes] = []
+    t = threading.Thread(target=lambda: busy.append(request(lb.port, "/sleep?s=0.8")[2]))
+    t.start()
+    deadline = time.monotonic() + 5
+    while x.count("/sleep") + y.count("/sleep") == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    idle_one = "y" if x.count("/sleep") else "x"
+    for _ in range(6):  # the endpoint with a request outstanding gets none of these
+        assert json.loads(request(lb.port, "/q")[2])["replica"] == idle_one
+    t.join(10)
+    lb.call(
+        lambda: lb.lb.set_endpoints(
+            "s", [Endpoint("127.0.0.1", x.port, healthy=False), Endpoint("127.0.0.1", y.port)]
+        )
+    )
+    assert {json.loads(request(lb.port, "/h")[2])["replica"] for _ in range(6)} == {"y"}
+
+
+def test_tcp_nodelay_on_both_sides(replicas: Replicas, make_lb: MakeLb) -> None:
+    a = replicas("a")
+    lb = make_lb(UrlMap("a"), [service("a", a)])
+    conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=10)
+    assert request(lb.port, "/", conn=conn)[0] == 200
+
+    def flags() -> list[int]:
+        socks = [c.transport.get_extra_info("socket") for c in lb.lb._clients]
+        for ep in lb.lb._services["a"].endpoints.values():
+            socks += [c.transport.get_extra_info("socket") for c in ep.idle]
+        return [s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in socks]
+
+    got = lb.call(flags)
+    assert len(got) == 2 and all(got)
 
 
 PROM_LINE = r"^[a-z_]+(\{[a-z_]+=\"[^\"]*\"(,[a-z_]+=\"[^\"]*\")*\})? [0-9.e+-]+$"

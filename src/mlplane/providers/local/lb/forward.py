@@ -82,6 +82,7 @@ async def forward(
                 payload += await cc.reader.readexactly(cl)
             except (IncompleteReadError, OSError):
                 return False
+            cc.phase = NONE
         tried: list[EndpointState] = []
         failure: _Failed | None = None
         while len(tried) < settings.max_attempts:

@@ -86,6 +86,8 @@ class RequestHead:
             parts.append(CRLF)
         if self.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
+        if not self.host:  # an HTTP/1.0 client may omit it; HTTP/1.1 upstreams need one
+            parts.append(b"Host: 127.0.0.1\r\n")
         parts.append(extra)
         parts.append(CRLF)
         return b"".join(parts)

@@ -125,7 +125,17 @@ class EndpointState:
 class ServiceState:
     """One backend service as the proxy sees it; `live` holds the endpoints eligible for picks."""
 
-    __slots__ = ("_rr", "config", "endpoints", "live", "metrics", "name", "retired", "timeout")
+    __slots__ = (
+        "_rotations",
+        "_rr",
+        "config",
+        "endpoints",
+        "live",
+        "metrics",
+        "name",
+        "retired",
+        "timeout",
+    )
 
     def __init__(self, config: BackendService, metrics: ServiceMetrics) -> None:
         self.name = config.name
@@ -134,6 +144,7 @@ class ServiceState:
         self.metrics = metrics
         self.endpoints: dict[tuple[str, int], EndpointState] = {}
         self.live: tuple[EndpointState, ...] = ()
+        self._rotations: list[tuple[EndpointState, ...]] = []
         self.retired = False  # removed from the config: requests routed to it are re-routed
         self._rr = 0
         self.set_endpoints(config.endpoints)
@@ -162,7 +173,8 @@ class ServiceState:
             if key not in current:
                 state.drain(self.config.connection_draining_timeout_sec)
         self.endpoints = current
-        self.live = tuple(s for s in current.values() if s.healthy)
+        self.live = live = tuple(s for s in current.values() if s.healthy)
+        self._rotations = [live[i:] + live[:i] for i in range(len(live))]
 
     def drain_all(self) -> None:
         self.retired = True
@@ -170,6 +182,7 @@ class ServiceState:
             state.drain(self.config.connection_draining_timeout_sec)
         self.endpoints = {}
         self.live = ()
+        self._rotations = []
 
     def pick(self, tried: Sequence[EndpointState], now: float) -> EndpointState | None:
         """Least outstanding requests among healthy endpoints not yet tried for this request;
@@ -179,11 +192,12 @@ class ServiceState:
         if n == 1:
             ep = live[0]
             return None if ep in tried else ep
+        if n == 0:
+            return None
         best: EndpointState | None = None
         fallback: EndpointState | None = None
-        self._rr = start = (self._rr + 1) % n if n else 0
-        for i in range(n):
-            ep = live[(start + i) % n]
+        self._rr += 1
+        for ep in self._rotations[self._rr % n]:  # ties go round-robin
             if ep in tried:
                 continue
             if ep.ejected_until > now:

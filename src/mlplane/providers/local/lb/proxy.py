@@ -218,7 +218,7 @@ class LoadBalancer:
                     break
                 cc.phase = NONE
                 cc.deadline = INF
-                if head[:2] == CRLF:  # stray CRLFs between requests (RFC 9112 §2.2)
+                if head[0] == 13:  # stray CRLFs between requests (RFC 9112 §2.2)
                     head = head.lstrip(CRLF)
                     if not head:
                         continue
