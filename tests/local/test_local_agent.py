@@ -127,7 +127,7 @@ def test_down_stops_every_supervised_process_and_a_killed_agent_leaks_nothing(
     assert not AgentPaths.for_project(project).info.exists()
 
 
-def test_api_requires_the_token_and_an_acting_principal(project: Path) -> None:
+def test_api_requires_the_token_and_changes_require_a_principal(project: Path) -> None:
     handle = start_agent(project).agent
     try:
         wrong = AgentClient(handle.info.base_url, "not-the-token", SERVING)
@@ -135,10 +135,12 @@ def test_api_requires_the_token_and_an_acting_principal(project: Path) -> None:
             wrong.status()
         with pytest.raises(AgentAuthError):
             wrong.list("healthCheck")
-        anonymous = handle.client()  # the token, but no principal
-        with pytest.raises(MlplaneError, match="acting principal"):
-            anonymous.list("healthCheck")
-        assert anonymous.status().pid == handle.info.pid  # the operator view needs no principal
+        operator = handle.client()  # the token, but no principal: reads only
+        assert operator.status().pid == handle.info.pid
+        assert operator.list("healthCheck") == []
+        with pytest.raises(MlplaneError, match="a change needs the acting principal"):
+            operator.create(health_check("anon-hc"), "r1")
+        assert local_providers(project, SERVING).for_kind("healthCheck").list() == []
     finally:
         stop_agent(project)
     assert_all_gone([handle.info.pid])

@@ -214,7 +214,7 @@ class GroupRuntime:
         log.info("group %s: replica %s pid %d port %d", self.name, r.name, r.running.pid,
                  r.running.port)  # fmt: skip
         self._sync_probers(r)
-        asyncio.get_running_loop().create_task(self._watch(r, r.running))
+        self.host.background(self._watch(r, r.running))
 
     async def _watch(self, r: Replica, running: Running) -> None:
         code = await running.proc.wait()

@@ -4,10 +4,11 @@ its command from the runtime metadata, its own port (`PORT`) and its own metadat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 
 from mlplane.providers.local.paths import AgentPaths
@@ -43,6 +44,14 @@ class Host:
 
     def __post_init__(self) -> None:
         self.children = ChildRegistry(self.paths.children)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def background(self, work: Coroutine[object, object, None]) -> None:
+        """Run `work` as a task the host keeps a reference to until it is done (the event loop
+        holds tasks only weakly)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @property
     def api_url(self) -> str:

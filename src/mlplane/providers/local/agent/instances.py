@@ -4,7 +4,6 @@ it is deleted; deleting it stops the process first."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
@@ -52,7 +51,7 @@ class InstanceRuntime:
         )
         self.status = "RUNNING"
         self.host.names.add(self.spec.name)
-        asyncio.get_running_loop().create_task(self._watch(self.running))
+        self.host.background(self._watch(self.running))
 
     async def _watch(self, running: Running) -> None:
         code = await running.proc.wait()

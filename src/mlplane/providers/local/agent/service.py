@@ -8,7 +8,6 @@ resourceInUseByAnotherResource).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -204,7 +203,7 @@ class ResourceService:
                 self.runtime.host.notify()
             self.ops.finish(op, error)
 
-        asyncio.get_running_loop().create_task(run())
+        self.runtime.host.background(run())
         return op.snapshot()
 
 
