@@ -3,72 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from mlplane.cli.context import Context
-from mlplane.errors import ConfigError
-
-TEMPLATE = """\
-# mlplane project file. Reference: docs/iam.md. Validate with `mlplane iam plan`.
-
-[project]
-id = {project_id}            # the GCP project id
-region = {region}
-zone = {zone}
-provider = {provider}        # "local" (this machine) or "gcp"
-
-[team]
-# Users, groups or domains who get each process's user role (unless [members] says otherwise).
-principals = {principals}
-
-# Group membership, for local enforcement only (on GCP, Google resolves groups).
-[team.groups]
-
-# Per process, who gets its user role instead of [team] principals, e.g.:
-# [members]
-# serving = ["group:ml-serving@example.com"]
-
-[naming]
-prefix = "mlplane"           # service accounts are PREFIX-IDENTITY@PROJECT.iam.gserviceaccount.com
-
-# Named resources that grants are scoped to ({{project}} and {{region}} are filled in).
-[resources.buckets]
-artifacts = "{{project}}-mlplane-artifacts"
-
-[resources.secrets]
-graph = "graph-readonly"     # the graph database's read-only credential
-
-[resources.repositories]
-images = "mlplane"
-
-[resources.endpoints_services]
-models = "models.endpoints.{{project}}.cloud.goog"
-
-# Add an action, or replace a shipped one by id (see `mlplane iam explain ACTION`):
-# [[actions]]
-# id = "serving.write-logs"
-# process = "serving"
-# who = "service_account"
-# requirement = "Write logs."
-# reason = "Serving VMs send their logs to Cloud Logging."
-# grants = [{{ scope = "project", permissions = ["logging.logEntries.create"] }}]
-"""
-
-
-def _q(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def default_member() -> str:
-    import getpass
-
-    try:
-        user = getpass.getuser() or "developer"
-    except (KeyError, OSError):
-        user = os.environ.get("USER") or "developer"
-    return f"user:{user}@localhost.localdomain"
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
@@ -89,28 +27,18 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    import tomllib
-
-    from mlplane.iam.catalog import load_catalog
-    from mlplane.iam.loading import load_shipped_model, merge_project, parse_model
-    from mlplane.model.project import ProjectFile
+    from mlplane.workflows.project_file import write_project_file
 
     path = ctx.project_path if ctx.project_override else Path.cwd() / "mlplane.toml"
-    if path.exists() and not args.force:
-        raise ConfigError(str(path), "", "already exists (pass --force to overwrite)")
-    text = TEMPLATE.format(
-        project_id=_q(args.project_id),
-        region=_q(args.region),
-        zone=_q(args.zone or f"{args.region}-a"),
-        provider=_q(args.provider),
-        principals="[" + ", ".join(_q(m) for m in (args.members or [default_member()])) + "]",
+    write_project_file(
+        path,
+        project_id=args.project_id,
+        region=args.region,
+        zone=args.zone,
+        provider=args.provider,
+        members=args.members,
+        force=args.force,
     )
-    source = "arguments (--project-id, --region, --zone, --member)"
-    project = parse_model(ProjectFile, tomllib.loads(text), source)
-    merge_project(path, project, load_shipped_model(), load_catalog())
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
     print(f"wrote {path}: project {args.project_id}, provider {args.provider}")
-    print("next: `mlplane iam plan` to see the IAM it implies")
+    print("next: `mlplane iam plan` to see the IAM it implies, `mlplane quickstart` to serve")
     return 0

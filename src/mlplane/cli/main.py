@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("mlplane.cli.agent", "start the project's local agent (idempotent)"),
     "down": ("mlplane.cli.agent", "stop the local agent and every process it supervises"),
     "status": ("mlplane.cli.agent", "local resources and replicas: state, owner, pid, health"),
+    "serve": ("mlplane.cli.serve", "deploy, undeploy, list and run service revisions"),
+    "ci": ("mlplane.cli.ci", "invoke CI triggers (they run as their service account); builds"),
+    "quickstart": ("mlplane.cli.quickstart", "serve the example model end to end on this machine"),
 }
 
 

@@ -172,11 +172,21 @@ def check_artifact(path: Path) -> None:
     load_artifact(path)  # raises ArtifactError naming the path
 
 
-def deploy(
-    session: Session, req: DeployRequest, invoker: Principal, progress: Progress = print
-) -> DeployResult:
-    """Invoke the `deploy` trigger: as the serving service account, create the front end if it
-    is missing and the revision's resources, route traffic, and wait for the first 200."""
+def bootstrap(session: Session, invoker: Principal, progress: Progress = print) -> Build:
+    """Create the passive front end (URL map, proxy, forwarding rule, Endpoints service and
+    config) through the `deploy` trigger, as the serving service account. Idempotent."""
+
+    def pipeline(runs_as: Principal) -> None:
+        report = session.engine(runs_as).apply(DesiredState.of(frontend_stack(session)), runs_as)
+        for line in report.render().splitlines()[1:]:
+            progress("  " + line.strip())
+        report.raise_for_failures()
+
+    build, _ = run_trigger(session, "deploy", invoker, pipeline, {"bootstrap": "true"})
+    return build
+
+
+def _deploy_stack(session: Session, req: DeployRequest) -> StackSpec:
     if not 0 < req.traffic <= 100:
         raise ConfigError("--traffic", "", f"{req.traffic} is not a percentage in 1..100")
     try:
@@ -192,20 +202,32 @@ def deploy(
                 "--traffic", "", "a first revision takes all traffic (omit --traffic)"
             )
         weights.insert(0, (others[-1].backend_service, 100 - req.traffic))
-    endpoints = session.endpoints_service()
-    stack = StackSpec(
+    own = revision_prefix(req.service, req.revision)
+    return StackSpec(
         bundle.stack,
         bundle.resources,
         (
             _route(req.service, model_prefix(req.service), weights),
-            _route(
-                req.service,
-                revision_prefix(req.service, req.revision),
-                [(bundle.backend_service, 100)],
-            ),
-            api_paths(req.service, endpoints),
+            _route(req.service, own, [(bundle.backend_service, 100)]),
+            api_paths(req.service, session.endpoints_service()),
         ),
     )
+
+
+def deploy_direct(session: Session, req: DeployRequest, user: Principal) -> None:
+    """Apply a revision as `user` instead of through the trigger. The model reserves the stack
+    for the serving service account, so the engine refuses before any provider call; the
+    PermissionDenied names the missing permissions and the trigger to use."""
+    desired = DesiredState.of(frontend_stack(session), _deploy_stack(session, req))
+    session.engine(user).apply(desired, user).raise_for_failures()
+
+
+def deploy(
+    session: Session, req: DeployRequest, invoker: Principal, progress: Progress = print
+) -> DeployResult:
+    """Invoke the `deploy` trigger: as the serving service account, create the front end if it
+    is missing and the revision's resources, route traffic, and wait for the first 200."""
+    stack = _deploy_stack(session, req)
 
     def pipeline(runs_as: Principal) -> None:
         progress(f"trigger 'deploy' running as {runs_as}")
@@ -276,6 +298,16 @@ def undeploy(
     return build
 
 
+def authorize_local_serving(session: Session, user: Principal) -> None:
+    """`serve local`: a user serves a revision ad hoc as themselves; the model gives users the
+    serving process's data reads ("both" actions), which the served model may use."""
+    from mlplane.errors import PermissionDenied
+
+    decision = session.authz.authorize(user, "serving.read-storage")
+    if not decision.allowed:
+        raise PermissionDenied(decision.explain(), decision)
+
+
 def frontend_url(session: Session) -> str:
     from mlplane.providers.local.client import frontend_url as agent_frontend_url
     from mlplane.providers.local.control import find_agent
@@ -303,4 +335,12 @@ def wait_for_200(url: str, timeout: float) -> None:
     raise MlplaneError(f"{url} did not answer 200 within {timeout:.0f} s (last: {last})")
 
 
-__all__ = ["DeployRequest", "DeployResult", "deploy", "recorded_revisions", "undeploy"]
+__all__ = [
+    "DeployRequest",
+    "DeployResult",
+    "bootstrap",
+    "deploy",
+    "deploy_direct",
+    "recorded_revisions",
+    "undeploy",
+]

@@ -1,0 +1,140 @@
+"""`mlplane serve ...`: deploy, undeploy, list and run service revisions."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlplane.cli.context import Context, emit_json
+
+
+def _as(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--as",
+        dest="as_",
+        metavar="USER",
+        help="acting user (default: $MLPLANE_USER, else the project's first user)",
+    )
+
+
+def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    subs = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", prog=parser.prog)
+
+    p = subs.add_parser("deploy", help="deploy a service revision through the CI trigger 'deploy'")
+    p.add_argument("service", metavar="SERVICE")
+    p.add_argument("--revision", "-r", required=True, metavar="R")
+    p.add_argument("--artifact", required=True, type=Path, metavar="PATH", help="model artifact")
+    p.add_argument("--min", dest="min_replicas", type=int, default=1, metavar="N")
+    p.add_argument("--max", dest="max_replicas", type=int, default=3, metavar="M")
+    p.add_argument(
+        "--traffic",
+        type=int,
+        default=100,
+        metavar="PCT",
+        help="share of the service route for this revision (canary); the rest stays on the newest",
+    )
+    p.add_argument(
+        "--direct",
+        action="store_true",
+        help="apply the revision as yourself instead of through the trigger (the model refuses)",
+    )
+    _as(p)
+    p.set_defaults(run=run_deploy)
+
+    p = subs.add_parser("undeploy", help="remove a revision through the CI trigger 'undeploy'")
+    p.add_argument("service", metavar="SERVICE")
+    p.add_argument("--revision", "-r", required=True, metavar="R")
+    _as(p)
+    p.set_defaults(run=run_undeploy)
+
+    p = subs.add_parser("list", help="revisions with their replicas, health, routes and URLs")
+    p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
+    p.set_defaults(run=run_list)
+
+    p = subs.add_parser("local", help="serve an artifact ad hoc as yourself (no stack)")
+    p.add_argument("--artifact", required=True, type=Path, metavar="PATH")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--service", default=None, help="default: the model's name")
+    _as(p)
+    p.set_defaults(run=run_local)
+
+
+def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
+    from mlplane.workflows.serving import DeployRequest, deploy, deploy_direct
+    from mlplane.workflows.session import Session
+
+    session = Session.open(ctx.project_path)
+    user = session.user(args.as_)
+    req = DeployRequest(
+        args.service,
+        args.revision,
+        args.artifact,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        traffic=args.traffic,
+    )
+    if args.direct:
+        deploy_direct(session, req, user)  # raises PermissionDenied for users, as the model says
+        return 0
+    result = deploy(session, req, user)
+    print(f"revision {args.revision} of {args.service} answers in {result.seconds_to_ready:.2f} s")
+    print(f"  service route:  {result.service_url}predict")
+    print(f"  revision route: {result.revision_url}predict")
+    print(f"  build {result.build.id}: trigger deploy by {user}, as {result.build.runs_as}")
+    return 0
+
+
+def run_undeploy(ctx: Context, args: argparse.Namespace) -> int:
+    from mlplane.workflows.serving import undeploy
+    from mlplane.workflows.session import Session
+
+    session = Session.open(ctx.project_path)
+    build = undeploy(session, args.service, args.revision, session.user(args.as_))
+    print(f"revision {args.revision} of {args.service} removed (build {build.id})")
+    return 0
+
+
+def run_list(ctx: Context, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from mlplane.workflows.serving_status import list_revisions
+    from mlplane.workflows.session import Session
+
+    rows = list_revisions(Session.open(ctx.project_path))
+    if args.fmt == "json":
+        emit_json([asdict(r) for r in rows])
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Service revisions", title_justify="left")
+    for col in ("service", "revision", "replicas", "health", "traffic", "revision URL"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        health = ", ".join(f"{x.name}:{x.health}" for x in r.replicas) or "-"
+        table.add_row(
+            r.service,
+            r.revision,
+            f"{sum(1 for x in r.replicas if x.health == 'HEALTHY')}/{len(r.replicas)}",
+            health,
+            f"{r.weight}%",
+            r.revision_url,
+        )
+    Console().print(table)
+    if not rows:
+        print("no revisions deployed: `mlplane serve deploy SERVICE --revision R --artifact PATH`")
+    return 0
+
+
+def run_local(ctx: Context, args: argparse.Namespace) -> int:
+    from mlplane.serving import serve
+    from mlplane.workflows.serving import authorize_local_serving
+    from mlplane.workflows.session import Session
+
+    session = Session.open(ctx.project_path)
+    user = session.user(args.as_)
+    authorize_local_serving(session, user)
+    print(f"serving {args.artifact} as {user} (ad hoc, no stack); Ctrl-C to stop")
+    serve(args.artifact, args.port, service=args.service)
+    return 0
