@@ -186,7 +186,10 @@ def bootstrap(session: Session, invoker: Principal, progress: Progress = print) 
     return build
 
 
-def _deploy_stack(session: Session, req: DeployRequest) -> StackSpec:
+def _deploy_stacks(session: Session, req: DeployRequest) -> tuple[StackSpec, StackSpec]:
+    """The revision's stack before and after its traffic switch: first with its own route only
+    (plus the service route when it is the service's first revision), then with the service
+    route's new weights. Raises ConfigError on bad input before anything is created."""
     if not 0 < req.traffic <= 100:
         raise ConfigError("--traffic", "", f"{req.traffic} is not a percentage in 1..100")
     try:
@@ -202,50 +205,55 @@ def _deploy_stack(session: Session, req: DeployRequest) -> StackSpec:
                 "--traffic", "", "a first revision takes all traffic (omit --traffic)"
             )
         weights.insert(0, (others[-1].backend_service, 100 - req.traffic))
-    own = revision_prefix(req.service, req.revision)
-    return StackSpec(
-        bundle.stack,
-        bundle.resources,
-        (
-            _route(req.service, model_prefix(req.service), weights),
-            _route(req.service, own, [(bundle.backend_service, 100)]),
-            api_paths(req.service, session.endpoints_service()),
-        ),
+    own = _route(
+        req.service, revision_prefix(req.service, req.revision), [(bundle.backend_service, 100)]
     )
+    paths = api_paths(req.service, session.endpoints_service())
+    switch = _route(req.service, model_prefix(req.service), weights)
+    before = StackSpec(
+        bundle.stack, bundle.resources, (own, paths) if others else (switch, own, paths)
+    )
+    return before, StackSpec(bundle.stack, bundle.resources, (switch, own, paths))
 
 
 def deploy_direct(session: Session, req: DeployRequest, user: Principal) -> None:
     """Apply a revision as `user` instead of through the trigger. The model reserves the stack
     for the serving service account, so the engine refuses before any provider call; the
     PermissionDenied names the missing permissions and the trigger to use."""
-    desired = DesiredState.of(frontend_stack(session), _deploy_stack(session, req))
-    session.engine(user).apply(desired, user).raise_for_failures()
+    _, stack = _deploy_stacks(session, req)
+    session.engine(user).apply(DesiredState.of(frontend_stack(session), stack), user)
 
 
 def deploy(
     session: Session, req: DeployRequest, invoker: Principal, progress: Progress = print
 ) -> DeployResult:
-    """Invoke the `deploy` trigger: as the serving service account, create the front end if it
-    is missing and the revision's resources, route traffic, and wait for the first 200."""
-    stack = _deploy_stack(session, req)
+    """Invoke the `deploy` trigger. As the serving service account: create the front end if it
+    is missing and the revision's resources with the revision's own route; wait until it answers
+    through the load balancer; only then move the service route's traffic to it."""
+    before, after = _deploy_stacks(session, req)
+    start = time.monotonic()
 
-    def pipeline(runs_as: Principal) -> None:
-        progress(f"trigger 'deploy' running as {runs_as}")
-        report = session.engine(runs_as).apply(
-            DesiredState.of(frontend_stack(session), stack), runs_as
-        )
+    def apply(runs_as: Principal, stacks: tuple[StackSpec, ...]) -> None:
+        report = session.engine(runs_as).apply(DesiredState(stacks), runs_as)
         for line in report.render().splitlines()[1:]:
             progress("  " + line.strip())
         report.raise_for_failures()
 
-    start = time.monotonic()
-    build, _ = run_trigger(
+    def pipeline(runs_as: Principal) -> str:
+        progress(f"trigger 'deploy' running as {runs_as}")
+        apply(runs_as, (frontend_stack(session), before))
+        url = frontend_url(session) + revision_prefix(req.service, req.revision)
+        progress(f"waiting for {url}healthz")
+        wait_for_200(url + "healthz", req.ready_timeout)
+        if after != before:
+            progress(f"routing {req.traffic}% of {model_prefix(req.service)} to {req.revision}")
+            apply(runs_as, (after,))
+        return url
+
+    build, rev_url = run_trigger(
         session, "deploy", invoker, pipeline, {"service": req.service, "revision": req.revision}
     )
     base = frontend_url(session)
-    rev_url = base + revision_prefix(req.service, req.revision)
-    progress(f"waiting for {rev_url}healthz")
-    wait_for_200(rev_url + "healthz", req.ready_timeout)
     return DeployResult(build, base + model_prefix(req.service), rev_url, time.monotonic() - start)
 
 

@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from mlplane.engine.engine import Engine, EngineSettings
+from mlplane.engine.journal import EventHook
 from mlplane.engine.state import StateStore
 from mlplane.errors import ConfigError
 from mlplane.iam.authorizer import Authorizer
@@ -23,6 +24,7 @@ class Session:
     project_file: Path
     loaded: LoadedProject
     authz: Authorizer
+    engine_hook: EventHook | None = None  # sees every journal event (progress, fault injection)
 
     @classmethod
     def open(cls, project_file: Path | str) -> Session:
@@ -87,4 +89,5 @@ class Session:
                 "only the 'local' provider can apply resources in this version",
             )
         providers = local_providers(self.project_file, principal, project=self.project_id)
-        return Engine(self.store, providers, self.authz, EngineSettings(project=self.project_id))
+        settings = EngineSettings(project=self.project_id)
+        return Engine(self.store, providers, self.authz, settings, on_event=self.engine_hook)

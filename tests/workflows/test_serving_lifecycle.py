@@ -1,0 +1,260 @@
+"""The serving lifecycle for real: the local agent, replica processes, the load balancer."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+import pytest
+
+from mlplane.errors import ConfigError, PermissionDenied
+from mlplane.model.compute import ResourceKey
+from mlplane.providers.local.control import find_agent
+from mlplane.workflows.ci import list_builds
+from mlplane.workflows.quickstart import predict
+from mlplane.workflows.serving import (
+    DeployRequest,
+    deploy,
+    deploy_direct,
+    frontend_url,
+    recorded_revisions,
+    undeploy,
+)
+from mlplane.workflows.serving_status import list_revisions
+from tests.workflows.conftest import LocalProject, alive
+
+QUIET = lambda *_: None  # noqa: E731
+REVISION_KINDS = (
+    "healthCheck",
+    "instanceTemplate",
+    "instanceGroupManager",
+    "autoscaler",
+    "backendService",
+)
+
+
+def agent_names(lp: LocalProject) -> dict[str, set[str]]:
+    handle = find_agent(lp.session.project_file)
+    assert handle is not None
+    out: dict[str, set[str]] = {}
+    for r in handle.client().status().resources:
+        out.setdefault(r.kind, set()).add(r.name)
+    return out
+
+
+def replicas(lp: LocalProject, service: str, rev: str) -> list[tuple[int, int]]:
+    handle = find_agent(lp.session.project_file)
+    assert handle is not None
+    views = handle.client().managed_instances(f"{service}-{rev}-mig")
+    return [(v.pid, v.port) for v in views if v.pid and v.port]
+
+
+def port_free(port: int) -> bool:
+    """Free for a server, which binds with SO_REUSEADDR (TIME_WAIT leftovers do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_deploy_serves_and_undeploy_frees_everything(local_project: LocalProject) -> None:
+    lp = local_project
+    s, alice = lp.session, lp.session.user()
+    result = deploy(s, DeployRequest("alpha", "r1", lp.v1), alice, QUIET)
+    assert result.seconds_to_ready < 10
+    assert predict(result.revision_url + "predict")[0] == 200
+    assert predict(result.service_url + "predict")[0] == 200
+    names = agent_names(lp)
+    for kind, name in zip(
+        REVISION_KINDS,
+        ("alpha-r1-hc", "alpha-r1-tmpl", "alpha-r1-mig", "alpha-r1-as", "alpha-r1-bes"),
+        strict=True,
+    ):
+        assert name in names[kind]
+    [row] = [r for r in list_revisions(s) if r.service == "alpha"]
+    assert row.weight == 100 and all(x.health == "HEALTHY" for x in row.replicas)
+    build = list_builds(s)[-1]
+    assert (build.trigger, build.status, build.invoker) == (
+        "deploy",
+        "SUCCESS",
+        "user:alice@acme.com",
+    )
+    assert build.runs_as.startswith("serviceAccount:mlplane-serving@")
+    procs = replicas(lp, "alpha", "r1")
+    assert procs
+
+    undeploy(s, "alpha", "r1", alice, QUIET)
+    names = agent_names(lp)
+    for kind in REVISION_KINDS:
+        assert not any(n.startswith("alpha-r1") for n in names.get(kind, ())), kind
+    for kind in ("urlMap", "targetHttpProxy", "forwardingRule", "endpointsService"):
+        assert names.get(kind), f"passive {kind} must stay"
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid, _ in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid, _ in procs), "replica processes left behind"
+    assert all(port_free(port) for _, port in procs), "replica ports still bound"
+    assert predict(result.revision_url + "predict")[0] in (404, 503)
+    assert not recorded_revisions(s, "alpha")
+
+
+@dataclass
+class Load:
+    """Bounded steady load on loopback: one client thread, keep-alive off, until stopped."""
+
+    url: str
+    method: str = "POST"
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, max_seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + max_seconds
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                if self.method == "POST":
+                    status, body = predict(self.url)
+                else:
+                    with urllib.request.urlopen(self.url, timeout=5) as resp:
+                        status, body = resp.status, ""
+            except (urllib.error.URLError, OSError) as exc:
+                status, body = -1, str(exc)
+            if status == 200:
+                self.ok += 1
+            else:
+                self.failures.append(f"{status} {body[:200]}")
+
+    def __enter__(self) -> Load:
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=35)
+
+
+def test_rollout_under_steady_load_fails_no_request(local_project: LocalProject) -> None:
+    lp = local_project
+    s, alice = lp.session, lp.session.user()
+    first = deploy(s, DeployRequest("beta", "r1", lp.v1), alice, QUIET)
+    with Load(first.service_url + "predict") as load:
+        time.sleep(0.3)
+        deploy(s, DeployRequest("beta", "r2", lp.v2), alice, QUIET)  # the route switches to r2
+        time.sleep(0.3)
+        undeploy(s, "beta", "r1", alice, QUIET)
+        time.sleep(0.3)
+    assert load.failures == [], load.failures[:5]
+    assert load.ok > 20
+    undeploy(s, "beta", "r2", alice, QUIET)
+
+
+def test_kill_9_of_a_replica_under_load(local_project: LocalProject) -> None:
+    import os
+    import signal
+
+    lp = local_project
+    s, alice = lp.session, lp.session.user()
+    result = deploy(
+        s, DeployRequest("gamma", "r1", lp.v1, min_replicas=2, max_replicas=2), alice, QUIET
+    )
+    deadline = time.monotonic() + 15
+    while len(replicas(lp, "gamma", "r1")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    before = replicas(lp, "gamma", "r1")
+    assert len(before) == 2
+    victim = before[0][0]
+    with Load(result.service_url + "healthz", method="GET") as load:
+        time.sleep(0.3)
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        replaced_after = None
+        while time.monotonic() - killed_at < 10:
+            now = replicas(lp, "gamma", "r1")
+            healthy = [
+                v
+                for v in find_agent(s.project_file).client().managed_instances("gamma-r1-mig")  # type: ignore[union-attr]
+                if v.health == "HEALTHY" and v.pid != victim
+            ]
+            if len(healthy) == 2 and victim not in [p for p, _ in now]:
+                replaced_after = time.monotonic() - killed_at
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+    assert load.failures == [], load.failures[:5]
+    assert replaced_after is not None and replaced_after <= 2 * 1.0 + 0.5, replaced_after
+    undeploy(s, "gamma", "r1", alice, QUIET)
+
+
+def test_two_concurrent_deploys_both_end_with_their_routes(local_project: LocalProject) -> None:
+    lp = local_project
+    alice = lp.session.user()
+    results: dict[str, object] = {}
+
+    def run(service: str) -> None:
+        try:
+            session = lp.fresh_session()
+            results[service] = deploy(session, DeployRequest(service, "r1", lp.v1), alice, QUIET)
+        except Exception as exc:  # reported below
+            results[service] = exc
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("delta", "epsilon")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    base = frontend_url(lp.session)
+    for service in ("delta", "epsilon"):
+        assert not isinstance(results[service], Exception), results[service]
+        assert predict(f"{base}/v1/models/{service}/predict")[0] == 200
+        assert predict(f"{base}/v1/revisions/{service}-r1/predict")[0] == 200
+    for service in ("delta", "epsilon"):
+        undeploy(lp.session, service, "r1", alice, QUIET)
+
+
+def test_a_user_cannot_create_the_stack_directly(local_project: LocalProject) -> None:
+    lp = local_project
+    before = agent_names(lp)
+    with pytest.raises(PermissionDenied) as info:
+        deploy_direct(lp.session, DeployRequest("zeta", "r1", lp.v1), lp.session.user())
+    assert "trigger 'deploy'" in (info.value.decision.sanctioned_path or "")  # type: ignore[attr-defined]
+    assert agent_names(lp) == before
+
+
+@pytest.mark.parametrize(
+    ("req", "needle"),
+    [
+        (DeployRequest("Bad_Name", "r1", __import__("pathlib").Path("x")), "service name"),
+        (DeployRequest("eta", "R1!", __import__("pathlib").Path("x")), "revision"),
+        (
+            DeployRequest("eta", "r1", __import__("pathlib").Path("/nonexistent/model")),
+            "/nonexistent/model",
+        ),
+        (DeployRequest("eta", "r1", __import__("pathlib").Path("x"), traffic=0), "percentage"),
+    ],
+)
+def test_bad_input_creates_nothing(
+    local_project: LocalProject, req: DeployRequest, needle: str
+) -> None:
+    lp = local_project
+    before = agent_names(lp)
+    builds = len(list_builds(lp.session))
+    with pytest.raises(Exception) as info:
+        deploy(lp.session, req, lp.session.user(), QUIET)
+    assert needle in str(info.value)
+    assert agent_names(lp) == before
+    assert len(list_builds(lp.session)) == builds
+
+
+def test_undeploy_of_unknown_revision(local_project: LocalProject) -> None:
+    with pytest.raises(ConfigError) as info:
+        undeploy(local_project.session, "nope", "r9", local_project.session.user(), QUIET)
+    assert "no revision 'r9'" in str(info.value)
+    assert ResourceKey("urlMap", "mlplane-urlmap")
