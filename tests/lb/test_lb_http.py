@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlplane.providers.local.lb.http import (
-    HttpError,
-    chunk_size,
-    parse_request_head,
-    parse_response_head,
-    response_head,
-)
+from mlplane.providers.local.lb.http import HttpError, chunk_size, parse_request_head
+from mlplane.providers.local.lb.response import parse_response_head, response_head
 
 XFF = b"X-Forwarded-For: 10.0.0.1\r\n"
 

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 message-head parser/writer for the proxy (RFC 9112 framing only).
+"""HTTP/1.1 request heads for the proxy (RFC 9112 framing only), and helpers shared with `response`.
 
 Heads are parsed once into slotted objects; header lines that need no change are forwarded as
 the original bytes. Hop-by-hop headers are dropped; the framing (Content-Length or chunked) of a
@@ -7,7 +7,6 @@ body is kept, so bodies are relayed as they come.
 
 from __future__ import annotations
 
-import json
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -16,25 +15,12 @@ CRLF = b"\r\n"
 HEAD_END = b"\r\n\r\n"
 
 # Headers that never cross the proxy (RFC 9110 §7.6.1), plus ones the proxy handles itself.
-_HOP = frozenset(
+HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
     | {b"transfer-encoding", b"expect"}
 )
-_SPECIAL = _HOP | {b"content-length", b"host"}
-_REASONS = {
-    100: "Continue",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    417: "Expectation Failed",
-    431: "Request Header Fields Too Large",
-    501: "Not Implemented",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-    505: "HTTP Version Not Supported",
-}
+# Headers the parsers look at; everything else passes through untouched.
+FRAMING_HEADERS = HOP_BY_HOP | {b"content-length", b"host"}
 
 
 class HttpError(Exception):
@@ -93,25 +79,25 @@ class RequestHead:
         return b"".join(parts)
 
 
-def _name_value(line: bytes) -> tuple[bytes, bytes]:
+def name_value(line: bytes) -> tuple[bytes, bytes]:
     name, sep, value = line.partition(b":")
     if not sep or not name or name[-1] in b" \t" or name[0] in b" \t":
         raise HttpError(400, f"malformed header line {line[:80]!r}")
     return name.lower(), value.strip()
 
 
-def _forwardable(
-    lines: list[bytes], also_drop: set[bytes] | frozenset[bytes] = _HOP
+def forwardable(
+    lines: list[bytes], also_drop: set[bytes] | frozenset[bytes] = HOP_BY_HOP
 ) -> list[bytes]:
     """Header lines minus hop-by-hop ones (slow path: only when the head must be rewritten)."""
-    return [h for h in lines if _name_value(h)[0] not in also_drop]
+    return [h for h in lines if name_value(h)[0] not in also_drop]
 
 
-def _tokens(value: bytes) -> set[bytes]:
+def tokens(value: bytes) -> set[bytes]:
     return {t.strip().lower() for t in value.split(b",")}
 
 
-def _content_length(value: bytes, current: int) -> int:
+def content_length_value(value: bytes, current: int) -> int:
     if not value.isdigit() or len(value) > 18:
         raise HttpError(400, "invalid Content-Length")
     n = int(value)
@@ -144,7 +130,6 @@ class HeadCache(Generic[T]):
 
 
 _REQUESTS: HeadCache[RequestHead] = HeadCache()
-_RESPONSES: HeadCache[ResponseHead] = HeadCache()
 
 
 def parse_request_head(head: bytes) -> RequestHead:
@@ -154,14 +139,6 @@ def parse_request_head(head: bytes) -> RequestHead:
         req = _parse_request_head(head)
         _REQUESTS.put(head, req)
     return req
-
-
-def parse_response_head(head: bytes) -> ResponseHead:
-    resp = _RESPONSES.entries.get(head)
-    if resp is None:
-        resp = _parse_response_head(head)
-        _RESPONSES.put(head, resp)
-    return resp
 
 
 def _parse_request_head(head: bytes) -> RequestHead:
@@ -196,11 +173,11 @@ def _parse_request_head(head: bytes) -> RequestHead:
         if c <= 0 or hline[c - 1] in b" \t" or hline[0] in b" \t":
             raise HttpError(400, f"malformed header line {hline[:80]!r}")
         name = hline[:c].lower()
-        if name not in _SPECIAL:
+        if name not in FRAMING_HEADERS:
             continue
         value = hline[c + 1 :].strip()
         if name == b"content-length":
-            cl = _content_length(value, cl)
+            cl = content_length_value(value, cl)
         elif name == b"host":
             if req.host and req.host != value.lower():
                 raise HttpError(400, "conflicting Host headers")
@@ -213,7 +190,7 @@ def _parse_request_head(head: bytes) -> RequestHead:
         else:
             req.verbatim = False
             if name == b"connection":
-                conn_tokens |= _tokens(value)
+                conn_tokens |= tokens(value)
             elif name == b"expect":
                 if value.lower() != b"100-continue":
                     raise HttpError(417, "only 'Expect: 100-continue' is supported")
@@ -231,7 +208,7 @@ def _parse_request_head(head: bytes) -> RequestHead:
             req.keep_alive = True
     if not req.verbatim:
         # Headers named in Connection are hop-by-hop too.
-        req.headers = _forwardable(lines[1:], _HOP | conn_tokens)
+        req.headers = forwardable(lines[1:], HOP_BY_HOP | conn_tokens)
     if not req.host and req.version == 11:
         raise HttpError(400, "HTTP/1.1 request without Host header")
     return req
@@ -250,121 +227,6 @@ def _origin_form(req: RequestHead, target: bytes) -> bytes:
     # The absolute-form authority overrides Host (RFC 9112 §3.2.2).
     req.host = authority.lower()
     return path
-
-
-class ResponseHead:
-    __slots__ = (
-        "chunked",
-        "content_length",
-        "keep_alive",
-        "lines",
-        "raw",
-        "status",
-        "status_line",
-        "verbatim",
-    )
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.status_line = b""
-        self.lines: list[bytes] = []  # header lines as received
-        self.content_length = -1  # -1: not given (chunked or close-delimited)
-        self.chunked = False
-        self.keep_alive = True
-        self.verbatim = True  # raw can go to a keep-alive HTTP/1.1 client unchanged
-        self.raw = b""
-
-
-def _parse_response_head(head: bytes) -> ResponseHead:
-    resp = ResponseHead()
-    resp.raw = head
-    lines = head.split(CRLF)
-    del lines[-2:]
-    line = lines[0]
-    if (
-        len(line) < 12
-        or line[:7] != b"HTTP/1."
-        or line[8] != 32
-        or not line[9:12].isdigit()
-        or line[12:13] not in (b"", b" ")
-    ):
-        raise HttpError(502, f"malformed status line {line[:80]!r}")
-    resp.status = int(line[9:12])
-    if line[7] == 49:  # HTTP/1.1
-        resp.status_line = line
-    else:  # HTTP/1.0 upstream: keep-alive only when it says so
-        resp.status_line = b"HTTP/1.1" + line[8:]
-        resp.keep_alive = False
-        resp.verbatim = False
-    cl = -1
-    for i in range(1, len(lines)):
-        hline = lines[i]
-        c = hline.find(b":")
-        if c <= 0 or hline[c - 1] in b" \t" or hline[0] in b" \t":
-            raise HttpError(502, f"malformed header line {hline[:80]!r}")
-        name = hline[:c].lower()
-        if name not in _SPECIAL:
-            continue
-        if name == b"content-length":
-            cl = _content_length(hline[c + 1 :].strip(), cl)
-        elif name == b"transfer-encoding":
-            if hline[c + 1 :].strip().lower() != b"chunked":
-                raise HttpError(502, "unsupported upstream Transfer-Encoding")
-            resp.chunked = True
-        elif name != b"host":
-            resp.verbatim = False
-            if name == b"connection":
-                tokens = _tokens(hline[c + 1 :])
-                if b"close" in tokens:
-                    resp.keep_alive = False
-                elif b"keep-alive" in tokens:
-                    resp.keep_alive = True
-    if resp.chunked and cl >= 0:  # chunked wins; a Content-Length beside it must not pass
-        resp.verbatim = False
-        resp.lines = [h for h in lines[1:] if _name_value(h)[0] != b"content-length"]
-    else:
-        resp.lines = lines[1:]
-    resp.content_length = -1 if resp.chunked else cl
-    return resp
-
-
-def response_head(resp: ResponseHead, *, chunked: bool, connection: bytes | None) -> bytes:
-    """The head for the client: our status line, forwardable headers, framing, Connection."""
-    parts = [resp.status_line, CRLF]
-    for line in _forwardable(resp.lines):
-        parts.append(line)
-        parts.append(CRLF)
-    if chunked:
-        parts.append(b"Transfer-Encoding: chunked\r\n")
-    if connection is not None:
-        parts.append(b"Connection: " + connection + CRLF)
-    parts.append(CRLF)
-    return b"".join(parts)
-
-
-def json_response(status: int, body: dict[str, object], *, keep_alive: bool) -> bytes:
-    """A complete response generated by the proxy itself."""
-    payload = json.dumps(body).encode()
-    return simple_response(status, payload, b"application/json", keep_alive=keep_alive)
-
-
-def error_response(status: int, message: str, *, keep_alive: bool = False) -> bytes:
-    return json_response(status, {"error": message, "code": status}, keep_alive=keep_alive)
-
-
-def simple_response(status: int, body: bytes, content_type: bytes, *, keep_alive: bool) -> bytes:
-    reason = _REASONS.get(status, "Error").encode()
-    conn = b"keep-alive" if keep_alive else b"close"
-    return b"".join(
-        (
-            b"HTTP/1.1 %d %s\r\n" % (status, reason),
-            b"Content-Type: " + content_type + CRLF,
-            b"Content-Length: %d\r\n" % len(body),
-            b"Connection: " + conn + CRLF,
-            CRLF,
-            body,
-        )
-    )
 
 
 def chunk_size(line: bytes) -> int:

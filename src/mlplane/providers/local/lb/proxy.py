@@ -17,17 +17,10 @@ from mlplane.errors import ConfigError
 from .config import BackendService, Endpoint, UrlMap, validate, validate_endpoints
 from .conn import IDLE, INF, NONE, ClientConn, Runtime
 from .forward import forward
-from .http import (
-    CRLF,
-    HEAD_END,
-    HttpError,
-    RequestHead,
-    error_response,
-    parse_request_head,
-    simple_response,
-)
+from .http import CRLF, HEAD_END, HttpError, RequestHead, parse_request_head
 from .metrics import MetricsSnapshot, ServiceMetrics, render_prometheus, snapshot_service
 from .pool import ServiceState
+from .response import error_response, simple_response
 from .routing import Router
 from .settings import RESERVED_PREFIX, ProxySettings
 
