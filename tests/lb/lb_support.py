@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import http.client
 import json
 import socket
 import sys
@@ -160,6 +161,23 @@ class ReplicaHandler(BaseHTTPRequestHandler):
 def service(name: str, *servers: ReplicaServer, **kw: Any) -> BackendService:
     """A backend service whose endpoints are the given in-process replicas."""
     return BackendService(name, tuple(Endpoint("127.0.0.1", s.port) for s in servers), **kw)
+
+
+def request(
+    port: int,
+    path: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    conn: http.client.HTTPConnection | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    if conn is None:
+        c.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, data
 
 
 def start_replica(name: str) -> ReplicaServer:
