@@ -3,7 +3,7 @@
 Serves HTTP on $PORT (stdlib, Nagle off):
     GET /healthz     200, or 500 while the file $FAIL_DIR/<instance name> exists
     GET /whoami      {"instance", "port", "pid"}
-    GET /slow?s=S    sleeps S seconds, then answers (load for the autoscaler)
+    GET .../slow?s=S sleeps S seconds, then answers (load for the autoscaler)
     anything else    {"instance", "path"}
 With $SELF_DELETE=1 it first acts like a training VM at the end of its job: reads its name,
 zone, project and token from the metadata server ($GCE_METADATA_HOST) and sends
@@ -75,7 +75,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(500 if failing else 200, {"ok": not failing})
         elif url.path == "/whoami":
             self._send(200, {"instance": NAME, "port": self.server.server_port, "pid": os.getpid()})
-        elif url.path == "/slow":
+        elif url.path.endswith("/slow"):
             time.sleep(float(parse_qs(url.query).get("s", ["0.5"])[0]))
             self._send(200, {"instance": NAME})
         else:

@@ -235,12 +235,12 @@ def test_the_autoscaler_scales_out_under_load_and_back_in(
         w.start()
     try:
         wait_until(lambda: size() == 3, 15, "scale out to max 3")
+        detail = next(r.detail for r in client.status().resources if r.kind == "autoscaler")
+        assert detail.startswith("size 3, load ")
     finally:
         stop.set()
         for w in workers:
             w.join()
-    detail = next(r.detail for r in client.status().resources if r.kind == "autoscaler")
-    assert "size" in detail
     wait_until(lambda: size() == 1, 15, "scale in to min 1")
 
 
