@@ -11,8 +11,19 @@ as one HTTP/1.1 reverse proxy on raw asyncio streams, listening on 127.0.0.1 onl
 Reserved prefix: paths under `/_mlplane/` are answered by the load balancer itself and never
 routed: `GET /_mlplane/metrics` (Prometheus text format), `GET /_mlplane/healthz`.
 
+Call `apply`, `set_endpoints` and the metrics methods on the event loop's thread (from another
+thread: `loop.call_soon_threadsafe`). Both swaps take effect between two requests.
+
 Standalone: `python -m mlplane.providers.local.lb --port P --config FILE.json` (see
-`config_json` for the file format); SIGTERM drains and exits, SIGHUP reloads the file.
+`config_json` for the file format); SIGTERM drains and exits, SIGHUP re-applies the file's URL
+map and backend services (its proxySettings are read at start only).
+
+Modules: `config` (frozen dataclasses + validation), `config_json` (Compute-Engine-style JSON),
+`settings` (limits, timeouts), `routing` (the URL map compiled to lookup tables), `http` and
+`response` (message heads), `body` (streaming relays), `pool` (endpoints, keep-alive pools,
+least-outstanding choice, draining), `conn` (per-client state, timeout phases), `forward` (the
+request hot path and retry policy), `exchange` (its less common paths), `metrics`, `proxy` (the
+`LoadBalancer`: listener, live config, sweeper).
 """
 
 from .config import (
