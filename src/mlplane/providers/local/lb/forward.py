@@ -78,6 +78,7 @@ async def forward(
                 reused = conn is not None
                 if conn is None:
                     conn = await _connect(rt, svc, ep)
+                    now = monotonic()
                 cc.upstream = conn
                 cc.timed_out = False
                 cc.stream_timeout = svc.timeout
