@@ -5,6 +5,7 @@ Serves HTTP on $PORT (stdlib, Nagle off):
     GET /whoami      {"instance", "port", "pid"}
     GET .../slow?s=S sleeps S seconds, then answers (load for the autoscaler)
     anything else    {"instance", "path"}
+With $IGNORE_TERM=1 it ignores SIGTERM (the agent must SIGKILL it).
 With $SELF_DELETE=1 it first acts like a training VM at the end of its job: reads its name,
 zone, project and token from the metadata server ($GCE_METADATA_HOST) and sends
 DELETE .../instances/NAME to the agent's Compute-style API; it writes the HTTP status and body
@@ -88,6 +89,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    if os.environ.get("IGNORE_TERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if os.environ.get("SELF_DELETE") == "1":
         terminated: list[int] = []
         signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))

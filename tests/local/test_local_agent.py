@@ -7,12 +7,15 @@ import os
 import signal
 import stat
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlplane.cli.main import main
 from mlplane.errors import MlplaneError
+from mlplane.model.compute import ResourceKey
 from mlplane.providers.local.client import AgentAuthError, AgentClient, local_providers
 from mlplane.providers.local.control import find_agent, start_agent, stop_agent
 from mlplane.providers.local.paths import AgentPaths
@@ -21,20 +24,24 @@ from tests.local.local_helpers import (
     SERVING,
     assert_all_gone,
     create,
+    delete,
     group,
     health_check,
     running_pids,
     template,
+    wait_until,
 )
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path) -> Iterator[Path]:
+    """A project of its own; whatever agent a test started is stopped, even if it failed."""
     path = tmp_path / "mlplane.toml"
     path.write_text(LOCAL_PROJECT_TOML)
-    return path
+    yield path
+    stop_agent(path)
 
 
 def test_up_is_idempotent_status_lists_and_down_cleans_up(
@@ -125,6 +132,38 @@ def test_down_stops_every_supervised_process_and_a_killed_agent_leaks_nothing(
     assert_all_gone([handle.info.pid, *pids])
     assert stop_agent(project).pid is None
     assert not AgentPaths.for_project(project).info.exists()
+
+
+def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLPLANE_AGENT_STOP_GRACE_SEC", "0.5")
+    handle = start_agent(project).agent
+    providers = local_providers(project, SERVING)
+    hc, tmpl = health_check("stub-hc"), template("stub-tmpl", env={"IGNORE_TERM": "1"})
+    create(providers, hc, tmpl, group("stub-mig", tmpl, hc, size=1))
+    client = handle.client()
+    (pid,) = running_pids(client, 1)  # and healthy: it has installed its SIGTERM handler
+    wait_until(lambda: client.status().replicas[0].health == "HEALTHY", 10, "a healthy replica")
+    started = time.monotonic()
+    delete(providers, ResourceKey("instanceGroupManager", "stub-mig"))
+    assert 0.5 <= time.monotonic() - started < 5.0
+    assert_all_gone([pid])
+    assert "ignored SIGTERM for 0.5s: SIGKILL" in handle.paths.log.read_text()
+
+
+def test_an_agent_whose_state_directory_is_deleted_stops_with_its_processes(
+    project: Path,
+) -> None:
+    import shutil
+
+    handle = start_agent(project).agent
+    providers = local_providers(project, SERVING)
+    hc, tmpl = health_check("orphan-hc"), template("orphan-tmpl")
+    create(providers, hc, tmpl, group("orphan-mig", tmpl, hc, size=1))
+    pids = running_pids(handle.client(), 1)
+    shutil.rmtree(project.parent / ".mlplane")
+    assert_all_gone([handle.info.pid, *pids], timeout=10)
 
 
 def test_api_requires_the_token_and_changes_require_a_principal(project: Path) -> None:

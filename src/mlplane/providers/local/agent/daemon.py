@@ -3,7 +3,8 @@
 Start-up: take the lock (or exit 3 if another agent holds it), kill what a crashed predecessor
 left in `children.json`, write a fresh random token (0600), listen on 127.0.0.1 (ephemeral
 port), then publish `agent.json`. SIGTERM/SIGINT: stop accepting, stop every supervised process
-(SIGTERM, SIGKILL after the grace period), close the load balancers, remove the files.
+(SIGTERM, SIGKILL after the grace period), close the load balancers, remove the files. The same
+happens when the state directory is deleted under a running agent.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .store import ResourceStore
 log = logging.getLogger("mlplane.agent")
 EXIT_LOCKED = 3
 LOCK_WAIT_SEC = 2.0
+WATCH_SEC = 2.0
 
 
 def acquire_lock(path: Path, wait: float = LOCK_WAIT_SEC) -> int | None:
@@ -73,15 +75,33 @@ def run(project_file: Path, settings: AgentSettings | None = None) -> int:
             log.warning("killed %d processes left by a previous agent", left)
         token = secrets.token_urlsafe(32)
         write_atomic(paths.token, token + "\n", mode=0o600)
-        asyncio.run(_serve(paths, token, settings or AgentSettings()))
+        asyncio.run(_serve(paths, token, settings or AgentSettings.from_env(os.environ)))
         return 0
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
         return exc.exit_code
+    except ValueError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
     finally:
         for path in (paths.info, paths.token, paths.children, paths.pid_file):
             path.unlink(missing_ok=True)
         os.close(lock)
+
+
+async def _watch_state_dir(paths: AgentPaths, stop: asyncio.Event) -> None:
+    """Stop when the state directory goes away (e.g. a deleted temp project): nobody could find
+    this agent any more to stop it."""
+    inode = paths.lock.stat().st_ino
+    while not stop.is_set():
+        await asyncio.sleep(WATCH_SEC)
+        try:
+            gone = paths.lock.stat().st_ino != inode or not paths.pid_file.exists()
+        except OSError:
+            gone = True
+        if gone:
+            log.warning("state directory %s is gone: stopping", paths.root)
+            stop.set()
 
 
 async def _serve(paths: AgentPaths, token: str, settings: AgentSettings) -> None:
@@ -113,7 +133,9 @@ async def _serve(paths: AgentPaths, token: str, settings: AgentSettings) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watchdog = loop.create_task(_watch_state_dir(paths, stop))
     await stop.wait()
+    watchdog.cancel()
     log.info("stopping: %d resources, %d processes", len(store.records), len(runtime.replicas()))
     server.close()
     await runtime.shutdown()

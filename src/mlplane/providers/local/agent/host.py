@@ -24,10 +24,27 @@ _PRIVATE = ("MLPLANE_PRINCIPAL", "MLPLANE_AGENT_TOKEN")
 
 @dataclass(frozen=True)
 class AgentSettings:
-    stop_grace_sec: float = 5.0
+    """Timings of the agent; each can be set with MLPLANE_AGENT_<NAME> (e.g.
+    MLPLANE_AGENT_STOP_GRACE_SEC=1) in the environment of `mlplane up`."""
+
+    stop_grace_sec: float = 5.0  # SIGTERM -> SIGKILL
     autoscale_tick_sec: float = 1.0
-    lb_drain_sec: float = 1.0
-    restart_backoff_max_sec: float = 10.0
+    lb_drain_sec: float = 1.0  # in-flight requests when a forwarding rule goes
+    restart_backoff_max_sec: float = 10.0  # a replica that keeps crashing at start
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AgentSettings:
+        values: dict[str, float] = {}
+        for name in cls.__dataclass_fields__:
+            raw = env.get(f"MLPLANE_AGENT_{name.upper()}")
+            if raw is not None:
+                try:
+                    values[name] = float(raw)
+                except ValueError:
+                    raise ValueError(
+                        f"MLPLANE_AGENT_{name.upper()}={raw!r} is not a number"
+                    ) from None
+        return cls(**values)
 
 
 @dataclass

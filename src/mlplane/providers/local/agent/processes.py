@@ -70,7 +70,10 @@ class ChildRegistry:
 
     def _write(self) -> None:
         data = [{"pid": p.pid, "start": p.start} for p in self.live.values()]
-        write_atomic(self.path, json.dumps(data), mode=0o600)
+        try:
+            write_atomic(self.path, json.dumps(data), mode=0o600)
+        except OSError as exc:  # a safety net only: never let it stop a process from stopping
+            log.warning("cannot write %s: %s", self.path, exc)
 
 
 def recorded_children(path: Path) -> list[ProcessId]:
