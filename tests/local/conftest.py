@@ -10,13 +10,14 @@ import pytest
 from mlplane.providers.local.client import local_providers
 from mlplane.providers.local.control import AgentHandle, start_agent, stop_agent
 from mlplane.providers.registry import ProviderSet
-from tests.local.local_helpers import LOCAL_PROJECT_TOML, SERVING, assert_all_gone
+from tests.conftest import PROJECT_TOML
+from tests.local.local_helpers import SERVING, assert_all_gone
 
 
 @pytest.fixture(scope="module")
 def local_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("project") / "mlplane.toml"
-    path.write_text(LOCAL_PROJECT_TOML)
+    path.write_text(PROJECT_TOML)
     return path
 
 

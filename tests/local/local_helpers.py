@@ -29,41 +29,9 @@ from mlplane.providers.base import Operation, wait_for_operation
 from mlplane.providers.local.client import AgentClient
 from mlplane.providers.local.runtime import runtime_metadata
 from mlplane.providers.registry import ProviderSet
-from tests.conftest import PROJECT_TOML
 
 T = TypeVar("T")
 
-# Two gaps between the shipped IAM model and the specs' PERMISSIONS (reported to the lead), which
-# the agent enforces exactly as the engine does; the test project closes them through the
-# project file's extension point:
-# - InstanceGroupManager DELETE declares compute.instanceGroups.delete, which no action grants;
-# - EndpointsConfig checks its permissions on `endpointsConfig:NAME`, while the model grants
-#   them on the `endpointsService` scope, so no grant covers them.
-LOCAL_PROJECT_TOML = (
-    PROJECT_TOML
-    + """
-[[actions]]
-id = "serving.delete-instance-groups"
-process = "serving"
-who = "service_account"
-requirement = "Delete instances group managers."
-reason = "Deleting a MIG deletes its managed instance group."
-via_triggers = ["undeploy"]
-grants = [{ scope = "project", permissions = ["compute.instanceGroups.delete"] }]
-
-[[actions]]
-id = "serving.update-openapi-config"
-process = "serving"
-who = "service_account"
-requirement = "Update OpenAPI spec for Cloud Endpoints services."
-reason = "EndpointsConfig checks on its own resource kind, not on the endpointsService scope."
-via_triggers = ["deploy"]
-grants = [{ scope = "project", permissions = [
-  "servicemanagement.services.get",
-  "servicemanagement.services.update",
-] }]
-"""
-)
 HERE = Path(__file__).resolve().parent
 PROJECT = "acme-ml"
 ZONE = "us-central1-a"

@@ -19,8 +19,8 @@ from mlplane.model.compute import ResourceKey
 from mlplane.providers.local.client import AgentAuthError, AgentClient, local_providers
 from mlplane.providers.local.control import find_agent, start_agent, stop_agent
 from mlplane.providers.local.paths import AgentPaths
+from tests.conftest import PROJECT_TOML
 from tests.local.local_helpers import (
-    LOCAL_PROJECT_TOML,
     SERVING,
     assert_all_gone,
     create,
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.timeout(60)
 def project(tmp_path: Path) -> Iterator[Path]:
     """A project of its own; whatever agent a test started is stopped, even if it failed."""
     path = tmp_path / "mlplane.toml"
-    path.write_text(LOCAL_PROJECT_TOML)
+    path.write_text(PROJECT_TOML)
     yield path
     stop_agent(path)
 
