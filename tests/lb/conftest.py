@@ -17,6 +17,7 @@ from lb_support import LoopThread, ReplicaServer, start_replica
 from mlplane.providers.local.lb import BackendService, LoadBalancer, ProxySettings, UrlMap
 
 HERE = Path(__file__).parent
+SRC = str(HERE.resolve().parents[1] / "src")
 
 
 @pytest.fixture
@@ -81,7 +82,11 @@ def replica_process() -> Iterator[Callable[[str], tuple[subprocess.Popen[str], i
             [sys.executable, str(HERE / "lb_support.py"), "--name", name],
             stdout=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
+            },
         )
         procs.append(proc)
         assert proc.stdout is not None
