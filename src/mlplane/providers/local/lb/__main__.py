@@ -45,7 +45,8 @@ async def serve(port: int, config_path: str, drain_timeout: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mlplane.providers.local.lb", description=__doc__.splitlines()[0]
+        prog="python -m mlplane.providers.local.lb",
+        description="Run the local load balancer (URL map + backend services) standalone.",
     )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")
     parser.add_argument("--config", required=True, help="JSON file: urlMap + backendServices")
