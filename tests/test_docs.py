@@ -23,3 +23,11 @@ def test_iam_guide_and_readme_exist_and_ci_runs_the_readme_test_command() -> Non
     ci = (REPO / ".ci" / "run").read_text()
     assert "python3 -m pip install -e '.[dev]' && python3 -m pytest -q" in readme
     assert "python -m pip install -q -e '.[dev]'" in ci and "python -m pytest -q" in ci
+
+
+def test_test_file_names_are_unique() -> None:
+    """pytest imports test files by basename (rootdir conftest, no packages): a duplicate breaks
+    collection of the whole suite."""
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    assert not dupes, f"rename: {dupes}"
