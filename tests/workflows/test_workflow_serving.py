@@ -258,3 +258,30 @@ def test_undeploy_of_unknown_revision(local_project: LocalProject) -> None:
         undeploy(local_project.session, "nope", "r9", local_project.session.user(), QUIET)
     assert "no revision 'r9'" in str(info.value)
     assert ResourceKey("urlMap", "mlplane-urlmap")
+
+
+def test_canary_splits_traffic_and_the_status_shows_the_routes(local_project: LocalProject) -> None:
+    import json
+
+    lp = local_project
+    s, alice = lp.session, lp.session.user()
+    deploy(s, DeployRequest("theta", "r1", lp.v1), alice, QUIET)
+    result = deploy(s, DeployRequest("theta", "r2", lp.v2, traffic=10), alice, QUIET)
+    weights = {r.revision: r.weight for r in list_revisions(s) if r.service == "theta"}
+    assert weights == {"r1": 90, "r2": 10}
+    handle = find_agent(s.project_file)
+    assert handle is not None
+    [url_map] = [r for r in handle.client().status().resources if r.kind == "urlMap"]
+    assert "/v1/models/theta/ -> theta-r1-bes 90%, theta-r2-bes 10%" in url_map.detail
+    assert "/v1/revisions/theta-r2/ -> theta-r2-bes" in url_map.detail
+    versions: dict[str, int] = {}
+    for _ in range(300):
+        status, body = predict(result.service_url + "predict")
+        assert status == 200
+        version = json.loads(body)["model"]["version"]
+        versions[version] = versions.get(version, 0) + 1
+    assert len(versions) == 2, versions
+    canary = versions[max(versions, key=lambda v: v == "1.0.11")]
+    assert 5 <= canary <= 70, versions  # 10% of 300 = 30, generous bounds for a random split
+    undeploy(s, "theta", "r1", alice, QUIET)
+    undeploy(s, "theta", "r2", alice, QUIET)

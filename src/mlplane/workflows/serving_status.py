@@ -38,7 +38,7 @@ def _weights(url_map: dict[str, Any], service: str) -> dict[str, int]:
             prefixes = [m.get("prefixMatch") for m in rule.get("matchRules", ())]
             if model_prefix(service) not in prefixes:
                 continue
-            if "service" in rule:
+            if rule.get("service"):
                 return {rule["service"].rsplit("/", 1)[-1]: 100}
             wbs = rule.get("routeAction", {}).get("weightedBackendServices", ())
             total = sum(int(w.get("weight", 0)) for w in wbs) or 1

@@ -209,4 +209,27 @@ class Runtime:
             return self.instances[name].detail()
         if rec.key.kind == ForwardingRule.KIND:
             return self.frontends.detail(name)
+        if isinstance(rec.spec, UrlMap):
+            return route_summary(rec.spec)
         return ""
+
+
+def route_summary(url_map: UrlMap) -> str:
+    """One line per route rule: `PREFIX -> BACKEND [WEIGHT%], ...` (for status views)."""
+    lines = []
+    for matcher in url_map.path_matchers:
+        for rule in sorted(matcher.route_rules, key=lambda r: r.priority):
+            prefixes = [m.prefix_match or m.full_path_match or "?" for m in rule.match_rules]
+            if rule.service:
+                targets = rule.service.rsplit("/", 1)[-1]
+            elif rule.route_action and rule.route_action.weighted_backend_services:
+                wbs = rule.route_action.weighted_backend_services
+                total = sum(w.weight for w in wbs) or 1
+                targets = ", ".join(
+                    f"{w.backend_service.rsplit('/', 1)[-1]} {round(100 * w.weight / total)}%"
+                    for w in wbs
+                )
+            else:
+                targets = "?"
+            lines.append(f"{' '.join(p for p in prefixes if p)} -> {targets}")
+    return "\n".join(lines)
