@@ -5,7 +5,7 @@ On every command's start-up path: no pathlib or dataclasses at import (docs/deci
 
 from __future__ import annotations
 
-import os
+from mlplane.project_path import PROJECT_FILE, find_project_file
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (start-up path)
 
@@ -13,25 +13,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-PROJECT_FILE = "mlplane.toml"
-
-
-def find_project_file(start: str | None = None) -> str:
-    """MLPLANE_PROJECT, else the nearest mlplane.toml from the working directory upward, else
-    ./mlplane.toml (which commands then report as missing)."""
-    env = os.environ.get("MLPLANE_PROJECT")
-    if env:
-        return env
-    here = os.path.abspath(start or os.getcwd())
-    d = here
-    while True:
-        candidate = os.path.join(d, PROJECT_FILE)
-        if os.path.isfile(candidate):
-            return candidate
-        parent = os.path.dirname(d)
-        if parent == d:
-            return os.path.join(here, PROJECT_FILE)
-        d = parent
+__all__ = ["PROJECT_FILE", "Context", "emit_json", "find_project_file"]
 
 
 class Context:
