@@ -74,6 +74,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def frontend_stack(session: Session) -> StackSpec:
     """The passive front end. Its forwarding rule keeps the port it was created with."""
     recorded = next(
@@ -82,7 +92,14 @@ def frontend_stack(session: Session) -> StackSpec:
     if isinstance(recorded, ForwardingRule):
         port = recorded.port_range
     else:
-        port = str(session.loaded.project.local.lb_port or _free_port())
+        wanted = session.loaded.project.local.lb_port
+        if wanted and not _port_free(wanted):  # fail before any resource is created
+            raise ConfigError(
+                str(session.project_file),
+                "local.lb_port",
+                f"port {wanted} on 127.0.0.1 is in use; choose another, or 0 for any free port",
+            )
+        port = str(wanted or _free_port())
     front = frontend(url_map=URL_MAP, endpoints_service=session.endpoints_service())
     rule = front.forwarding_rule.model_copy(update={"port_range": port})
     resources = tuple(rule if r is front.forwarding_rule else r for r in front.resources)
@@ -176,8 +193,10 @@ def bootstrap(session: Session, invoker: Principal, progress: Progress = print) 
     """Create the passive front end (URL map, proxy, forwarding rule, Endpoints service and
     config) through the `deploy` trigger, as the serving service account. Idempotent."""
 
+    front = frontend_stack(session)
+
     def pipeline(runs_as: Principal) -> None:
-        report = session.engine(runs_as).apply(DesiredState.of(frontend_stack(session)), runs_as)
+        report = session.engine(runs_as).apply(DesiredState.of(front), runs_as)
         for line in report.render().splitlines()[1:]:
             progress("  " + line.strip())
         report.raise_for_failures()
@@ -231,6 +250,7 @@ def deploy(
     is missing and the revision's resources with the revision's own route; wait until it answers
     through the load balancer; only then move the service route's traffic to it."""
     before, after = _deploy_stacks(session, req)
+    front = frontend_stack(session)  # validated before the trigger runs (e.g. a busy port)
     start = time.monotonic()
 
     def apply(runs_as: Principal, stacks: tuple[StackSpec, ...]) -> None:
@@ -241,7 +261,7 @@ def deploy(
 
     def pipeline(runs_as: Principal) -> str:
         progress(f"trigger 'deploy' running as {runs_as}")
-        apply(runs_as, (frontend_stack(session), before))
+        apply(runs_as, (front, before))
         url = frontend_url(session) + revision_prefix(req.service, req.revision)
         progress(f"waiting for {url}healthz")
         wait_for_200(url + "healthz", req.ready_timeout)
