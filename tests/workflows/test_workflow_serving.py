@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.error
@@ -21,6 +20,7 @@ from mlplane.workflows.serving import (
     deploy,
     deploy_direct,
     frontend_url,
+    port_free,
     recorded_revisions,
     undeploy,
 )
@@ -51,17 +51,6 @@ def replicas(lp: LocalProject, service: str, rev: str) -> list[tuple[int, int]]:
     assert handle is not None
     views = handle.client().managed_instances(f"{service}-{rev}-mig")
     return [(v.pid, v.port) for v in views if v.pid and v.port]
-
-
-def port_free(port: int) -> bool:
-    """Free for a server, which binds with SO_REUSEADDR (TIME_WAIT leftovers do not count)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_deploy_serves_and_undeploy_frees_everything(local_project: LocalProject) -> None:

@@ -74,7 +74,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Free for a server on 127.0.0.1, which binds with SO_REUSEADDR (TIME_WAIT does not count)."""
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -93,7 +94,7 @@ def frontend_stack(session: Session) -> StackSpec:
         port = recorded.port_range
     else:
         wanted = session.loaded.project.local.lb_port
-        if wanted and not _port_free(wanted):  # fail before any resource is created
+        if wanted and not port_free(wanted):  # fail before any resource is created
             raise ConfigError(
                 str(session.project_file),
                 "local.lb_port",
