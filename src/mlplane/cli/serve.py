@@ -121,7 +121,9 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
             f"{r.weight}%",
             r.revision_url,
         )
-    Console().print(table)
+    import sys
+
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     if not rows:
         print("no revisions deployed: `mlplane serve deploy SERVICE --revision R --artifact PATH`")
     return 0
