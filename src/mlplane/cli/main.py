@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("mlplane.cli.serve", "deploy, undeploy, list and run service revisions"),
     "ci": ("mlplane.cli.ci", "invoke CI triggers (they run as their service account); builds"),
     "quickstart": ("mlplane.cli.quickstart", "serve the example model end to end on this machine"),
+    "logs": ("mlplane.cli.logs", "an instance's log entries (Cloud Logging's shape); -f follows"),
 }
 
 

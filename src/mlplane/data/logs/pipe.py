@@ -1,0 +1,123 @@
+"""`python -m mlplane.data.logs.pipe --resource NAME -- CMD ARGS...`: run CMD, turn each line it
+prints into a log entry (stdout INFO, stderr ERROR, labelled `stream`), and exit with its exit
+status (128+N when a signal N ended it).
+
+The pipe logs the command's output and one closing entry with its exit status, nothing else:
+not the command line, not the environment (which may carry secrets). SIGTERM and SIGHUP are
+forwarded to CMD; SIGINT is left to CMD (a terminal sends it to the whole process group) while
+the pipe keeps draining its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+from mlplane.data.logs.encode import LineEncoder
+from mlplane.data.logs.entry import CONTAINER_LOG, Severity
+from mlplane.data.logs.writer import LogWriter
+from mlplane.errors import MlplaneError
+
+CHUNK = 1 << 16
+
+
+def forward(src: int, writer: LogWriter, enc: LineEncoder, tee: int | None) -> None:
+    """Read `src` to EOF, queueing each complete line (and a last unterminated one)."""
+    partial = b""
+    while True:
+        chunk = os.read(src, CHUNK)
+        if not chunk:
+            break
+        if tee is not None:
+            os.write(tee, chunk)
+        data = partial + chunk
+        end = data.rfind(b"\n") + 1
+        partial = data[end:]
+        if end:
+            text = data[: end - 1].decode("utf-8", "replace")
+            writer.write_lines(text.split("\n"), enc)
+    if partial:
+        writer.write_lines((partial.decode("utf-8", "replace"),), enc)
+    os.close(src)
+
+
+def run(
+    argv: Sequence[str],
+    writer: LogWriter,
+    tee: bool = False,
+) -> int:
+    """Run `argv` with its output logged through `writer`; its exit status (128+N on signal N)."""
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    streams = [
+        (proc.stdout.fileno(), writer.encoder(Severity.INFO, stream="stdout"), 1),
+        (proc.stderr.fileno(), writer.encoder(Severity.ERROR, stream="stderr"), 2),
+    ]
+    threads = [
+        threading.Thread(target=forward, args=(fd, writer, enc, out if tee else None))
+        for fd, enc, out in streams
+    ]
+    for t in threads:
+        t.start()
+
+    def relay(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, relay)
+        old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = proc.wait()
+        for t in threads:
+            t.join()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    status = 128 - code if code < 0 else code
+    writer.write(
+        f"process exited with status {status}",
+        Severity.INFO if status == 0 else Severity.ERROR,
+        {"stream": "mlplane-pipe"},
+    )
+    return status
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m mlplane.data.logs.pipe",
+        description="Run CMD and log its output lines as entries of instance NAME.",
+    )
+    p.add_argument("--resource", metavar="NAME", help="instance name (default: the metadata's)")
+    p.add_argument("--log", default=CONTAINER_LOG, metavar="LOG_ID")
+    p.add_argument("--as", dest="as_", metavar="PRINCIPAL", help="default: the metadata's SA")
+    p.add_argument("--project", metavar="FILE", help="project file (default: found upward)")
+    p.add_argument("--tee", action="store_true", help="also copy the output to this process's")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
+    ns = p.parse_args(sys.argv[1:] if args is None else list(args))
+    cmd = ns.cmd[1:] if ns.cmd[:1] == ["--"] else ns.cmd
+    if not cmd:
+        p.error("name the command to run after --")
+    try:
+        writer = LogWriter(ns.resource, ns.log, project_file=ns.project, principal=ns.as_)
+    except MlplaneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        return run(cmd, writer, tee=ns.tee)
+    except OSError as exc:  # CMD not found or not executable
+        print(f"error: cannot run {cmd[0]}: {exc.strerror}", file=sys.stderr)
+        writer.write(f"cannot run {os.path.basename(cmd[0])}: {exc.strerror}", Severity.ERROR)
+        return 127
+    finally:
+        writer.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
