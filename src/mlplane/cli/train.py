@@ -1,0 +1,111 @@
+"""`mlplane train ...`: run a training spec here or on a self-deleting training VM."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlplane.cli.context import Context, emit_json
+
+
+def _as(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--as", dest="as_", metavar="USER", help="acting user")
+
+
+def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    subs = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", prog=parser.prog)
+    p = subs.add_parser("run", help="run a training spec (train.toml) here, or --remote on a VM")
+    p.add_argument("spec", type=Path, metavar="SPEC")
+    p.add_argument(
+        "--remote",
+        action="store_true",
+        help="on a training VM that runs as training-adhoc and deletes itself at the end",
+    )
+    p.add_argument("--no-wait", dest="wait", action="store_false", help="with --remote: return")
+    p.add_argument("--timeout", type=float, default=3600.0, help="with --remote: wait at most")
+    _as(p)
+    p.set_defaults(run=run_run)
+    p = subs.add_parser("list", help="training VMs: owner, state, exit code, log")
+    p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
+    p.set_defaults(run=run_list)
+    p = subs.add_parser("logs", help="the log of a training VM (kept after it is gone)")
+    p.add_argument("instance", metavar="INSTANCE")
+    p.set_defaults(run=run_logs)
+    p = subs.add_parser("cancel", help="delete one of your training VMs")
+    p.add_argument("instance", metavar="INSTANCE")
+    _as(p)
+    p.set_defaults(run=run_cancel)
+    p = subs.add_parser("reap", help="remove your training VMs whose job is gone")
+    _as(p)
+    p.set_defaults(run=run_reap)
+
+
+def run_run(ctx: Context, args: argparse.Namespace) -> int:
+    from mlplane.workflows import training
+    from mlplane.workflows.session import Session
+
+    session = Session.open(ctx.project_path)
+    user = session.user(args.as_)
+    spec = training.load_spec(args.spec)
+    if not args.remote:
+        code, out = training.run_local(session, spec, args.spec.parent, user)
+        print(f"local run as {user}: exit {code}; outputs (scratch, not persisted) in {out}")
+        return code
+    run = training.run_remote(session, spec, args.spec.parent, user)
+    if not args.wait:
+        print(f"started {run.instance}; `mlplane train logs {run.instance}`")
+        return 0
+    code = training.wait(session, run, user, args.timeout)
+    print(f"{run.instance} deleted itself; job exit {code}; log: mlplane train logs {run.instance}")
+    return code
+
+
+def run_list(ctx: Context, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from mlplane.workflows.session import Session
+    from mlplane.workflows.training import list_runs
+
+    runs = list_runs(Session.open(ctx.project_path))
+    if args.fmt == "json":
+        emit_json([asdict(r) for r in runs])
+        return 0
+    for r in runs:
+        code = "-" if r.exit_code is None else str(r.exit_code)
+        print(f"{r.instance:32} {r.spec:16} {r.owner:16} {r.state:8} exit {code:>4}  {r.log}")
+    if not runs:
+        print("no training VMs")
+    return 0
+
+
+def run_logs(ctx: Context, args: argparse.Namespace) -> int:
+    from mlplane.errors import ConfigError
+    from mlplane.workflows.session import Session
+    from mlplane.workflows.training import log_path
+
+    path = log_path(Session.open(ctx.project_path), args.instance)
+    if not path.is_file():
+        raise ConfigError("argument", "INSTANCE", f"no log for '{args.instance}' ({path})")
+    print(path.read_text(errors="replace"), end="")
+    return 0
+
+
+def run_cancel(ctx: Context, args: argparse.Namespace) -> int:
+    from mlplane.workflows.session import Session
+    from mlplane.workflows.training import cancel
+
+    session = Session.open(ctx.project_path)
+    cancel(session, args.instance, session.user(args.as_))
+    print(f"deleted {args.instance}")
+    return 0
+
+
+def run_reap(ctx: Context, args: argparse.Namespace) -> int:
+    from mlplane.workflows.session import Session
+    from mlplane.workflows.training import reap
+
+    session = Session.open(ctx.project_path)
+    gone = reap(session, session.user(args.as_))
+    print(f"reaped {len(gone)}: {', '.join(gone)}" if gone else "nothing to reap")
+    return 0

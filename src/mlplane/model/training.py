@@ -1,0 +1,61 @@
+"""A training spec (`train.toml`): what to run, with what, on what machine."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from mlplane.model.operational import Spec
+
+_NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class TrainingSpec(Spec):
+    """`entrypoint` is a Python module (`python -m`) or a `.py` script path (relative to the
+    spec file). `{output_dir}` in `args` is replaced by where the run writes its outputs."""
+
+    name: str
+    entrypoint: str
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = {}
+    machine_type: str = "e2-standard-4"
+    max_run_duration_sec: int = Field(default=3600, ge=30, le=7 * 24 * 3600)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.fullmatch(v):
+            raise ValueError(
+                f"'{v}' must be 1-40 lowercase letters, digits or dashes, starting with a letter "
+                "(the training VM is named train-NAME-XXXXXX, at most 63 characters)"
+            )
+        return v
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, v: str) -> str:
+        if not (v.endswith(".py") or _MODULE.fullmatch(v)):
+            raise ValueError(f"'{v}' is neither a Python module (a.b.c) nor a .py script")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not _ENV.fullmatch(key):
+                raise ValueError(f"'{key}' is not an environment variable name")
+        return v
+
+    def argv(self, python: str, output_dir: str, base_dir: str) -> list[str]:
+        """The job's command line."""
+        import os
+
+        if self.entrypoint.endswith(".py"):
+            script = os.path.join(base_dir, self.entrypoint)
+            head = [python, script]
+        else:
+            head = [python, "-m", self.entrypoint]
+        return head + [a.replace("{output_dir}", output_dir) for a in self.args]

@@ -1,0 +1,152 @@
+"""Training runs for real: local runs as the user into scratch; remote runs on a training VM
+that runs as training-adhoc and deletes itself through its own metadata token."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from mlplane.errors import ConfigError, PermissionDenied
+from mlplane.providers.local.control import find_agent
+from mlplane.workflows import training as T
+from tests.workflows.conftest import LocalProject, alive
+
+QUIET = lambda *_: None  # noqa: E731
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sentiment" / "train.toml"
+
+
+def spec_file(tmp: Path, name: str, body: str, script: str | None = None) -> Path:
+    d = tmp / name
+    d.mkdir()
+    if script is not None:
+        (d / "job.py").write_text(script)
+    (d / "train.toml").write_text(body)
+    return d / "train.toml"
+
+
+def vm_exists(lp: LocalProject, name: str) -> bool:
+    return T.instance_exists(lp.session, name)
+
+
+def test_local_run_as_the_user_writes_only_scratch(local_project: LocalProject) -> None:
+    lp = local_project
+    code, out = T.run_local(lp.session, T.load_spec(EXAMPLE), EXAMPLE.parent, lp.session.user())
+    assert code == 0 and (out / "model.json").is_file()
+    assert out.is_relative_to(lp.root / ".mlplane" / "scratch")
+
+
+def test_remote_run_deletes_its_own_vm_as_the_training_identity(
+    local_project: LocalProject,
+) -> None:
+    lp = local_project
+    s, alice = lp.session, lp.session.user()
+    run = T.run_remote(s, T.load_spec(EXAMPLE), EXAMPLE.parent, alice, QUIET)
+    assert run.instance.startswith("train-sentiment-")
+    assert T.wait(s, run, alice, 60) == 0
+    assert not vm_exists(lp, run.instance)
+    agent_log = (lp.root / ".mlplane" / "agent" / "agent.log").read_text()
+    assert (
+        f"delete instance/{run.instance} by serviceAccount:{s.email('training-adhoc')}" in agent_log
+    )
+    job_log = T.log_path(s, run.instance).read_text()
+    assert "evaluation: accuracy" in job_log and "job exited rc=0" in job_log
+    [listed] = [r for r in T.list_runs(s) if r.instance == run.instance]
+    assert (listed.state, listed.exit_code, listed.owner) == ("GONE", 0, "alice")
+    assert not [r for r in s.store.load().values() if r.stack == run.stack]
+
+
+def test_a_crashing_job_still_removes_its_vm(local_project: LocalProject, tmp_path: Path) -> None:
+    lp = local_project
+    s, alice = lp.session, lp.session.user()
+    path = spec_file(
+        tmp_path, "crash", 'name = "crash"\nentrypoint = "job.py"\n', "raise SystemExit(3)\n"
+    )
+    run = T.run_remote(s, T.load_spec(path), path.parent, alice, QUIET)
+    assert T.wait(s, run, alice, 60) == 3
+    assert not vm_exists(lp, run.instance)
+
+
+def test_a_runner_killed_with_9_is_reaped_and_nothing_leaks(
+    local_project: LocalProject, tmp_path: Path
+) -> None:
+    lp = local_project
+    s, alice = lp.session, lp.session.user()
+    path = spec_file(
+        tmp_path,
+        "sleepy",
+        'name = "sleepy"\nentrypoint = "job.py"\n',
+        "import time\ntime.sleep(60)\n",
+    )
+    run = T.run_remote(s, T.load_spec(path), path.parent, alice, QUIET)
+    handle = find_agent(s.project_file)
+    assert handle is not None
+    deadline = time.monotonic() + 10
+    pid = None
+    while pid is None and time.monotonic() < deadline:
+        pid = next(
+            (r.pid for r in handle.client().status().replicas if r.name == run.instance), None
+        )
+        time.sleep(0.05)
+    assert pid is not None
+    time.sleep(0.5)  # the job has started under the runner
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(
+        r.instance == run.instance and r.state == "EXITED" for r in T.list_runs(s)
+    ):
+        time.sleep(0.05)
+    assert T.reap(s, alice) == [run.instance]
+    assert not vm_exists(lp, run.instance)
+    assert not alive(pid)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "needle"),
+    [
+        ('name = "x"\nentrypoint = "m.py"\ncolour = 1\n', "colour", "unknown field"),
+        ('name = "x"\nentrypoint = "no.such.module"\n', "entrypoint", "no Python module"),
+        ('name = "x"\nentrypoint = "missing.py"\n', "entrypoint", "no script"),
+        ('name = "Bad_Name"\nentrypoint = "json.tool"\n', "name", "lowercase"),
+        (
+            'name = "x"\nentrypoint = "json.tool"\nenv = { "A-B" = "1" }\n',
+            "env",
+            "environment variable",
+        ),
+        ("name = [\n", "", "not valid TOML"),
+    ],
+)
+def test_bad_specs_name_file_and_field(tmp_path: Path, body: str, field: str, needle: str) -> None:
+    path = tmp_path / "train.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as info:
+        T.load_spec(path)
+    assert (
+        str(path) in str(info.value) and field in info.value.location and needle in str(info.value)
+    )
+
+
+def test_outsiders_cannot_start_training_vms(local_project: LocalProject) -> None:
+    lp = local_project
+    mallory = lp.session.authz.principal("mallory@evil.example")
+    with pytest.raises(PermissionDenied) as info:
+        T.run_remote(lp.session, T.load_spec(EXAMPLE), EXAMPLE.parent, mallory, QUIET)
+    assert "compute.instances.create" in str(info.value)
+    assert not [r for r in T.list_runs(lp.session) if r.state == "RUNNING"]
+
+
+def test_only_the_owner_cancels(local_project: LocalProject, tmp_path: Path) -> None:
+    lp = local_project
+    s, alice = lp.session, lp.session.user()
+    path = spec_file(
+        tmp_path, "long", 'name = "long"\nentrypoint = "job.py"\n', "import time\ntime.sleep(60)\n"
+    )
+    run = T.run_remote(s, T.load_spec(path), path.parent, alice, QUIET)
+    bob = s.authz.principal("bob@acme.com")
+    with pytest.raises(PermissionDenied):
+        T.cancel(s, run.instance, bob)
+    T.cancel(s, run.instance, alice)
+    assert not vm_exists(lp, run.instance)
