@@ -1,0 +1,239 @@
+"""ArtifactStore: the data SDK's artifact API. Authorizes every call for the acting principal on
+the bucket (as Cloud Storage does), then calls the backend.
+
+Permissions, as on GCS: stat/read need `storage.objects.get`, list `storage.objects.list`,
+write `storage.objects.create`, and replacing an existing object also `storage.objects.delete`
+(so an identity holding only create, like the `training` service account, can add artifacts but
+never overwrite one: its writes carry `if_generation_match=0`), delete `storage.objects.delete`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from mlplane.data.artifacts.backend import StorageBackend
+from mlplane.data.artifacts.errors import CorruptObject, PreconditionFailed
+from mlplane.data.artifacts.model import Digest, Listing, ObjectMeta, guess_content_type
+from mlplane.data.artifacts.uri import GsUri, parse_gs_uri
+from mlplane.data.identity import Caller
+from mlplane.model.principals import Principal
+from mlplane.model.refs import ResourceRef
+
+GET, LIST = "storage.objects.get", "storage.objects.list"
+CREATE, DELETE = "storage.objects.create", "storage.objects.delete"
+BACKEND_ENV = "MLPLANE_ARTIFACTS_BACKEND"
+
+
+def make_backend(kind: str | None, caller: Caller) -> StorageBackend:
+    """`local` (default: `.mlplane/buckets` beside the project file) or `gcs`; the default comes
+    from $MLPLANE_ARTIFACTS_BACKEND."""
+    kind = kind or os.environ.get(BACKEND_ENV) or "local"
+    if kind == "local":
+        from mlplane.data.artifacts.local import LocalBackend
+
+        return LocalBackend.for_project(caller.project_file)
+    if kind == "gcs":
+        from mlplane.data.artifacts.gcs import GcsBackend
+
+        return GcsBackend(caller.project)
+    from mlplane.errors import ConfigError
+
+    raise ConfigError(f"${BACKEND_ENV}", "", f"unknown artifact backend '{kind}' (local, gcs)")
+
+
+class _HashingWriter:
+    def __init__(self, sink: BinaryIO) -> None:
+        self.sink = sink
+        self.digest = Digest()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.sink.write(data)
+
+
+class ArtifactStore:
+    def __init__(self, caller: Caller, backend: StorageBackend) -> None:
+        self.caller = caller
+        self.backend = backend
+
+    @classmethod
+    def open(
+        cls,
+        project_file: Path | str | None = None,
+        principal: Principal | str | None = None,
+        backend: StorageBackend | str | None = None,
+    ) -> ArtifactStore:
+        caller = Caller.resolve(project_file, principal)
+        if backend is None or isinstance(backend, str):
+            backend = make_backend(backend, caller)
+        return cls(caller, backend)
+
+    def _require(self, uri: GsUri, *permissions: str) -> None:
+        self.caller.require(permissions, ResourceRef("bucket", uri.bucket, self.caller.project))
+
+    def _may(self, uri: GsUri, permission: str) -> bool:
+        ref = ResourceRef("bucket", uri.bucket, self.caller.project)
+        return self.caller.authz.authorize(self.caller.principal, permission, ref).allowed
+
+    # ------------------------------------------------------------------ reads
+
+    def stat(self, uri: str) -> ObjectMeta:
+        u = parse_gs_uri(uri)
+        self._require(u, GET)
+        return self.backend.stat(u.bucket, u.name)
+
+    def list(self, uri: str, *, recursive: bool = False) -> Listing:
+        """Objects under a prefix; unless `recursive`, deeper names roll up into prefixes."""
+        u = parse_gs_uri(uri, prefix=True)
+        self._require(u, LIST)
+        return self.backend.list(u.bucket, u.name, None if recursive else "/")
+
+    def read_to(self, uri: str, sink: BinaryIO) -> ObjectMeta:
+        """Stream an object into `sink`, checking its size, MD5 and CRC32C as they arrive."""
+        u = parse_gs_uri(uri)
+        self._require(u, GET)
+        writer = _HashingWriter(sink)
+        meta = self.backend.read(u.bucket, u.name, writer)  # type: ignore[arg-type]
+        problem = writer.digest.mismatch(meta)
+        if problem:
+            raise CorruptObject(f"{meta.uri}#{meta.generation}: {problem}")
+        return meta
+
+    def read_bytes(self, uri: str) -> bytes:
+        buf = io.BytesIO()
+        self.read_to(uri, buf)
+        return buf.getvalue()
+
+    def download(self, uri: str, dest: Path | str) -> tuple[ObjectMeta, Path]:
+        """Copy an object to a local file (into `dest` when it is a directory), atomically:
+        a temporary file beside the target, checked, fsynced, then renamed over it."""
+        u = parse_gs_uri(uri)
+        target = Path(dest)
+        if target.is_dir() or str(dest).endswith(os.sep):
+            target = target / u.basename
+        self._require(u, GET)  # before creating anything
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                meta = self.read_to(uri, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return meta, target
+
+    # ------------------------------------------------------------------ writes
+
+    def _authorize_write(self, u: GsUri, if_generation_match: int | None) -> int | None:
+        """Check create (and delete when replacing); an identity without delete may only
+        create, so its write gets the must-not-exist precondition."""
+        self._require(u, CREATE)
+        if if_generation_match == 0 or self._may(u, DELETE):
+            return if_generation_match
+        if if_generation_match is not None:  # replacing a given generation
+            self._require(u, CREATE, DELETE)
+        return 0
+
+    def write_from(
+        self,
+        source: BinaryIO,
+        uri: str,
+        *,
+        content_type: str | None = None,
+        if_generation_match: int | None = None,
+    ) -> ObjectMeta:
+        u = parse_gs_uri(uri)
+        precondition = self._authorize_write(u, if_generation_match)
+        try:
+            return self.backend.write(
+                u.bucket,
+                u.name,
+                source,
+                content_type=content_type or guess_content_type(u.name),
+                if_generation_match=precondition,
+            )
+        except PreconditionFailed:
+            if precondition == 0 and if_generation_match is None:
+                self._require(u, CREATE, DELETE)  # it exists: replacing it needs delete
+            raise
+
+    def write_bytes(
+        self,
+        uri: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        if_generation_match: int | None = None,
+    ) -> ObjectMeta:
+        return self.write_from(
+            io.BytesIO(data),
+            uri,
+            content_type=content_type,
+            if_generation_match=if_generation_match,
+        )
+
+    def upload(
+        self,
+        src: Path | str,
+        uri: str,
+        *,
+        content_type: str | None = None,
+        if_generation_match: int | None = None,
+    ) -> ObjectMeta:
+        """Copy a local file to `uri` (into it, when `uri` ends with '/')."""
+        path = Path(src)
+        u = parse_gs_uri(uri, prefix=True)
+        if u.is_prefix:
+            u = u.child(path.name)
+        if not path.is_file():
+            from mlplane.errors import ConfigError
+
+            raise ConfigError(str(src), "", "no such file (directories are not copied)")
+        with open(path, "rb") as f:
+            return self.write_from(
+                f, str(u), content_type=content_type, if_generation_match=if_generation_match
+            )
+
+    def delete(self, uri: str, *, if_generation_match: int | None = None) -> None:
+        u = parse_gs_uri(uri)
+        self._require(u, DELETE)
+        self.backend.delete(u.bucket, u.name, if_generation_match=if_generation_match)
+
+    def copy(
+        self, src: str, dst: str, *, if_generation_match: int | None = None
+    ) -> tuple[ObjectMeta, str]:
+        """`cp`: local -> gs, gs -> local, or gs -> gs. Returns the object's metadata and
+        where it landed."""
+        from mlplane.data.artifacts.uri import is_gs_uri
+
+        if is_gs_uri(src) and is_gs_uri(dst):
+            s = parse_gs_uri(src)
+            d = parse_gs_uri(dst, prefix=True)
+            target = str(d.child(s.basename) if d.is_prefix else d)
+            self._require(s, GET)
+            with tempfile.TemporaryFile() as buf:
+                meta = self.read_to(src, buf)
+                buf.seek(0)
+                new = self.write_from(
+                    buf,
+                    target,
+                    content_type=meta.content_type,
+                    if_generation_match=if_generation_match,
+                )
+            return new, new.uri
+        if is_gs_uri(src):
+            meta, path = self.download(src, dst)
+            return meta, str(path)
+        if is_gs_uri(dst):
+            meta = self.upload(src, dst, if_generation_match=if_generation_match)
+            return meta, meta.uri
+        from mlplane.errors import ConfigError
+
+        raise ConfigError("cp", "", f"'{src}' -> '{dst}': one side must be a gs:// URI")
