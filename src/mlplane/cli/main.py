@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ci": ("mlplane.cli.ci", "invoke CI triggers (they run as their service account); builds"),
     "train": ("mlplane.cli.train", "run a training spec here, or on a VM that deletes itself"),
     "quickstart": ("mlplane.cli.quickstart", "serve the example model end to end on this machine"),
+    "artifacts": ("mlplane.cli.artifacts", "gs:// artifact buckets: ls, cp, cat (as a principal)"),
     "logs": ("mlplane.cli.logs", "an instance's log entries (Cloud Logging's shape); -f follows"),
 }
 
