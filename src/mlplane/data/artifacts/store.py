@@ -9,6 +9,7 @@ never overwrite one: its writes carry `if_generation_match=0`), delete `storage.
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import tempfile
@@ -26,6 +27,8 @@ from mlplane.model.refs import ResourceRef
 GET, LIST = "storage.objects.get", "storage.objects.list"
 CREATE, DELETE = "storage.objects.create", "storage.objects.delete"
 BACKEND_ENV = "MLPLANE_ARTIFACTS_BACKEND"
+# name -> (module, class) of the backends that need a cloud SDK, imported only when chosen
+BACKENDS = {"gcs": ("mlplane.data.artifacts.gcs", "GcsBackend")}
 
 
 def make_backend(kind: str | None, caller: Caller) -> StorageBackend:
@@ -36,13 +39,16 @@ def make_backend(kind: str | None, caller: Caller) -> StorageBackend:
         from mlplane.data.artifacts.local import LocalBackend
 
         return LocalBackend.for_project(caller.project_file)
-    if kind == "gcs":
-        from mlplane.data.artifacts.gcs import GcsBackend
-
-        return GcsBackend(caller.project)
+    if kind in BACKENDS:
+        # By name, as the provider registry does: the cloud SDK stays out of the static import
+        # graph of everything that uses the store (the CLI's "Cloud SDKs" import contract).
+        module, cls = BACKENDS[kind]
+        backend: StorageBackend = getattr(importlib.import_module(module), cls)(caller.project)
+        return backend
     from mlplane.errors import ConfigError
 
-    raise ConfigError(f"${BACKEND_ENV}", "", f"unknown artifact backend '{kind}' (local, gcs)")
+    known = ", ".join(["local", *BACKENDS])
+    raise ConfigError(f"${BACKEND_ENV}", "", f"unknown artifact backend '{kind}' ({known})")
 
 
 class _HashingWriter:
