@@ -46,7 +46,8 @@ def supervised_pids(root: Path) -> list[int]:
 def local_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProject]:
     root = tmp_path_factory.mktemp("proj")
     project_file = root / "mlplane.toml"
-    write_project_file(project_file, project_id="acme-ml", members=["user:alice@acme.com"])
+    members = ["user:alice@acme.com", "user:bob@acme.com"]
+    write_project_file(project_file, project_id="acme-ml", members=members)
     quiet = lambda *_: None  # noqa: E731
     v1 = train(root / "artifacts" / "v1", seed=7, progress=quiet)
     v2 = train(root / "artifacts" / "v2", seed=11, progress=quiet)

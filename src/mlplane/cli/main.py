@@ -31,9 +31,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("mlplane.cli.agent", "local resources and replicas: state, owner, pid, health"),
     "serve": ("mlplane.cli.serve", "deploy, undeploy, list and run service revisions"),
     "ci": ("mlplane.cli.ci", "invoke CI triggers (they run as their service account); builds"),
+    "notebook": (
+        "mlplane.cli.notebook",
+        "JupyterLab notebooks on VMs that run as the experimentation SA",
+    ),
     "train": ("mlplane.cli.train", "run a training spec here, or on a VM that deletes itself"),
     "quickstart": ("mlplane.cli.quickstart", "serve the example model end to end on this machine"),
     "artifacts": ("mlplane.cli.artifacts", "gs:// artifact buckets: ls, cp, cat (as a principal)"),
+    "secrets": ("mlplane.cli.secrets", "list, read and add versions of the project's secrets"),
     "logs": ("mlplane.cli.logs", "an instance's log entries (Cloud Logging's shape); -f follows"),
 }
 

@@ -97,6 +97,14 @@ class LocalSection(Spec):
     )
 
 
+class NotebooksSection(Spec):
+    """Notebook VMs (experimentation)."""
+
+    idle_timeout_minutes: int = Field(
+        default=180, ge=1, le=7 * 24 * 60, description="stop a notebook idle this long"
+    )
+
+
 class ResourcesSection(Spec):
     """Named resources that grants are scoped to. Values may use {project} and {region}."""
 
@@ -115,6 +123,7 @@ class ProjectFile(Spec):
     naming: NamingSection = NamingSection()
     resources: ResourcesSection = ResourcesSection()
     local: LocalSection = LocalSection()
+    notebooks: NotebooksSection = NotebooksSection()
     members: dict[str, tuple[str, ...]] = Field(
         default={}, description="per process id: who gets its user role (default: the team)"
     )

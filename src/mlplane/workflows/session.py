@@ -19,6 +19,17 @@ from mlplane.model.principals import Principal
 STATE_DB = "state.db"
 
 
+def owner_label(principal: Principal) -> str:
+    """The principal as a GCP label value (lowercase letters, digits, '-', '_'; at most 63):
+    `alice@acme.com` -> `alice_acme-com`. Used to tell a VM's owner."""
+    local, _, domain = principal.email.lower().partition("@")
+    return f"{_label_chars(local)}_{_label_chars(domain)}"[:63]
+
+
+def _label_chars(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text)
+
+
 @dataclass
 class Session:
     project_file: Path

@@ -24,7 +24,7 @@ from mlplane.model.compute import Instance, Metadata, MetadataItem, ServiceAccou
 from mlplane.model.principals import Principal
 from mlplane.model.training import TrainingSpec
 from mlplane.providers.local.runtime import runtime_metadata
-from mlplane.workflows.session import Session
+from mlplane.workflows.session import Session, owner_label
 
 Progress = Callable[[str], None]
 STACK_PREFIX = "training/"
@@ -45,11 +45,6 @@ def load_spec(path: Path) -> TrainingSpec:
         if not found:
             raise ConfigError(str(path), "entrypoint", f"no Python module '{spec.entrypoint}'")
     return spec
-
-
-def _slug(principal: Principal) -> str:
-    local = principal.email.partition("@")[0].lower()
-    return "".join(c if c.isalnum() or c == "-" else "-" for c in local)[:63] or "unknown"
 
 
 def run_local(
@@ -91,7 +86,7 @@ def training_instance(
         ),
         labels={
             "mlplane-kind": "training",
-            "mlplane-owner": _slug(owner),
+            "mlplane-owner": owner_label(owner),
             "mlplane-spec": spec.name,
         },
     )
@@ -110,7 +105,7 @@ def run_remote(
     stack = STACK_PREFIX + instance.name
     report = session.engine(user).apply(DesiredState.of(StackSpec(stack, (instance,))), user)
     report.raise_for_failures()
-    _register(session, instance.name, spec.name, _slug(user))
+    _register(session, instance.name, spec.name, owner_label(user))
     progress(f"training VM {instance.name} runs as {session.email('training-adhoc')}")
     return RemoteRun(instance.name, stack, session.email("training-adhoc"))
 
@@ -250,7 +245,7 @@ def cancel(session: Session, instance: str, user: Principal) -> None:
     run = runs.get(instance)
     if run is None:
         raise ConfigError("argument", "INSTANCE", f"no training VM '{instance}'")
-    if run.owner != _slug(user):
+    if run.owner != owner_label(user):
         from mlplane.errors import PermissionDenied
 
         raise PermissionDenied(f"{instance} belongs to '{run.owner}': only its owner cancels it")
@@ -266,7 +261,7 @@ def reap(session: Session, user: Principal) -> list[str]:
         stack = STACK_PREFIX + run.instance
         if (
             run.state != "RUNNING"
-            and run.owner == _slug(user)
+            and run.owner == owner_label(user)
             and (stack in recorded or run.state == "EXITED")
         ):
             forget(session, stack, user)

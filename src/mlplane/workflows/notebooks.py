@@ -1,0 +1,188 @@
+"""Notebooks (experimentation): a JupyterLab server on a notebook VM that runs as the
+experimentation service account, created, listed and deleted by its owner.
+
+The token is kept in a 0600 file beside the project's state (locally; on GCP an access proxy
+in front of the VM plays that part); the URL that `list` prints carries it for the owner only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlplane.engine.desired import DesiredState, StackSpec
+from mlplane.errors import ConfigError, MlplaneError, PermissionDenied
+from mlplane.model.compute import Instance, Metadata, MetadataItem, ServiceAccount
+from mlplane.model.principals import Principal
+from mlplane.providers.local.runtime import runtime_metadata
+from mlplane.workflows.session import Session, owner_label
+
+STACK_PREFIX = "notebooks/"
+_NAME = re.compile(r"[a-z]([-a-z0-9]{0,28}[a-z0-9])?")
+
+
+def owner_slug(principal: Principal) -> str:
+    local = principal.email.partition("@")[0].lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", local).strip("-")
+    return (slug or "user")[:20].rstrip("-")
+
+
+def instance_name(name: str, owner: Principal) -> str:
+    if not _NAME.fullmatch(name):
+        raise ConfigError(
+            "argument", "NAME", f"'{name}' must be 1-30 lowercase letters, digits or dashes"
+        )
+    return f"nb-{owner_slug(owner)}-{name}"
+
+
+def _dir(session: Session, instance: str) -> Path:
+    return session.state_dir / "notebooks" / instance
+
+
+def token_of(session: Session, instance: str) -> str | None:
+    try:
+        return (_dir(session, instance) / "token").read_text().strip()
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class NotebookInfo:
+    name: str
+    instance: str
+    owner: str
+    state: str  # RUNNING, STOPPED (idle stop or exit), STARTING
+    url: str  # with the token, for the owner
+    port: int | None
+    created: float
+    idle_seconds: float | None
+
+
+def create(
+    session: Session, name: str, user: Principal, machine_type: str = "e2-standard-4"
+) -> NotebookInfo:
+    """Create the notebook VM as `user` (the model's `experimentation.create-instances`, with
+    actAs on the experimentation service account) and wait until JupyterLab answers."""
+    iname = instance_name(name, user)
+    directory = _dir(session, iname)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token_file = directory / "token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(24))
+    idle = session.loaded.project.notebooks.idle_timeout_minutes * 60
+    env = {
+        "MLPLANE_NOTEBOOK_TOKEN_FILE": str(token_file),
+        "MLPLANE_NOTEBOOK_DIR": str(directory),
+        "MLPLANE_NOTEBOOK_IDLE_SEC": str(idle),
+    }
+    items = runtime_metadata([sys.executable, "-m", "mlplane.notebook.launcher"], env)
+    instance = Instance(
+        name=iname,
+        zone=session.zone,
+        machine_type=machine_type,
+        service_accounts=(ServiceAccount(email=session.email("experimentation")),),
+        metadata=Metadata(
+            items=tuple(MetadataItem(key=k, value=v) for k, v in sorted(items.items()))
+        ),
+        labels={
+            "mlplane-kind": "notebook",
+            "mlplane-owner": owner_label(user),
+            "mlplane-notebook": name,
+        },
+    )
+    desired = DesiredState.of(StackSpec(STACK_PREFIX + iname, (instance,)))
+    session.engine(user).apply(desired, user).raise_for_failures()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        info = next((n for n in list_notebooks(session) if n.instance == iname), None)
+        if info is not None and info.state == "RUNNING":
+            return info
+        time.sleep(0.25)
+    raise MlplaneError(f"notebook {iname} did not answer within 90 s (see `mlplane status`)")
+
+
+def _api_status(port: int, token: str) -> dict[str, object] | None:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"token {token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            data: dict[str, object] = json.loads(resp.read())
+            return data
+    except (OSError, ValueError):
+        return None
+
+
+def _idle(status: dict[str, object]) -> float | None:
+    from datetime import datetime
+
+    last = status.get("last_activity")
+    if not isinstance(last, str):
+        return None
+    try:
+        return max(
+            0.0, time.time() - datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp()
+        )
+    except ValueError:
+        return None
+
+
+def list_notebooks(session: Session) -> list[NotebookInfo]:
+    from mlplane.providers.local.control import find_agent
+
+    handle = find_agent(session.project_file)
+    if handle is None:
+        raise MlplaneError("the local agent is not running: start it with `mlplane up`")
+    status = handle.client().status()
+    procs = {r.name: r for r in status.replicas}
+    out = []
+    for rec in session.store.load().values():
+        if not rec.stack.startswith(STACK_PREFIX) or not isinstance(rec.spec, Instance):
+            continue
+        labels = rec.spec.labels or {}
+        proc = procs.get(rec.key.name)
+        token = token_of(session, rec.key.name) or ""
+        port = proc.port if proc else None
+        api = _api_status(port, token) if proc and proc.status == "RUNNING" and port else None
+        state = (
+            "RUNNING" if api else ("STARTING" if proc and proc.status == "RUNNING" else "STOPPED")
+        )
+        out.append(
+            NotebookInfo(
+                labels.get("mlplane-notebook", rec.key.name),
+                rec.key.name,
+                labels.get("mlplane-owner", "?"),
+                state,
+                f"http://127.0.0.1:{port}/lab?token={token}" if port else "",
+                port,
+                rec.updated_at,
+                _idle(api) if api else None,
+            )
+        )
+    return sorted(out, key=lambda n: n.instance)
+
+
+def delete(session: Session, name: str, user: Principal) -> None:
+    """Delete a notebook VM: its owner only (`experimentation.delete-instances` plus the owner
+    label, since IAM alone would let any team member delete any instance)."""
+    matches = [n for n in list_notebooks(session) if n.name == name or n.instance == name]
+    if not matches:
+        raise ConfigError("argument", "NAME", f"no notebook '{name}'")
+    mine = [n for n in matches if n.owner == owner_label(user)]
+    if not mine:
+        owners = ", ".join(sorted({n.owner for n in matches}))
+        raise PermissionDenied(f"notebook '{name}' belongs to {owners}: only its owner deletes it")
+    nb = mine[0]
+    desired = DesiredState.destroy([STACK_PREFIX + nb.instance])
+    session.engine(user).apply(desired, user).raise_for_failures()
+    for leftover in (_dir(session, nb.instance) / "token",):
+        leftover.unlink(missing_ok=True)
