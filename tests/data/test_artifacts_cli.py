@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mlplane.cli.main import main
+from tests.conftest import REPO
 from tests.data.conftest_artifacts import BUCKET, ROOT, make_project
 
 
@@ -101,3 +104,20 @@ def test_precondition_from_the_cli(
     assert cli(project, *args) == 0
     assert cli(project, *args) == 1
     assert "precondition failed (HTTP 412)" in capsys.readouterr().err
+
+
+def test_cli_and_store_do_not_import_the_cloud_sdk() -> None:
+    code = (
+        "import sys; import mlplane.cli.artifacts, mlplane.data.artifacts; "
+        "assert not any(m.split('.')[0] in ('google', 'google_crc32c') for m in sys.modules), "
+        "[m for m in sys.modules if m.split('.')[0] in ('google', 'google_crc32c')]"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert run.returncode == 0, run.stderr

@@ -14,21 +14,28 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 CHUNK = 1 << 20
 
 
+_FAST: object | None = None  # google_crc32c when it is there (C); looked up on first use
+_LOOKED_UP = False
+
+
 def _fast_crc32c() -> object | None:
-    try:  # C implementation, installed with google-cloud-storage (the `gcs` extra)
-        import google_crc32c
+    global _FAST, _LOOKED_UP
+    if not _LOOKED_UP:
+        _LOOKED_UP = True
+        try:  # C implementation, installed with google-cloud-storage (the `gcs` extra)
+            import google_crc32c
 
-        return google_crc32c if google_crc32c.implementation == "c" else None
-    except ImportError:
-        return None
-
-
-_FAST = _fast_crc32c()
+            if google_crc32c.implementation == "c":
+                _FAST = google_crc32c
+        except ImportError:
+            pass
+    return _FAST
 
 
 def crc32c_extend(crc: int, data: bytes) -> int:
-    if _FAST is not None:
-        return int(_FAST.extend(crc, data))  # type: ignore[attr-defined]
+    fast = _fast_crc32c()
+    if fast is not None:
+        return int(fast.extend(crc, data))  # type: ignore[attr-defined]
     return _crc32c_pure(data, crc)
 
 
