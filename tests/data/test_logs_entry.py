@@ -117,3 +117,14 @@ def test_parse_since() -> None:
     assert parse_since("1970-01-01T00:00:01Z", now) == 10**9
     with pytest.raises(ConfigError, match="--since"):
         parse_since("yesterday", now)
+
+
+def test_batch_encoding_keeps_tricky_texts_whole() -> None:
+    texts = ['a","b', "ends with \\", "", '"', "ü ✓ \x00 \x1b[31m", '","', "\\\\\",\""]
+    ids = InsertIds()
+    enc = LineEncoder(log_name("p", "x"), RES, Severity.ERROR, {}, Clock(), ids)
+    lines = enc.text_lines(time.time_ns(), texts).splitlines()
+    got = [json.loads(ln) for ln in lines]
+    assert [d["textPayload"] for d in got] == texts
+    assert len({d["insertId"] for d in got}) == len(texts)
+    assert enc.text_lines(0, []) == ""

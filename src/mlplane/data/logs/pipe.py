@@ -11,11 +11,14 @@ the pipe keeps draining its output.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from mlplane.data.logs.encode import LineEncoder
@@ -23,16 +26,28 @@ from mlplane.data.logs.entry import CONTAINER_LOG, Severity
 from mlplane.data.logs.writer import LogWriter
 from mlplane.errors import MlplaneError
 
-CHUNK = 1 << 16
+CHUNK = 1 << 20
+PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ: fewer wake-ups, a job rarely blocks on a full pipe
+_F_SETPIPE_SZ = 1031
+LINGER = 0.05  # seconds a reader waits for more output after emptying the pipe
+FILL_RATE = 20e6  # bytes/s a job may print during that wait without blocking on a full pipe
 
 
-def forward(src: int, writer: LogWriter, enc: LineEncoder, tee: int | None) -> None:
-    """Read `src` to EOF, queueing each complete line (and a last unterminated one)."""
+def forward(
+    src: int, writer: LogWriter, enc: LineEncoder, tee: int | None, linger: float = 0.0
+) -> None:
+    """Read `src` to EOF, queueing each complete line (and a last unterminated one).
+
+    After a read that emptied the pipe, wait `linger` seconds for more to collect: one wake-up
+    per batch instead of one per write of the job, which then writes into a roomy pipe buffer
+    without waking anyone (entries still carry the time they were read)."""
     partial = b""
     while True:
         chunk = os.read(src, CHUNK)
         if not chunk:
             break
+        if linger and len(chunk) < CHUNK:
+            time.sleep(linger)
         if tee is not None:
             os.write(tee, chunk)
         data = partial + chunk
@@ -40,10 +55,9 @@ def forward(src: int, writer: LogWriter, enc: LineEncoder, tee: int | None) -> N
         partial = data[end:]
         if end:
             text = data[: end - 1].decode("utf-8", "replace")
-            writer.write_lines(text.split("\n"), enc)
+            writer.write_texts(text.split("\n"), enc)
     if partial:
-        writer.write_lines((partial.decode("utf-8", "replace"),), enc)
-    os.close(src)
+        writer.write_texts((partial.decode("utf-8", "replace"),), enc)
 
 
 def run(
@@ -54,12 +68,17 @@ def run(
     """Run `argv` with its output logged through `writer`; its exit status (128+N on signal N)."""
     proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
+    linger = 0.0
+    for f in (proc.stdout, proc.stderr):
+        with contextlib.suppress(OSError):  # Linux only; the default 64 KiB works too
+            size = fcntl.fcntl(f.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)
+            linger = min(LINGER, size / FILL_RATE)
     streams = [
         (proc.stdout.fileno(), writer.encoder(Severity.INFO, stream="stdout"), 1),
         (proc.stderr.fileno(), writer.encoder(Severity.ERROR, stream="stderr"), 2),
     ]
     threads = [
-        threading.Thread(target=forward, args=(fd, writer, enc, out if tee else None))
+        threading.Thread(target=forward, args=(fd, writer, enc, out if tee else None, linger))
         for fd, enc, out in streams
     ]
     for t in threads:
@@ -78,6 +97,8 @@ def run(
         for t in threads:
             t.join()
     finally:
+        proc.stdout.close()  # the readers are done (or the job could not start)
+        proc.stderr.close()
         for sig, handler in old.items():
             signal.signal(sig, handler)
     status = 128 - code if code < 0 else code
@@ -110,13 +131,16 @@ def main(args: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     try:
-        return run(cmd, writer, tee=ns.tee)
+        status = run(cmd, writer, tee=ns.tee)
     except OSError as exc:  # CMD not found or not executable
         print(f"error: cannot run {cmd[0]}: {exc.strerror}", file=sys.stderr)
         writer.write(f"cannot run {os.path.basename(cmd[0])}: {exc.strerror}", Severity.ERROR)
-        return 127
-    finally:
+        status = 127
+    try:
         writer.close()
+    except MlplaneError as exc:  # the job's status still stands; the lost logs are reported
+        print(f"error: {exc}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -71,7 +71,9 @@ class LogWriter:
         self._clock = Clock()
         self._ids = InsertIds()
         self._encoders: dict[tuple[Severity, tuple[tuple[str, str], ...]], LineEncoder] = {}
-        self._pending: list[str] = []
+        self._plain: dict[Severity | str, LineEncoder] = {}  # by severity, no extra labels
+        self._pending: list[str] = []  # encoded lines, or runs of lines
+        self._pending_lines = 0
         self._lock = threading.Lock()  # guards _pending and the encoders' counters
         self._flush_lock = threading.Lock()  # keeps batches in order
         self._wake = threading.Event()
@@ -100,8 +102,20 @@ class LogWriter:
         labels: Mapping[str, str] | None = None,
     ) -> None:
         """Queue one entry: text becomes textPayload, a mapping jsonPayload."""
-        enc = self.encoder(severity, **(labels or {}))
-        self.write_lines((payload,), enc)
+        enc = self._plain.get(severity) if not labels else None
+        if enc is None:
+            enc = self.encoder(severity, **(labels or {}))
+            if not labels:
+                self._plain[severity] = enc
+        if self._closed:
+            raise MlplaneError(f"log writer for {self.resource.name} is closed")
+        ns = time.time_ns()
+        with self._lock:
+            self._pending.append(enc.line(ns, payload))
+            self._pending_lines += 1
+            full = self._pending_lines >= self.max_batch
+        if full:
+            self._after_queue(full)
 
     def write_lines(self, payloads: Iterable[str | Mapping[str, Any]], enc: LineEncoder) -> None:
         """Queue entries encoded by `enc` (one timestamp per call: they arrived together)."""
@@ -109,10 +123,26 @@ class LogWriter:
             raise MlplaneError(f"log writer for {self.resource.name} is closed")
         ns = time.time_ns()
         with self._lock:
+            before = len(self._pending)
             self._pending.extend(enc.line(ns, p) for p in payloads)
-            full = len(self._pending) >= self.max_batch
+            self._pending_lines += len(self._pending) - before
+            full = self._pending_lines >= self.max_batch
+        self._after_queue(full)
+
+    def write_texts(self, texts: Sequence[str], enc: LineEncoder) -> None:
+        """Queue text entries encoded by `enc`, encoded together (pipe mode's fast path)."""
+        if self._closed:
+            raise MlplaneError(f"log writer for {self.resource.name} is closed")
+        ns = time.time_ns()
+        with self._lock:
+            self._pending.append(enc.text_lines(ns, texts))
+            self._pending_lines += len(texts)
+            full = self._pending_lines >= self.max_batch
+        self._after_queue(full)
+
+    def _after_queue(self, full: bool) -> None:
         if full:
-            if len(self._pending) >= 8 * self.max_batch:  # the disk is behind: push back
+            if self._pending_lines >= 8 * self.max_batch:  # the disk is behind: push back
                 self.flush()
             else:
                 self._wake.set()
@@ -123,6 +153,7 @@ class LogWriter:
         with self._flush_lock:
             with self._lock:
                 batch, self._pending = self._pending, []
+                self._pending_lines = 0
             if batch:
                 self.store.append(self.resource.name, self.log_id, "".join(batch).encode())
 

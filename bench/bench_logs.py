@@ -1,0 +1,143 @@
+"""Benchmark logging: throughput in lines/s and a chatty job's slowdown with logging on vs off,
+side by side in one run.
+
+    python bench/bench_logs.py [--lines 200000] [--work 40] [--rounds 3]
+
+(a) pipe mode: a child prints LINES lines as fast as it can through
+    `python -m mlplane.data.logs.pipe`; throughput = lines / wall time until every entry is on disk.
+(b) pipe mode slowdown: a "job" child that does WORK units of arithmetic per printed line, timed
+    by itself from its first line to its last, with stdout to /dev/null (off) and through the
+    pipe (on); rounds alternate off/on, medians are compared.
+(c) the writer API in-process: the same job calling `LogWriter.write` per line vs not logging.
+Runs in a temporary project; bounded (about 20 s with the defaults on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = """\
+[project]
+id = "bench-ml"
+region = "us-central1"
+zone = "us-central1-a"
+
+[team]
+principals = ["user:alice@example.com"]
+"""
+
+JOB = """
+import sys, time
+lines, work, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+acc = 0
+t0 = time.perf_counter()
+for i in range(lines):
+    for k in range(work):
+        acc = (acc * 31 + k) % 1000003
+    print(f"step {i} loss {acc / 1000003:.6f}")
+sys.stdout.flush()
+open(out, "w").write(str(time.perf_counter() - t0))
+"""
+
+
+def env() -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLANE_", "GCE_META"))}
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), e.get("PYTHONPATH", "")])
+    return e
+
+
+def pipe_argv(project: Path, resource: str) -> list[str]:
+    return [sys.executable, "-m", "mlplane.data.logs.pipe", "--resource", resource]
+
+
+def run_job(project: Path, lines: int, work: int, logged: bool, tag: str) -> tuple[float, float]:
+    """(job's own seconds, wall seconds until the pipe exited)."""
+    out = project.parent / f"{tag}.time"
+    job = [sys.executable, "-c", JOB, str(lines), str(work), str(out)]
+    argv = job
+    if logged:
+        argv = [*pipe_argv(project, tag), "--project", str(project), "--as", "training", "--"]
+        argv += job
+    t0 = time.perf_counter()
+    with open(os.devnull, "wb") as devnull:
+        subprocess.run(argv, stdout=devnull, env=env(), check=True, timeout=120)
+    wall = time.perf_counter() - t0
+    return float(out.read_text()), wall
+
+
+def count_lines(project: Path, resource: str) -> int:
+    path = project.parent / ".mlplane" / "logs" / resource / "cos_containers.jsonl"
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def writer_job(project: Path, lines: int, work: int, mode: str) -> float:
+    """The job in-process; mode: off (no output), print (to /dev/null), writer (LogWriter)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from mlplane.data.logs import LogWriter
+
+    w = LogWriter("train-w", project_file=project, principal="training")
+    out = open(os.devnull, "w")  # noqa: SIM115
+    acc = 0
+    t0 = time.perf_counter()
+    for i in range(lines):
+        for k in range(work):
+            acc = (acc * 31 + k) % 1000003
+        if mode == "writer":
+            w.write(f"step {i} loss {acc / 1000003:.6f}")
+        elif mode == "print":
+            print(f"step {i} loss {acc / 1000003:.6f}", file=out)
+    w.close()
+    out.close()
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--lines", type=int, default=200_000)
+    p.add_argument("--work", type=int, default=40, help="arithmetic steps per printed line")
+    p.add_argument("--rounds", type=int, default=3)
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp:
+        project = Path(tmp) / "mlplane.toml"
+        project.write_text(PROJECT)
+
+        _, wall = run_job(project, a.lines, 0, True, "train-raw")
+        stored = count_lines(project, "train-raw")
+        print(f"(a) pipe mode, {a.lines} lines as fast as a child prints them:")
+        print(f"    {stored} entries stored in {wall:.2f} s = {stored / wall:,.0f} lines/s")
+
+        off, on = [], []
+        for r in range(a.rounds):
+            off.append(run_job(project, a.lines, a.work, False, f"off-{r}")[0])
+            on.append(run_job(project, a.lines, a.work, True, f"train-on-{r}")[0])
+        m_off, m_on = statistics.median(off), statistics.median(on)
+        print(f"(b) pipe mode, job of {a.lines} lines x {a.work} work units, median of {a.rounds}:")
+        print(f"    off {m_off:.3f} s ({a.lines / m_off:,.0f} lines/s)   ", end="")
+        print(f"on {m_on:.3f} s   ", end="")
+        print(f"ratio on/off {m_on / m_off:.3f} (slowdown {100 * (m_on / m_off - 1):+.1f} %)")
+
+        t = {
+            m: statistics.median(writer_job(project, a.lines, a.work, m) for _ in range(3))
+            for m in ("off", "print", "writer")
+        }
+        per_line = 1e6 * (t["writer"] - t["off"]) / a.lines
+        print("(c) LogWriter.write in-process, same job, median of 3:")
+        print(f"    no output {t['off']:.3f} s   ", end="")
+        print(f"print() to /dev/null {t['print']:.3f} s   ", end="")
+        print(f"LogWriter {t['writer']:.3f} s ({a.lines / t['writer']:,.0f} lines/s)")
+        print(f"    LogWriter costs {per_line:.2f} us/line; ratio vs print ", end="")
+        print(f"{t['writer'] / t['print']:.3f}, vs no output {t['writer'] / t['off']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
