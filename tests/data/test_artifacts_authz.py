@@ -73,7 +73,7 @@ def test_training_creates_but_may_not_overwrite(project: Path) -> None:
     """Replacing an object needs storage.objects.delete on GCS; `training` holds only create,
     so artifacts it persisted are immutable."""
     training = store_for(project, "training")
-    with pytest.raises(PermissionDenied, match=r"storage\.objects\.delete"):
+    with pytest.raises(PermissionDenied, match=r"exists, and replacing .*storage\.objects\.delete"):
         training.write_bytes(OBJ, b"overwrite")
     gen = training.stat(OBJ).generation
     with pytest.raises(PermissionDenied, match=r"storage\.objects\.delete"):

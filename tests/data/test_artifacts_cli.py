@@ -78,6 +78,7 @@ def test_user_upload_denied_with_sanctioned_path(
         (["cat", f"{ROOT}/../escape"], 2, "'..'"),
         (["cat", f"{ROOT}/missing"], 1, "no such object"),
         (["ls", "gs://"], 2, "empty bucket"),
+        (["ls", f"{ROOT}/nothing/here"], 1, "matched no objects"),
         (["cp", "a", "b"], 2, "one side must be a gs:// URI"),
         (["cp", "no-such-file", f"{ROOT}/x", "--as", "training"], 2, "no such file"),
         (["cat", f"{ROOT}/x", "--as", "nobody"], 2, "--as"),

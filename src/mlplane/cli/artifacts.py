@@ -87,6 +87,10 @@ def meta_json(meta: ObjectMeta) -> dict[str, object]:
 def run_ls(ctx: Context, args: argparse.Namespace) -> int:
     listing = _store(ctx, args).list(args.uri, recursive=args.recursive)
     bucket = args.uri[len("gs://") :].partition("/")[0]
+    if not listing.objects and not listing.prefixes and args.uri.rstrip("/") != f"gs://{bucket}":
+        from mlplane.data.artifacts import ObjectNotFound
+
+        raise ObjectNotFound(args.uri, "matched no objects")
     if args.json:
         emit_json(
             {

@@ -21,6 +21,7 @@ from mlplane.data.artifacts.errors import CorruptObject, PreconditionFailed
 from mlplane.data.artifacts.model import Digest, Listing, ObjectMeta, guess_content_type
 from mlplane.data.artifacts.uri import GsUri, parse_gs_uri
 from mlplane.data.identity import Caller
+from mlplane.errors import PermissionDenied
 from mlplane.model.principals import Principal
 from mlplane.model.refs import ResourceRef
 
@@ -144,8 +145,18 @@ class ArtifactStore:
         if if_generation_match == 0 or self._may(u, DELETE):
             return if_generation_match
         if if_generation_match is not None:  # replacing a given generation
-            self._require(u, CREATE, DELETE)
+            self._require_replace(u)
         return 0
+
+    def _require_replace(self, u: GsUri) -> None:
+        try:
+            self._require(u, CREATE, DELETE)
+        except PermissionDenied as exc:
+            raise PermissionDenied(
+                f"{u} exists, and replacing an object needs storage.objects.delete too (as on "
+                f"Cloud Storage); write a new name instead. {exc}",
+                exc.decision,
+            ) from None
 
     def write_from(
         self,
@@ -167,7 +178,7 @@ class ArtifactStore:
             )
         except PreconditionFailed:
             if precondition == 0 and if_generation_match is None:
-                self._require(u, CREATE, DELETE)  # it exists: replacing it needs delete
+                self._require_replace(u)  # it exists: replacing it needs delete
             raise
 
     def write_bytes(
