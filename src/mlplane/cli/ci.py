@@ -26,6 +26,8 @@ def run_trigger(ctx: Context, args: argparse.Namespace) -> int:
 
     if args.name in ("deploy", "undeploy"):
         return main(["-f", str(ctx.project_path), "serve", args.name, *args.args])
+    if args.name == "train":
+        return _train(ctx, args.args)
     from mlplane.workflows.session import Session
 
     triggers = Session.open(ctx.project_path).authz.policy.triggers
@@ -41,6 +43,24 @@ def run_trigger(ctx: Context, args: argparse.Namespace) -> int:
         "TRIGGER",
         f"the '{args.name}' pipeline ({info.process}) is not built yet in this version of mlplane",
     )
+
+
+def _train(ctx: Context, argv: list[str]) -> int:
+    from pathlib import Path
+
+    from mlplane.workflows import training
+    from mlplane.workflows.session import Session
+
+    p = argparse.ArgumentParser(prog="mlplane ci trigger train")
+    p.add_argument("spec", type=Path, metavar="SPEC")
+    p.add_argument("--as", dest="as_", metavar="USER")
+    args = p.parse_args(argv)
+    session = Session.open(ctx.project_path)
+    spec = training.load_spec(args.spec)
+    run = training.run_ci(session, spec, args.spec.parent, session.user(args.as_))
+    print(f"build {run.build_id}: persisted {len(run.objects)} objects under {run.prefix}")
+    print(f"serve it: mlplane serve deploy {spec.name} --revision r1 --artifact {run.prefix}")
+    return 0
 
 
 def run_builds(ctx: Context, args: argparse.Namespace) -> int:

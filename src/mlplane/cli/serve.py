@@ -24,7 +24,12 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p = subs.add_parser("deploy", help="deploy a service revision through the CI trigger 'deploy'")
     p.add_argument("service", metavar="SERVICE")
     p.add_argument("--revision", "-r", required=True, metavar="R")
-    p.add_argument("--artifact", required=True, type=Path, metavar="PATH", help="model artifact")
+    p.add_argument(
+        "--artifact",
+        required=True,
+        metavar="PATH|gs://",
+        help="model artifact: a path or gs:// prefix",
+    )
     p.add_argument("--min", dest="min_replicas", type=int, default=1, metavar="N")
     p.add_argument("--max", dest="max_replicas", type=int, default=3, metavar="M")
     p.add_argument(

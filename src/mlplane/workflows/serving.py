@@ -53,7 +53,7 @@ def revision_prefix(service: str, revision: str) -> str:
 class DeployRequest:
     service: str
     revision: str
-    artifact: Path
+    artifact: Path | str  # a local path, or gs://BUCKET/PREFIX/ of the artifact store
     min_replicas: int = 1
     max_replicas: int = 3
     traffic: int = 100  # percent of the service route sent to this revision
@@ -150,14 +150,25 @@ def recorded_revisions(session: Session, service: str | None = None) -> list[Rec
     return sorted(out, key=lambda r: (r.created, r.revision))
 
 
+def artifact_uri(artifact: Path | str) -> str:
+    text = str(artifact)
+    return text if text.startswith("gs://") else str(Path(text).resolve())
+
+
 def _settings(session: Session, req: DeployRequest) -> RevisionSettings:
-    artifact = str(req.artifact.resolve())
+    artifact = artifact_uri(req.artifact)
+    fetch: list[str] = []
+    if artifact.startswith("gs://"):
+        # Each replica fetches the model as its own identity (serving-runtime) at boot.
+        cache = session.state_dir / "replicas" / f"{req.service}-{req.revision}" / "artifact"
+        fetch = [sys.executable, "-m", "mlplane.data.fetch", artifact, str(cache), "--"]
     command = [
+        *fetch,
         sys.executable,
         "-m",
         "mlplane.serving",
         "--artifact",
-        artifact,
+        "{artifact}" if fetch else artifact,
         "--service",
         req.service,
         "--base-path",
@@ -181,13 +192,23 @@ def _settings(session: Session, req: DeployRequest) -> RevisionSettings:
     )
 
 
-def check_artifact(path: Path) -> None:
-    """Fail before anything is created if the model artifact cannot be served."""
-    from mlplane.serving.artifact import load_artifact
+def check_artifact(session: Session, artifact: Path | str, user: Principal | None) -> None:
+    """Fail before anything is created if the model artifact cannot be served: a local one is
+    loaded and its checksums verified; a gs:// one must hold a model manifest, read as the
+    invoking user (who may read the artifact bucket: the document's "both" serving reads)."""
+    uri = artifact_uri(artifact)
+    if not uri.startswith("gs://"):
+        from mlplane.serving.artifact import load_artifact
 
-    if str(path).startswith("gs://"):
-        raise ConfigError("--artifact", "", "gs:// artifacts need the artifact store (not yet)")
-    load_artifact(path)  # raises ArtifactError naming the path
+        load_artifact(uri)  # raises ArtifactError naming the path
+        return
+    from mlplane.data.artifacts import ArtifactStore
+
+    store = ArtifactStore.open(session.project_file, user)
+    prefix = uri if uri.endswith("/") else uri + "/"
+    names = {o.name.rpartition("/")[2] for o in store.list(prefix, recursive=True).objects}
+    if "model.json" not in names:
+        raise ConfigError("--artifact", "", f"{prefix} holds no model.json (a model artifact)")
 
 
 def bootstrap(session: Session, invoker: Principal, progress: Progress = print) -> Build:
@@ -206,7 +227,9 @@ def bootstrap(session: Session, invoker: Principal, progress: Progress = print) 
     return build
 
 
-def _deploy_stacks(session: Session, req: DeployRequest) -> tuple[StackSpec, StackSpec]:
+def _deploy_stacks(
+    session: Session, req: DeployRequest, user: Principal | None = None
+) -> tuple[StackSpec, StackSpec]:
     """The revision's stack before and after its traffic switch: first with its own route only
     (plus the service route when it is the service's first revision), then with the service
     route's new weights. Raises ConfigError on bad input before anything is created."""
@@ -216,7 +239,7 @@ def _deploy_stacks(session: Session, req: DeployRequest) -> tuple[StackSpec, Sta
         bundle = revision_bundle(req.service, req.revision, _settings(session, req))
     except ValueError as exc:
         raise ConfigError("arguments", "SERVICE/--revision", str(exc)) from None
-    check_artifact(req.artifact)
+    check_artifact(session, req.artifact, user)
     others = [r for r in recorded_revisions(session, req.service) if r.revision != req.revision]
     weights: list[tuple[BackendService, int]] = [(bundle.backend_service, req.traffic)]
     if req.traffic < 100:
@@ -240,7 +263,7 @@ def deploy_direct(session: Session, req: DeployRequest, user: Principal) -> None
     """Apply a revision as `user` instead of through the trigger. The model reserves the stack
     for the serving service account, so the engine refuses before any provider call; the
     PermissionDenied names the missing permissions and the trigger to use."""
-    _, stack = _deploy_stacks(session, req)
+    _, stack = _deploy_stacks(session, req, user)
     session.engine(user).apply(DesiredState.of(frontend_stack(session), stack), user)
 
 
@@ -250,7 +273,7 @@ def deploy(
     """Invoke the `deploy` trigger. As the serving service account: create the front end if it
     is missing and the revision's resources with the revision's own route; wait until it answers
     through the load balancer; only then move the service route's traffic to it."""
-    before, after = _deploy_stacks(session, req)
+    before, after = _deploy_stacks(session, req, invoker)
     front = frontend_stack(session)  # validated before the trigger runs (e.g. a busy port)
     start = time.monotonic()
 

@@ -267,3 +267,54 @@ def reap(session: Session, user: Principal) -> list[str]:
             forget(session, stack, user)
             reaped.append(run.instance)
     return reaped
+
+
+@dataclass(frozen=True)
+class PersistedRun:
+    build_id: str
+    prefix: str  # gs://BUCKET/NAME/BUILD/
+    objects: tuple[tuple[str, int, str, str], ...]  # (uri, size, md5Hash, crc32c)
+
+
+def run_ci(
+    session: Session,
+    spec: TrainingSpec,
+    spec_dir: Path,
+    invoker: Principal,
+    progress: Progress = print,
+) -> PersistedRun:
+    """The CI trigger `train`: run the job as the training service account (the build worker is
+    this machine) and persist its outputs, with their checksums, to the artifact bucket."""
+    from mlplane.data.artifacts import ArtifactStore
+    from mlplane.workflows.ci import run_trigger
+
+    bucket = session.loaded.project.resolve(session.loaded.project.resources.buckets["artifacts"])
+
+    def pipeline(runs_as: Principal) -> PersistedRun:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        out = session.state_dir / "builds" / "train" / run_id
+        out.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **spec.env, "MLPLANE_PRINCIPAL": str(runs_as)}
+        env.update({"MLPLANE_OUTPUT_DIR": str(out), "MLPLANE_PROJECT": str(session.project_file)})
+        progress(f"trigger 'train' running {spec.name} as {runs_as}")
+        code = subprocess.run(
+            spec.argv(sys.executable, str(out), str(spec_dir)), env=env
+        ).returncode
+        if code != 0:
+            raise MlplaneError(f"training job {spec.name} exited {code}; nothing persisted")
+        store = ArtifactStore.open(session.project_file, runs_as)
+        prefix = f"gs://{bucket}/{spec.name}/{run_id}/"
+        objects = []
+        for path in sorted(p for p in out.rglob("*") if p.is_file()):
+            meta = store.upload(
+                path, prefix + path.relative_to(out).as_posix(), if_generation_match=0
+            )
+            objects.append(
+                (f"gs://{meta.bucket}/{meta.name}", meta.size, meta.md5_hash, meta.crc32c)
+            )
+            uri = f"gs://{meta.bucket}/{meta.name}"
+            progress(f"  persisted {uri} md5 {meta.md5_hash} crc32c {meta.crc32c}")
+        return PersistedRun(run_id, prefix, tuple(objects))
+
+    build, result = run_trigger(session, "train", invoker, pipeline, {"spec": spec.name})
+    return PersistedRun(build.id, result.prefix, result.objects)

@@ -1,0 +1,92 @@
+"""The CI trigger `train` persists a model with its checksums, as the training service account;
+`serve deploy` serves it from gs://, fetched by each replica as serving-runtime; a user's own run
+cannot write the artifact bucket."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from mlplane.errors import ConfigError
+from mlplane.workflows import training as T
+from mlplane.workflows.ci import list_builds
+from mlplane.workflows.quickstart import predict
+from mlplane.workflows.serving import DeployRequest, deploy, undeploy
+from tests.workflows.conftest import LocalProject
+
+QUIET = lambda *_: None  # noqa: E731
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sentiment" / "train.toml"
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def test_ci_train_persists_with_checksums_and_serve_deploys_it(local_project: LocalProject) -> None:
+    lp = local_project
+    s, alice = lp.session, lp.session.user()
+    run = T.run_ci(s, T.load_spec(EXAMPLE), EXAMPLE.parent, alice, QUIET)
+    build = next(b for b in list_builds(s) if b.id == run.build_id)
+    assert (build.trigger, build.status) == ("train", "SUCCESS")
+    assert build.runs_as == f"serviceAccount:{s.email('training')}"
+    assert run.prefix.startswith("gs://acme-ml-mlplane-artifacts/sentiment/")
+    local = s.state_dir / "builds" / "train"
+    names = {uri.rsplit("/", 1)[1] for uri, *_ in run.objects}
+    assert {"model.json", "checksums.json"} <= names
+    for uri, size, md5, crc in run.objects:
+        [src] = list(local.rglob(uri.rsplit("/", 1)[1]))
+        data = src.read_bytes()
+        assert size == len(data)
+        assert md5 == base64.b64encode(hashlib.md5(data).digest()).decode()
+        assert crc == base64.b64encode(crc32c(data).to_bytes(4, "big")).decode()
+
+    result = deploy(s, DeployRequest("iota", "r1", run.prefix), alice, QUIET)
+    status, body = predict(result.revision_url + "predict")
+    assert status == 200 and json.loads(body)["model"]["name"] == "sentiment"
+    undeploy(s, "iota", "r1", alice, QUIET)
+
+
+def test_a_users_own_run_cannot_write_the_artifact_bucket(
+    local_project: LocalProject, tmp_path: Path
+) -> None:
+    lp = local_project
+    job = tmp_path / "job.py"
+    job.write_text(
+        "import sys\n"
+        "from mlplane.data.artifacts import ArtifactStore\n"
+        "from mlplane.errors import PermissionDenied\n"
+        "try:\n"
+        "    ArtifactStore.open().write_bytes('gs://acme-ml-mlplane-artifacts/x/model.bin', b'weights')\n"
+        "except PermissionDenied as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(42)\n"
+    )
+    (tmp_path / "train.toml").write_text('name = "sneaky"\nentrypoint = "job.py"\n')
+    spec = T.load_spec(tmp_path / "train.toml")
+    code, _ = T.run_local(lp.session, spec, tmp_path, lp.session.user())
+    assert code == 42  # denied, as the model says: only the trigger `train` persists
+
+
+def test_a_prefix_without_a_model_is_refused_before_anything_is_created(
+    local_project: LocalProject,
+) -> None:
+    lp = local_project
+    builds = len(list_builds(lp.session))
+    with pytest.raises(ConfigError) as info:
+        deploy(
+            lp.session,
+            DeployRequest("kappa2", "r1", "gs://acme-ml-mlplane-artifacts/nothing/"),
+            lp.session.user(),
+            QUIET,
+        )
+    assert "no model.json" in str(info.value)
+    assert len(list_builds(lp.session)) == builds
