@@ -105,6 +105,19 @@ class NotebooksSection(Spec):
     )
 
 
+class DataSection(Spec):
+    """One switch per store of the data SDK: the local backend, or the GCP service."""
+
+    warehouse: Literal["duckdb", "bigquery"] = "duckdb"
+    oltp: Literal["sqlite", "spanner"] = "sqlite"
+    graph: Literal["embedded", "neo4j"] = "embedded"
+    artifacts: Literal["local", "gcs"] = "local"
+    secrets: Literal["local", "secret-manager"] = "local"
+    spanner_instance: str = "mlplane"
+    spanner_database: str = "mlplane"
+    neo4j_uri: str = "neo4j://127.0.0.1:7687"
+
+
 class ResourcesSection(Spec):
     """Named resources that grants are scoped to. Values may use {project} and {region}."""
 
@@ -124,6 +137,7 @@ class ProjectFile(Spec):
     resources: ResourcesSection = ResourcesSection()
     local: LocalSection = LocalSection()
     notebooks: NotebooksSection = NotebooksSection()
+    data: DataSection = DataSection()
     members: dict[str, tuple[str, ...]] = Field(
         default={}, description="per process id: who gets its user role (default: the team)"
     )
