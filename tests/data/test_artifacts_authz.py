@@ -110,3 +110,16 @@ def test_acting_principal_from_the_environment(
     assert store.caller.principal.email.startswith("mlplane-training-adhoc@")
     with pytest.raises(PermissionDenied):
         store.write_bytes(f"{ROOT}/x", b"x")
+
+
+def test_copies_between_buckets_and_to_local_directories(project: Path, tmp_path: Path) -> None:
+    training = store_for(project, "training")
+    meta, where = training.copy(OBJ, f"{ROOT}/promoted/")
+    assert where == f"{ROOT}/promoted/model.pt" and meta.size == len(b"weights")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    meta2, path = store_for(project, "alice@acme.com").copy(where, str(outdir))
+    assert path == str(outdir / "model.pt") and Path(path).read_bytes() == b"weights"
+    assert meta2.md5_hash == meta.md5_hash
+    with pytest.raises(PermissionDenied):  # reading is not enough to copy into the bucket
+        store_for(project, "alice@acme.com").copy(OBJ, f"{ROOT}/mine/")

@@ -197,3 +197,38 @@ def test_pure_python_crc32c_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     pure.update(data[:1000])
     pure.update(data[1000:])
     assert pure.crc32c == base64.b64encode(reference_crc32c(data).to_bytes(4, "big")).decode()
+
+
+def test_readers_see_whole_generations_during_overwrites(backend: LocalBackend) -> None:
+    payloads = [bytes([i]) * (50_000 + i) for i in range(6)]
+    put(backend, "hot", payloads[0])
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            buf = _Hashing()
+            meta = backend.read(BUCKET, "hot", buf)  # type: ignore[arg-type]
+            if buf.data not in payloads or buf.digest.mismatch(meta):
+                errors.append(f"torn read at generation {meta.generation}")
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(30):
+        put(backend, "hot", payloads[i % len(payloads)])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+class _Hashing:
+    def __init__(self) -> None:
+        self.data = b""
+        self.digest = Digest()
+
+    def write(self, chunk: bytes) -> int:
+        self.data += chunk
+        self.digest.update(chunk)
+        return len(chunk)
