@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlplane.data.secrets import SecretValue, Secrets, open_secrets
+from mlplane.data.secrets import Secrets, SecretValue, open_secrets
 from mlplane.data.secrets.local import LocalSecretStore
 from mlplane.errors import PermissionDenied
 from mlplane.iam.loading import load_project
@@ -79,9 +79,9 @@ def test_matrix(seeded: tuple[Path, str], who: str, op: str, which: str) -> None
 def test_a_denial_names_the_missing_permission(seeded: tuple[Path, str]) -> None:
     project_file, _ = seeded
     secrets = open_secrets(project_file, "training", "local")
-    with pytest.raises(PermissionDenied, match="secretmanager.versions.access"):
+    with pytest.raises(PermissionDenied, match=r"secretmanager.versions.access"):
         secrets.get(ORDINARY)
-    with pytest.raises(PermissionDenied, match="secretmanager.secrets.list"):
+    with pytest.raises(PermissionDenied, match=r"secretmanager.secrets.list"):
         secrets.list()
 
 
@@ -100,7 +100,7 @@ def test_creating_a_secret_needs_create_as_well_as_add(seeded: tuple[Path, str])
     assert team.set("brand-new", SecretValue(b"v")).version == 1
     assert calls == ["brand-new"]
     denied = open_secrets(project_file, "serving-runtime", store)
-    with pytest.raises(PermissionDenied, match="secretmanager.versions.add"):
+    with pytest.raises(PermissionDenied, match=r"secretmanager.versions.add"):
         denied.set("another", SecretValue(b"v"))
     assert calls == ["brand-new"]
     assert not (store.root / "another").exists()

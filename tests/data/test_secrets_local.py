@@ -119,7 +119,7 @@ def test_a_missing_key_is_a_clear_error(tmp_path: Path) -> None:
     s = store(tmp_path)
     add(s, "a", b"x")
     s.key_file.unlink()
-    with pytest.raises(PermanentError, match="key file .* is missing"):
+    with pytest.raises(PermanentError, match=r"key file .* is missing"):
         s.access("a", "latest")
 
 
@@ -134,7 +134,7 @@ def test_bad_names_are_refused_and_nothing_is_written(tmp_path: Path, name: str)
         lambda: s.add_version(name, SecretValue(b"x")),
         lambda: s.access(name, "latest"),
     ):
-        with pytest.raises(ConfigError, match="^name: .*not a valid secret name"):
+        with pytest.raises(ConfigError, match=r"^name: .*not a valid secret name"):
             call()
     assert not (tmp_path / ".mlplane").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -44,6 +44,18 @@ def _sm() -> Any:
     return secretmanager_v1
 
 
+def _default_client(sm: Any) -> Any:
+    from google.auth import exceptions as auth_exceptions
+
+    try:
+        return sm.SecretManagerServiceClient()
+    except auth_exceptions.DefaultCredentialsError:
+        raise PermanentError(
+            "no Google credentials for Secret Manager: run `gcloud auth application-default "
+            "login`, or run where a service account is attached"
+        ) from None
+
+
 def _crc32c(data: bytes) -> int | None:
     """CRC32C of `data` (Secret Manager's integrity check), or None without google-crc32c."""
     try:
@@ -80,7 +92,7 @@ class SecretManagerStore:
     ) -> None:
         sm = _sm()
         self.project = project
-        self.client = client if client is not None else sm.SecretManagerServiceClient()
+        self.client = client if client is not None else _default_client(sm)
         self._types = sm
         self._options: dict[str, Any] = {}
         if retry is not _DEFAULT:
