@@ -122,3 +122,20 @@ def test_cli_and_store_do_not_import_the_cloud_sdk() -> None:
         env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_rm_and_json_listing(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"abc")
+    assert cli(project, "cp", str(src), f"{ROOT}/d/a.bin", "--as", "training") == 0
+    capsys.readouterr()
+    assert cli(project, "ls", "--json", f"{ROOT}/d/", "--as", "alice@acme.com") == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [o["uri"] for o in listing["objects"]] == [f"{ROOT}/d/a.bin"]
+    assert listing["objects"][0]["size"] == 3 and listing["prefixes"] == []
+    # nobody in the shipped model may delete artifacts
+    assert cli(project, "rm", f"{ROOT}/d/a.bin", "--as", "training") == 3
+    assert "storage.objects.delete" in capsys.readouterr().err
+    assert cli(project, "cat", f"{ROOT}/d/a.bin") == 0

@@ -39,7 +39,7 @@ def test_reference_crc32c_known_vector() -> None:
     assert reference_crc32c(b"123456789") == 0xE3069283
 
 
-@pytest.mark.parametrize("size", [0, 1, 4095, 300_001])
+@pytest.mark.parametrize("size", [0, 1, 4095, 70_001])
 def test_checksums_match_independent_computation(backend: LocalBackend, size: int) -> None:
     data = bytes((i * 7919 + i // 251) % 256 for i in range(size))
     meta = backend.write(

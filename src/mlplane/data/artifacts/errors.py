@@ -25,10 +25,13 @@ class PreconditionFailed(PermanentError):
     """An `if_generation_match` precondition did not hold: GCS's 412. `current` is the object's
     generation at the time (0 when it did not exist)."""
 
-    def __init__(self, uri: str, expected: int, current: int | None) -> None:
+    def __init__(self, uri: str, expected: int | None, current: int | None) -> None:
         self.uri = uri
         self.expected = expected
         self.current = current
+        if expected is None:
+            super().__init__(f"{uri}: precondition failed (HTTP 412); nothing was written")
+            return
         want = "must not exist" if expected == 0 else f"must be at generation {expected}"
         if current is None:
             have = "its current generation is unknown"

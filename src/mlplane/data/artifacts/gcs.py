@@ -50,7 +50,7 @@ class GcsBackend:
         except gexc.NotFound as exc:
             raise ObjectNotFound(uri, _message(exc)) from None
         except gexc.PreconditionFailed:
-            raise PreconditionFailed(uri, expected if expected is not None else -1, None) from None
+            raise PreconditionFailed(uri, expected, None) from None
         except (gexc.Forbidden, gexc.Unauthorized) as exc:
             denied = f"{uri}: Cloud Storage denied the call: {_message(exc)}"
             raise PermissionDenied(denied) from None
