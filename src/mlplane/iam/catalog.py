@@ -27,12 +27,21 @@ def _read(name: str) -> bytes:
 
 
 class Catalog:
-    """Permission names and predefined roles, with lookups for suggestions and coverage."""
+    """Permission names and predefined roles, with lookups for suggestions and coverage.
+    The roles (6 MB unpacked) load on first use: validating a model needs only the names."""
 
-    def __init__(self, permissions: frozenset[str], roles: dict[str, PredefinedRole]) -> None:
+    def __init__(
+        self, permissions: frozenset[str], roles: dict[str, PredefinedRole] | None = None
+    ) -> None:
         self.permissions = permissions
-        self.roles = roles
+        self._roles = roles
         self._by_service: dict[str, list[str]] | None = None
+
+    @property
+    def roles(self) -> dict[str, PredefinedRole]:
+        if self._roles is None:
+            self._roles = _load_roles()
+        return self._roles
 
     def __contains__(self, permission: object) -> bool:
         return permission in self.permissions
@@ -53,9 +62,12 @@ class Catalog:
 
 @cache
 def load_catalog() -> Catalog:
-    perms = frozenset(_read("permissions.txt.gz").decode().split())
+    return Catalog(frozenset(_read("permissions.txt.gz").decode().split()))
+
+
+def _load_roles() -> dict[str, PredefinedRole]:
     raw = json.loads(_read("roles.json.gz"))
-    roles = {
+    return {
         name: PredefinedRole(
             name=name,
             title=body.get("title", ""),
@@ -64,4 +76,3 @@ def load_catalog() -> Catalog:
         )
         for name, body in raw.items()
     }
-    return Catalog(perms, roles)

@@ -32,20 +32,25 @@ def _label_chars(text: str) -> str:
 
 @dataclass
 class Session:
+    """Opening one costs the compiled policy only (cached, fast); the validated model loads on
+    first use of `loaded` (pydantic, the catalog)."""
+
     project_file: Path
-    loaded: LoadedProject
     authz: Authorizer
     engine_hook: EventHook | None = None  # sees every journal event (progress, fault injection)
 
     @classmethod
     def open(cls, project_file: Path | str) -> Session:
         path = Path(project_file).resolve()
-        loaded = load_project(path)
-        return cls(path, loaded, Authorizer(policy_for(path)))
+        return cls(path, Authorizer(policy_for(path)))
+
+    @cached_property
+    def loaded(self) -> LoadedProject:
+        return load_project(self.project_file)
 
     @property
     def project_id(self) -> str:
-        return self.loaded.project.project.id
+        return self.authz.policy.project
 
     @property
     def zone(self) -> str:
@@ -80,9 +85,10 @@ class Session:
         text = as_ or os.environ.get("MLPLANE_USER")
         if text:
             return self.authz.principal(text)
-        for member in self.loaded.project.team.principals:
-            if member.startswith("user:"):
-                return Principal.parse(member)
+        for members in self.authz.policy.process_members.values():
+            for member in members:
+                if member.startswith("user:"):
+                    return Principal.parse(member)
         raise ConfigError(
             str(self.project_file),
             "team.principals",
