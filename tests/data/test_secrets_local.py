@@ -123,6 +123,18 @@ def test_a_missing_key_is_a_clear_error(tmp_path: Path) -> None:
         s.access("a", "latest")
 
 
+def test_a_lost_key_is_not_silently_replaced(tmp_path: Path) -> None:
+    """With versions in the store, a write does not make a new key (it would orphan them)."""
+    s = store(tmp_path)
+    add(s, "a", b"x")
+    s.key_file.unlink()
+    with pytest.raises(PermanentError, match=r"key file .* is missing"):
+        s.add_version("a", SecretValue(b"y"))
+    assert not s.key_file.exists()
+    (s.root / "not-a-secret.d").mkdir()
+    assert [i.name for i in s.list_secrets()] == ["a"]
+
+
 BAD_NAMES = ["", "..", "../x", "a/b", "/etc/passwd", "a\\b", "a.b", "x" * 256, "a b", "é"]
 
 

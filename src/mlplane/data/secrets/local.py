@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlplane.data.secrets.value import (
+    NAME_PATTERN,
     SecretInfo,
     SecretNotFound,
     SecretValue,
@@ -111,7 +112,7 @@ class LocalSecretStore:
 
     def _key(self, create: bool) -> bytes:
         if not self.key_file.exists():
-            if not create:
+            if not create or self._has_versions():
                 raise PermanentError(
                     f"the secrets key file {self.key_file} is missing: the store's versions "
                     "cannot be decrypted (restore the key, or remove the store to start over)"
@@ -120,6 +121,12 @@ class LocalSecretStore:
             data = (_b64(secrets.token_bytes(32)) + "\n").encode()
             _link_new(self.key_file.parent, self.key_file, data, 0o600)  # first writer wins
         return self._read_key()
+
+    def _has_versions(self) -> bool:
+        """Whether any version was sealed already (then a new key would orphan it)."""
+        return self.root.is_dir() and any(
+            _VERSION_FILE.fullmatch(p.name) for p in self.root.glob("*/*.json")
+        )
 
     def _cipher(self, create: bool) -> AESGCM:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -168,8 +175,8 @@ class LocalSecretStore:
             return ()
         out = []
         for d in sorted(self.root.iterdir()):
-            if not d.is_dir() or d.name.startswith("."):
-                continue
+            if not d.is_dir() or not NAME_PATTERN.fullmatch(d.name):
+                continue  # not a secret of ours
             versions = tuple(
                 self._meta(d.name, self._load(d.name, n)) for n in self._numbers(d.name)
             )

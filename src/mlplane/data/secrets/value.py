@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from mlplane.errors import ConfigError, PermanentError
 
 # Secret Manager's secret id: letters, digits, '-' and '_', at most 255 characters.
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,255}")
 # Secret Manager's payload limit.
 MAX_VALUE_BYTES = 65536
 REDACTED = "<redacted>"
@@ -59,7 +59,7 @@ class SecretValue:
 
 def check_name(name: object, argument: str = "name") -> str:
     """Return `name` if it is a valid secret id, else raise ConfigError naming `argument`."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
         raise ConfigError(
             argument,
