@@ -36,6 +36,9 @@ METHODS = (
     "access_secret_version",
     "add_secret_version",
     "create_secret",
+    "disable_secret_version",
+    "enable_secret_version",
+    "destroy_secret_version",
 )
 
 
@@ -81,6 +84,39 @@ class FakeTransport(SecretManagerServiceTransport):
     @property
     def create_secret(self) -> Any:
         return self._raw["create_secret"]
+
+    @property
+    def disable_secret_version(self) -> Any:
+        return self._raw["disable_secret_version"]
+
+    @property
+    def enable_secret_version(self) -> Any:
+        return self._raw["enable_secret_version"]
+
+    @property
+    def destroy_secret_version(self) -> Any:
+        return self._raw["destroy_secret_version"]
+
+    def _set_state(self, request: Any, state: Any) -> Any:
+        secret, _, version = request.name.partition("/versions/")
+        versions = self.secrets.get(secret) or []
+        if int(version) > len(versions):
+            raise gexc.NotFound(f"Secret Version [{request.name}] not found")
+        v, _ = versions[int(version) - 1]
+        v.state = state
+        return v
+
+    def _disable_secret_version(self, request: Any) -> Any:
+        assert isinstance(request, sm.DisableSecretVersionRequest)
+        return self._set_state(request, sm.SecretVersion.State.DISABLED)
+
+    def _enable_secret_version(self, request: Any) -> Any:
+        assert isinstance(request, sm.EnableSecretVersionRequest)
+        return self._set_state(request, sm.SecretVersion.State.ENABLED)
+
+    def _destroy_secret_version(self, request: Any) -> Any:
+        assert isinstance(request, sm.DestroySecretVersionRequest)
+        return self._set_state(request, sm.SecretVersion.State.DESTROYED)
 
     def _list_secrets(self, request: Any) -> Any:
         assert isinstance(request, sm.ListSecretsRequest)
@@ -240,3 +276,18 @@ def test_secrets_facade_authorizes_before_the_api_is_called(
     team = open_secrets(project_file, "alice@acme.com", store)
     assert team.get("openai").reveal() == VALUE
     assert [i.name for i in team.list()] == ["openai"]
+
+
+def test_version_states(store: SecretManagerStore, fake: FakeTransport) -> None:
+    add(store, "a", b"x")
+    assert store.set_state("a", 1, "disabled").state == "disabled"
+    assert fake.calls[-1][1].name == "projects/acme-ml/secrets/a/versions/1"
+    assert store.set_state("a", 1, "enabled").state == "enabled"
+    assert store.set_state("a", 1, "destroyed").state == "destroyed"
+    assert [m for m, _, _ in fake.calls[-3:]] == [
+        "disable_secret_version",
+        "enable_secret_version",
+        "destroy_secret_version",
+    ]
+    with pytest.raises(SecretNotFound, match="version 4 of secret 'a'"):
+        store.set_state("a", 4, "disabled")

@@ -1,4 +1,5 @@
-"""`mlplane secrets list | get | set`: the project's secrets, as the acting principal.
+"""`mlplane secrets list | get | set | disable | enable | destroy`: the project's secrets, as
+the acting principal.
 
 `get` writes the value, exactly as stored, to stdout only (it was asked for). `set` never takes
 the value as an argument (it would land in shell history and `ps`): `--from-file F` or `--stdin`
@@ -49,6 +50,17 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     )
     _as(p)
     p.set_defaults(run=run_set)
+
+    for verb, help_ in (
+        ("disable", "disable a version ('latest' then skips it; enable undoes it)"),
+        ("enable", "enable a disabled version"),
+        ("destroy", "erase a version's value for good (its number and metadata stay)"),
+    ):
+        p = subs.add_parser(verb, help=help_)
+        p.add_argument("name", metavar="NAME")
+        p.add_argument("--version", required=True, metavar="N", help="a version number")
+        _as(p)
+        p.set_defaults(run=run_state, verb=verb)
 
 
 def _open(ctx: Context, args: argparse.Namespace) -> Secrets:
@@ -110,4 +122,11 @@ def run_set(ctx: Context, args: argparse.Namespace) -> int:
     secrets = _open(ctx, args)
     version = secrets.set(args.name, SecretValue(_read_value(args)))
     print(f"{args.name}: added version {version.version}", file=sys.stderr)
+    return 0
+
+
+def run_state(ctx: Context, args: argparse.Namespace) -> int:
+    secrets = _open(ctx, args)
+    version = getattr(secrets, args.verb)(args.name, args.version)
+    print(f"{args.name}: version {version.version} {version.state}", file=sys.stderr)
     return 0

@@ -25,6 +25,11 @@ class SecretBackend(Protocol):
         not exist (the facade authorizes creating it, then calls `create`)."""
         ...
 
+    def set_state(self, name: str, number: int, state: str) -> SecretVersion:
+        """Enable, disable or destroy (irreversibly: the value is erased) version `number`.
+        Raises SecretNotFound."""
+        ...
+
     def create(self, name: str) -> None:
         """Create an empty secret; a secret that already exists is left as it is."""
         ...

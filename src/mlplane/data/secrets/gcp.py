@@ -177,6 +177,14 @@ class SecretManagerStore:
             payload.data_crc32c = crc
         return sm.AddSecretVersionRequest(parent=self.path(name), payload=payload)
 
+    def set_state(self, name: str, number: int, state: str) -> SecretVersion:
+        verb = {"enabled": "enable", "disabled": "disable", "destroyed": "destroy"}[state]
+        request_type = getattr(self._types, f"{verb.title()}SecretVersionRequest")
+        request = request_type(name=f"{self.path(name)}/versions/{number}")
+        method = getattr(self.client, f"{verb}_secret_version")
+        v = self._call(lambda: method(request=request, **self._options), name, number)
+        return SecretVersion(name, _number(v.name), _state(v), _created(v))
+
     def create(self, name: str) -> None:
         from google.api_core import exceptions as gexc
 

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 import re
 import secrets
 import stat
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlplane.data.secrets.files import link_new, replace_whole
 from mlplane.data.secrets.value import (
     NAME_PATTERN,
     SecretInfo,
@@ -44,34 +43,6 @@ _NONCE_BYTES = 12
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _link_new(directory: Path, final: Path, data: bytes, mode: int) -> bool:
-    """Write `data` to `final` atomically if `final` does not exist; False if it does."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, final)
-        except FileExistsError:
-            return False
-        _fsync_dir(directory)
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 class LocalSecretStore:
@@ -119,7 +90,7 @@ class LocalSecretStore:
                 )
             self.key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             data = (_b64(secrets.token_bytes(32)) + "\n").encode()
-            _link_new(self.key_file.parent, self.key_file, data, 0o600)  # first writer wins
+            link_new(self.key_file.parent, self.key_file, data, 0o600)  # first writer wins
         return self._read_key()
 
     def _has_versions(self) -> bool:
@@ -231,12 +202,27 @@ class LocalSecretStore:
             }
             data = json.dumps(record, indent=1).encode()
             try:
-                written = _link_new(d, d / f"{number}.json", data, 0o600)
+                written = link_new(d, d / f"{number}.json", data, 0o600)
             except OSError as exc:
                 raise _write_error(d, exc) from None
             if written:
                 return SecretVersion(name, number, "enabled", created)
             number += 1  # another writer took this number
+
+    def set_state(self, name: str, number: int, state: str) -> SecretVersion:
+        record = self._load(name, number)
+        if record.get("state") == "destroyed" and state != "destroyed":
+            raise PermanentError(f"version {number} of secret '{name}' is destroyed")
+        record["state"] = state
+        if state == "destroyed":  # the ciphertext goes; the metadata stays, as on GCP
+            record.pop("nonce", None)
+            record.pop("ciphertext", None)
+        d = self._dir(name)
+        try:
+            replace_whole(d, d / f"{number}.json", json.dumps(record, indent=1).encode(), 0o600)
+        except OSError as exc:
+            raise _write_error(d, exc) from None
+        return self._meta(name, record)
 
     def create(self, name: str) -> None:
         d = self._dir(name)

@@ -36,6 +36,12 @@ LIST = ("secretmanager.secrets.list", "secretmanager.versions.list")
 ACCESS = "secretmanager.versions.access"
 ADD = "secretmanager.versions.add"
 CREATE = "secretmanager.secrets.create"
+# version state -> the permission that sets it
+STATES = {
+    "enabled": "secretmanager.versions.enable",
+    "disabled": "secretmanager.versions.disable",
+    "destroyed": "secretmanager.versions.destroy",
+}
 
 
 class Secrets:
@@ -80,6 +86,25 @@ class Secrets:
             self.caller.require(CREATE, self._ref(name))
             self.backend.create(name)
             return self.backend.add_version(name, value)
+
+    def enable(self, name: str, version: int) -> SecretVersion:
+        return self._set_state(name, version, "enabled")
+
+    def disable(self, name: str, version: int) -> SecretVersion:
+        """`latest` then skips this version; `get` of it fails until it is enabled again."""
+        return self._set_state(name, version, "disabled")
+
+    def destroy(self, name: str, version: int) -> SecretVersion:
+        """Erase the version's value for good (its number and metadata stay)."""
+        return self._set_state(name, version, "destroyed")
+
+    def _set_state(self, name: str, version: int | str, state: str) -> SecretVersion:
+        check_name(name)
+        number = check_version(version)
+        if not isinstance(number, int):
+            raise ConfigError("version", "", "name a version number, not 'latest'")
+        self.caller.require(STATES[state], self._ref(name))
+        return self.backend.set_state(name, number, state)
 
 
 def backend_name(project_file: Path) -> str:
