@@ -1,15 +1,17 @@
 """Benchmark logging: throughput in lines/s and a chatty job's slowdown with logging on vs off,
 side by side in one run.
 
-    python bench/bench_logs.py [--lines 200000] [--work 40] [--rounds 3]
+    python bench/bench_logs.py [--lines 200000] [--work 40] [--rounds 4]
 
 (a) pipe mode: a child prints LINES lines as fast as it can through
     `python -m mlplane.data.logs.pipe`; throughput = lines / wall time until every entry is on disk.
 (b) pipe mode slowdown: a "job" child that does WORK units of arithmetic per printed line, timed
     by itself from its first line to its last, with stdout to /dev/null (off) and through the
-    pipe (on); rounds alternate off/on, medians are compared.
+    pipe (on); rounds alternate off/on; the ratio compares the least-disturbed (min) runs, the
+    median and the job's CPU time are shown beside it (a shared 2-core machine is noisy);
+    twice: a very chatty job (WORK per line) and a less chatty one (LINES/4 lines, 10 x WORK).
 (c) the writer API in-process: the same job calling `LogWriter.write` per line vs not logging.
-Runs in a temporary project; bounded (about 20 s with the defaults on 2 cores).
+Runs in a temporary project; bounded (about 40 s with the defaults on 2 cores).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ for i in range(lines):
         acc = (acc * 31 + k) % 1000003
     print(f"step {i} loss {acc / 1000003:.6f}")
 sys.stdout.flush()
-open(out, "w").write(str(time.perf_counter() - t0))
+open(out, "w").write(f"{time.perf_counter() - t0} {time.process_time()}")
 """
 
 
@@ -58,8 +60,10 @@ def pipe_argv(project: Path, resource: str) -> list[str]:
     return [sys.executable, "-m", "mlplane.data.logs.pipe", "--resource", resource]
 
 
-def run_job(project: Path, lines: int, work: int, logged: bool, tag: str) -> tuple[float, float]:
-    """(job's own seconds, wall seconds until the pipe exited)."""
+def run_job(
+    project: Path, lines: int, work: int, logged: bool, tag: str
+) -> tuple[float, float, float]:
+    """(job's own wall seconds, its CPU seconds, wall seconds until the pipe exited)."""
     out = project.parent / f"{tag}.time"
     job = [sys.executable, "-c", JOB, str(lines), str(work), str(out)]
     argv = job
@@ -70,7 +74,8 @@ def run_job(project: Path, lines: int, work: int, logged: bool, tag: str) -> tup
     with open(os.devnull, "wb") as devnull:
         subprocess.run(argv, stdout=devnull, env=env(), check=True, timeout=120)
     wall = time.perf_counter() - t0
-    return float(out.read_text()), wall
+    job_wall, job_cpu = map(float, out.read_text().split())
+    return job_wall, job_cpu, wall
 
 
 def count_lines(project: Path, resource: str) -> int:
@@ -100,37 +105,49 @@ def writer_job(project: Path, lines: int, work: int, mode: str) -> float:
     return time.perf_counter() - t0
 
 
+def slowdown(project: Path, lines: int, work: int, rounds: int) -> None:
+    runs: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
+    for r in range(rounds):  # alternate, so that a neighbour's load hits both alike
+        runs[False].append(run_job(project, lines, work, False, f"off-{work}-{r}"))
+        runs[True].append(run_job(project, lines, work, True, f"train-on-{work}-{r}"))
+    rate = lines / min(x[0] for x in runs[False])
+    print(f"(b) pipe mode, a job printing {lines} lines ({rate:,.0f} lines/s), {rounds} rounds")
+    print("    job seconds    wall min  wall median  cpu min")
+    for logged in (False, True):
+        w = [x[0] for x in runs[logged]]
+        c = [x[1] for x in runs[logged]]
+        name = "logging on " if logged else "logging off"
+        print(f"    {name}   {min(w):8.3f}  {statistics.median(w):11.3f}  {min(c):7.3f}")
+    ratio = min(x[0] for x in runs[True]) / min(x[0] for x in runs[False])
+    med = statistics.median(x[0] for x in runs[True]) / statistics.median(x[0] for x in runs[False])
+    print(f"    ratio on/off (min) {ratio:.3f}: slowdown {100 * (ratio - 1):+.1f} %", end="")
+    print(f"   (median {100 * (med - 1):+.1f} %)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--lines", type=int, default=200_000)
     p.add_argument("--work", type=int, default=40, help="arithmetic steps per printed line")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=4)
     a = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp:
         project = Path(tmp) / "mlplane.toml"
         project.write_text(PROJECT)
 
-        _, wall = run_job(project, a.lines, 0, True, "train-raw")
+        _, _, wall = run_job(project, a.lines, 0, True, "train-raw")
         stored = count_lines(project, "train-raw")
         print(f"(a) pipe mode, {a.lines} lines as fast as a child prints them:")
         print(f"    {stored} entries stored in {wall:.2f} s = {stored / wall:,.0f} lines/s")
 
-        off, on = [], []
-        for r in range(a.rounds):
-            off.append(run_job(project, a.lines, a.work, False, f"off-{r}")[0])
-            on.append(run_job(project, a.lines, a.work, True, f"train-on-{r}")[0])
-        m_off, m_on = statistics.median(off), statistics.median(on)
-        print(f"(b) pipe mode, job of {a.lines} lines x {a.work} work units, median of {a.rounds}:")
-        print(f"    off {m_off:.3f} s ({a.lines / m_off:,.0f} lines/s)   ", end="")
-        print(f"on {m_on:.3f} s   ", end="")
-        print(f"ratio on/off {m_on / m_off:.3f} (slowdown {100 * (m_on / m_off - 1):+.1f} %)")
+        for lines, work in ((a.lines, a.work), (a.lines // 4, a.work * 10)):
+            slowdown(project, lines, work, a.rounds)
 
         t = {
-            m: statistics.median(writer_job(project, a.lines, a.work, m) for _ in range(3))
+            m: min(writer_job(project, a.lines, a.work, m) for _ in range(3))
             for m in ("off", "print", "writer")
         }
         per_line = 1e6 * (t["writer"] - t["off"]) / a.lines
-        print("(c) LogWriter.write in-process, same job, median of 3:")
+        print("(c) LogWriter.write in-process, same job, min of 3:")
         print(f"    no output {t['off']:.3f} s   ", end="")
         print(f"print() to /dev/null {t['print']:.3f} s   ", end="")
         print(f"LogWriter {t['writer']:.3f} s ({a.lines / t['writer']:,.0f} lines/s)")

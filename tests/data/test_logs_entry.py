@@ -120,7 +120,7 @@ def test_parse_since() -> None:
 
 
 def test_batch_encoding_keeps_tricky_texts_whole() -> None:
-    texts = ['a","b', "ends with \\", "", '"', "ü ✓ \x00 \x1b[31m", '","', "\\\\\",\""]
+    texts = ['a","b', "ends with \\", "", '"', "ü ✓ \x00 \x1b[31m", '","', '\\\\","']
     ids = InsertIds()
     enc = LineEncoder(log_name("p", "x"), RES, Severity.ERROR, {}, Clock(), ids)
     lines = enc.text_lines(time.time_ns(), texts).splitlines()
