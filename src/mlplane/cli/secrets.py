@@ -18,7 +18,11 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (star
 if TYPE_CHECKING:
     from mlplane.data.secrets import Secrets
 
-_AS_HELP = "act as user:EMAIL, EMAIL, serviceAccount:EMAIL or an identity id (default: see docs)"
+_AS_HELP = (
+    "act as user:EMAIL, EMAIL, serviceAccount:EMAIL or an identity id (default: the metadata "
+    "server's account, else $MLPLANE_PRINCIPAL or $MLPLANE_USER, else the team's first user)"
+)
+_NAME_HELP = "the secret's id: 1 to 255 letters, digits, '-' or '_'"
 
 
 def _as(p: argparse.ArgumentParser) -> None:
@@ -34,13 +38,13 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.set_defaults(run=run_list)
 
     p = subs.add_parser("get", help="print a version's value to stdout, exactly as stored")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help=_NAME_HELP)
     p.add_argument("--version", default="latest", metavar="N", help="a number or 'latest'")
     _as(p)
     p.set_defaults(run=run_get)
 
     p = subs.add_parser("set", help="add a version (creating the secret if it is new)")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help=_NAME_HELP)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-file", metavar="FILE", help="read the value from FILE, exactly")
     src.add_argument(
@@ -57,7 +61,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         ("destroy", "erase a version's value for good (its number and metadata stay)"),
     ):
         p = subs.add_parser(verb, help=help_)
-        p.add_argument("name", metavar="NAME")
+        p.add_argument("name", metavar="NAME", help=_NAME_HELP)
         p.add_argument("--version", required=True, metavar="N", help="a version number")
         _as(p)
         p.set_defaults(run=run_state, verb=verb)
@@ -83,7 +87,7 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
         print("no secrets")
         return 0
     width = max(len(i.name) for i in infos)
-    print(f"{'NAME':<{width}}  LATEST  VERSIONS  CREATED")
+    print(f"{'NAME':<{width}}  LATEST  VERSIONS  UPDATED")
     for i in infos:
         created = i.versions[-1].created if i.versions else ""
         latest = "-" if i.latest is None else str(i.latest)
