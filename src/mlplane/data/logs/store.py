@@ -13,12 +13,19 @@ import os
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from mlplane.data.logs.entry import check_instance_name, check_log_id
 
 STATE_DIR = ".mlplane"  # the project's state directory (as providers.local.paths.STATE_DIR)
 LOGS_DIR = "logs"
 SUFFIX = ".jsonl"
+
+
+class LogSink(Protocol):
+    """Where a LogWriter's flushed batches (whole JSON lines) go: this store, Cloud Logging."""
+
+    def append(self, resource: str, log_id: str, data: bytes) -> None: ...
 
 
 @dataclass(frozen=True)

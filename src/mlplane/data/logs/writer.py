@@ -25,7 +25,7 @@ from mlplane.data.logs.entry import (
     log_name,
 )
 from mlplane.data.logs.resource import resolve_resource
-from mlplane.data.logs.store import LocalLogStore
+from mlplane.data.logs.store import LocalLogStore, LogSink
 from mlplane.errors import MlplaneError
 from mlplane.model.principals import Principal
 from mlplane.model.refs import ResourceRef
@@ -50,7 +50,7 @@ class LogWriter:
         project_file: Path | str | None = None,
         principal: Principal | str | None = None,
         labels: Mapping[str, str] | None = None,
-        store: LocalLogStore | None = None,
+        store: LogSink | None = None,
         flush_interval: float = 0.2,
         max_batch: int = 2000,
     ) -> None:
@@ -65,7 +65,7 @@ class LogWriter:
         self.log_id = log_id
         self.log_name = log_name(self.resource.project_id, log_id)
         self.labels = dict(labels or {})
-        self.store = store or LocalLogStore.for_project(self.caller.project_file)
+        self.store: LogSink = store or LocalLogStore.for_project(self.caller.project_file)
         self.flush_interval = flush_interval
         self.max_batch = max_batch
         self._clock = Clock()
@@ -163,7 +163,7 @@ class LogWriter:
             self._wake.clear()
             try:
                 self.flush()
-            except OSError as exc:  # reported by close(); keep the job running
+            except (OSError, MlplaneError) as exc:  # reported by close(); the job runs on
                 self._error = exc
 
     def close(self) -> None:
