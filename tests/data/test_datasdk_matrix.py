@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("duckdb", reason="the local warehouse needs duckdb (pip install duckdb)")
+pytest.importorskip("ladybug", reason="the embedded graph needs ladybug (pip install ladybug)")
+
 from mlplane.data.graph import Graph
 from mlplane.data.graph.embedded import EmbeddedGraph
 from mlplane.data.graph.service import ACCESS

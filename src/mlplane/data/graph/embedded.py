@@ -47,7 +47,7 @@ class EmbeddedGraph:
         return cls(settings.data_dir / FILE)
 
     def _run(self, cypher: str, params: dict[str, object], read_only: bool) -> Rows:
-        import ladybug
+        import ladybug  # type: ignore[import-not-found, unused-ignore]
 
         db: Any = ladybug.Database(str(self.path), read_only=read_only)
         con: Any = ladybug.Connection(db)

@@ -59,7 +59,7 @@ class Neo4jCredential:
 
 def plain(value: object) -> object:
     """neo4j graph values as plain Python (nodes and relationships as property dicts)."""
-    from neo4j.graph import Node, Path, Relationship
+    from neo4j.graph import Node, Path, Relationship  # type: ignore[import-not-found, unused-ignore]
 
     if isinstance(value, Node):
         return {**{k: plain(v) for k, v in value.items()}, "_label": ":".join(value.labels)}
@@ -75,7 +75,7 @@ def plain(value: object) -> object:
 
 
 def map_error(exc: Exception, uri: str, database: str) -> MlplaneError:
-    from neo4j import exceptions as nexc
+    from neo4j import exceptions as nexc  # type: ignore[import-not-found, unused-ignore]
 
     code = getattr(exc, "code", None) or ""
     message = getattr(exc, "message", None) or str(exc)
@@ -114,7 +114,7 @@ class Neo4jGraph:
     @property
     def driver(self) -> Any:
         if self._driver is None:
-            import neo4j
+            import neo4j  # type: ignore[import-not-found, unused-ignore]
 
             cred = self._credential()
             self.database = cred.database
@@ -122,7 +122,7 @@ class Neo4jGraph:
         return self._driver
 
     def query(self, cypher: str, params: Params | None) -> Rows:
-        import neo4j
+        import neo4j  # type: ignore[import-not-found, unused-ignore]
 
         bound = bind(STORE, cypher, params, "$")
         driver = self.driver

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import duckdb
+import duckdb  # type: ignore[import-not-found, unused-ignore]
 
 from mlplane.data.warehouse.backend import check_dataset, check_table
 from mlplane.data.warehouse.errors import NotFound, QueryError
