@@ -70,6 +70,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             print(render(entry, args.fmt))
         return 0
     deadline = None if args.follow_seconds is None else time.monotonic() + args.follow_seconds
-    for entry in reader.follow(lambda: deadline is not None and time.monotonic() >= deadline):
-        print(render(entry, args.fmt), flush=True)
+    try:
+        for entry in reader.follow(lambda: deadline is not None and time.monotonic() >= deadline):
+            print(render(entry, args.fmt), flush=True)
+    except KeyboardInterrupt:  # Ctrl-C is how a follow ends
+        pass
     return 0

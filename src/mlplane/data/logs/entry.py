@@ -9,6 +9,7 @@ with `instance_id`, `zone` and `project_id` labels), `timestamp` (RFC 3339, UTC,
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 import time
@@ -96,6 +97,11 @@ class MonitoredResource:
         return {"type": RESOURCE_TYPE, "labels": labels}
 
 
+@functools.lru_cache(maxsize=64)
+def _resource(name: str, instance_id: str, zone: str, project_id: str) -> MonitoredResource:
+    return MonitoredResource(name, instance_id, zone, project_id)
+
+
 def log_name(project_id: str, log_id: str) -> str:
     return f"projects/{project_id}/logs/{urllib.parse.quote(check_log_id(log_id), safe='')}"
 
@@ -115,15 +121,21 @@ _RFC3339 = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=1024)
+def _epoch(base: str, offset: str) -> int:
+    tz = "+00:00" if offset.upper() == "Z" else offset
+    return int(datetime.fromisoformat(base + tz).astimezone(UTC).timestamp())
+
+
 def parse_rfc3339(text: str) -> int:
     """RFC 3339 (any offset, up to nanoseconds) -> nanoseconds since the epoch; ValueError."""
+    if len(text) == 30 and text[19] == "." and text[29] == "Z" and text[20:29].isdigit():
+        return _epoch(text[:19], "Z") * 1_000_000_000 + int(text[20:29])  # as written here
     m = _RFC3339.fullmatch(text.strip())
     if not m:
         raise ValueError(f"'{text}' is not an RFC 3339 timestamp (e.g. 2026-11-25T16:15:12Z)")
     base, frac, offset = m.groups()
-    tz = "+00:00" if offset.upper() == "Z" else offset
-    secs = int(datetime.fromisoformat(base + tz).astimezone(UTC).timestamp())
-    return secs * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+    return _epoch(base, offset) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
 
 
 @dataclass(frozen=True)
@@ -181,7 +193,7 @@ class LogEntry:
         labels = dict(d.get("labels") or {})
         name = labels.pop(NAME_LABEL, "")
         res = d["resource"]["labels"]
-        resource = MonitoredResource(name, res["instance_id"], res["zone"], res["project_id"])
+        resource = _resource(name, res["instance_id"], res["zone"], res["project_id"])
         return cls(
             log_name=d["logName"],
             resource=resource,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlplane.data.identity import Caller
-from mlplane.data.logs.entry import LogEntry, Severity, parse_rfc3339
+from mlplane.data.logs.entry import LogEntry, Severity, parse_rfc3339, rfc3339
 from mlplane.data.logs.store import LocalLogStore, read_lines
 from mlplane.errors import ConfigError, PermissionDenied
 
@@ -60,6 +60,19 @@ def require_reader(caller: Caller) -> None:
         )
 
 
+_TS = b'"timestamp":"'
+
+
+def _older(line: bytes, since: bytes) -> bool:
+    """Cheaply: is the entry's timestamp, as this package writes it (RFC 3339 UTC, 9 digits,
+    which sorts as text), before `since`? False when unsure (the entry is then parsed)."""
+    i = line.find(_TS)
+    if i < 0:
+        return False
+    ts = line[i + len(_TS) : i + len(_TS) + 31]
+    return ts[29:31] == b'Z"' and ts[:30] < since
+
+
 class LogReader:
     """Reads one instance's entries; `follow` keeps a byte offset per log file."""
 
@@ -77,9 +90,12 @@ class LogReader:
     def poll(self) -> list[LogEntry]:
         """Entries appended since the last poll (all, the first time), oldest first."""
         out: list[LogEntry] = []
+        since = None if self.query.since_ns is None else rfc3339(self.query.since_ns).encode()
         for path in self._files():
             lines, self._offsets[path] = read_lines(path, self._offsets.get(path, 0))
             for line in lines:
+                if since is not None and _older(line, since):
+                    continue
                 try:
                     entry = LogEntry.from_json(json.loads(line))
                 except (ValueError, KeyError, TypeError):
