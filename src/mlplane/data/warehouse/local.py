@@ -86,6 +86,19 @@ def infer_type(value: object) -> str:
     raise QueryError(STORE, f"cannot store a value of type {type(value).__name__}")
 
 
+def _as_written(message: str, name: str) -> str:
+    """The table reference as the query wrote it (`dataset.table`), from DuckDB's caret
+    context; `name` when there is none."""
+    lines = message.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("LINE ") and "^" in lines[i + 1]:
+            start = lines[i + 1].index("^")
+            m = re.match(r"[\w.\"`-]+", line[start:])
+            if m and m.group().replace('"', "").endswith(name):
+                return m.group().replace('"', "")
+    return name
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -136,7 +149,7 @@ class LocalWarehouse:
             except duckdb.CatalogException as exc:
                 m = _MISSING_TABLE.search(str(exc))
                 if m:
-                    raise NotFound(STORE, "table", m.group(1)) from None
+                    raise NotFound(STORE, "table", _as_written(str(exc), m.group(1))) from None
                 raise QueryError(STORE, str(exc).splitlines()[0]) from None
             except duckdb.Error as exc:
                 raise QueryError(STORE, str(exc).splitlines()[0]) from None
