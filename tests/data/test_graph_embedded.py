@@ -87,5 +87,5 @@ def test_denied_before_the_store_is_touched(
     project_file = tmp_path / "mlplane.toml"
     project_file.write_text(PROJECT_TOML)
     graph = Graph.open(project_file, "cicd")
-    with pytest.raises(PermissionDenied, match="secretmanager.versions.access"):
+    with pytest.raises(PermissionDenied, match=r"secretmanager\.versions\.access"):
         graph.query("MATCH (u) RETURN u")  # denied, not NotFound: nothing is revealed

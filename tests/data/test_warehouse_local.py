@@ -127,9 +127,9 @@ def test_parameters_that_do_not_bind_name_the_parameter(
 
 
 def test_unknown_table_dataset_and_column(wh: Warehouse) -> None:
-    with pytest.raises(NotFound, match="table 'features.nope' not found"):
+    with pytest.raises(NotFound, match=r"table 'features\.nope' not found"):
         wh.query("SELECT * FROM features.nope")
-    with pytest.raises(NotFound, match="table 'features.nope' not found"):
+    with pytest.raises(NotFound, match=r"table 'features\.nope' not found"):
         wh.get_table("features", "nope")
     with pytest.raises(NotFound, match="dataset 'nope' not found"):
         wh.list_tables("nope")
