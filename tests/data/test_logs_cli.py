@@ -86,8 +86,11 @@ def test_severity_and_json(history: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_unknown_resource_prints_nothing(
     project_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    put(project_file, time.time_ns(), Severity.INFO, "x")
     assert logs(project_file, "train-none") == 0
-    assert capsys.readouterr().out == ""
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "no logs for instance 'train-none' (instances with logs: train-s)" in err
 
 
 @pytest.mark.parametrize("who", ["alice@acme.com", "bob@acme.com"])

@@ -15,11 +15,12 @@ from mlplane.data.logs import LocalLogStore, LogQuery, Severity, read_entries
 
 
 def pipe(
-    project_file: Path, *cmd: str, who: str = "training", **env: str
+    project_file: Path, *cmd: str, who: str = "training", tee: bool = False, **env: str
 ) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLANE_", "GCE_META"))}
     argv = [sys.executable, "-m", "mlplane.data.logs.pipe", "--resource", "train-p"]
-    argv += ["--project", str(project_file), "--as", who, "--", *cmd]
+    argv += ["--project", str(project_file), "--as", who, *(["--tee"] if tee else []), "--"]
+    argv += cmd
     return subprocess.run(argv, env=base | env, capture_output=True, text=True, timeout=30)
 
 
@@ -82,3 +83,9 @@ def test_a_user_is_denied_and_the_command_does_not_run(project_file: Path) -> No
 def test_a_missing_command_exits_127(project_file: Path) -> None:
     done = pipe(project_file, "/nonexistent/cmd")
     assert done.returncode == 127 and "cannot run /nonexistent/cmd" in done.stderr
+
+
+def test_tee_also_copies_the_output(project_file: Path) -> None:
+    done = pipe(project_file, "sh", "-c", "echo out; echo err >&2", tee=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "out\n", "err\n")
+    assert [m for s, _, m in entries(project_file) if s in ("stdout", "stderr")] == ["out", "err"]

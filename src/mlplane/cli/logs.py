@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Sequence
 
@@ -64,7 +65,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         min_severity=Severity[args.severity],
         log_id=args.log,
     )
-    reader = LogReader(LocalLogStore.for_project(caller.project_file), query)
+    store = LocalLogStore.for_project(caller.project_file)
+    reader = LogReader(store, query)
+    if not store.logs_of(query.resource):
+        known = ", ".join(store.resources()) or "none yet"
+        print(
+            f"no logs for instance '{query.resource}' (instances with logs: {known})",
+            file=sys.stderr,
+        )
     if not (args.follow or args.follow_seconds):
         for entry in reader.poll():
             print(render(entry, args.fmt))
