@@ -10,6 +10,7 @@ never requested), so the `bigquery.readsessions.*` permissions are not exercised
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import os
@@ -27,6 +28,10 @@ STORE = "bigquery"
 ENDPOINT_ENV = "MLPLANE_BIGQUERY_ENDPOINT"
 QUERY_TIMEOUT = 300.0
 _NOT_FOUND = re.compile(r"Not found: (Table|Dataset) ([^ ]+?)(?: was not found|$|\s)")
+
+
+# Legacy SQL type names that tables.get may report -> the GoogleSQL names TableInfo uses.
+STANDARD_TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}
 
 
 def scalar_type(value: object) -> str:
@@ -137,14 +142,17 @@ class BigQueryWarehouse:
             raise map_error(exc, "list datasets") from None
 
     def list_tables(self, dataset: str) -> tuple[str, ...]:
-        from google.api_core.exceptions import GoogleAPICallError
+        from google.api_core.exceptions import Forbidden, GoogleAPICallError
         from google.api_core.exceptions import NotFound as GNotFound
 
         check_dataset(dataset)
+        ref = f"{self.project}.{dataset}"
         try:
-            return tuple(
-                sorted(t.table_id for t in self.client.list_tables(f"{self.project}.{dataset}"))
-            )
+            tables = tuple(sorted(t.table_id for t in self.client.list_tables(ref)))
+            if not tables:  # an empty dataset, or (on some emulators) a missing one
+                with contextlib.suppress(Forbidden):  # cannot tell: report it empty
+                    self.client.get_dataset(ref)
+            return tables
         except GNotFound:
             raise NotFound(STORE, "dataset", dataset) from None
         except GoogleAPICallError as exc:
@@ -163,7 +171,12 @@ class BigQueryWarehouse:
         except GoogleAPICallError as exc:
             raise map_error(exc, f"get table {dataset}.{table}") from None
         columns = tuple(
-            Column(f.name, str(f.field_type), str(f.mode or "NULLABLE")) for f in got.schema
+            Column(
+                f.name,
+                STANDARD_TYPES.get(str(f.field_type), str(f.field_type)),
+                str(f.mode or "NULLABLE"),
+            )
+            for f in got.schema
         )
         num = got.num_rows
         return TableInfo(dataset, table, columns, int(num) if num is not None else None)
