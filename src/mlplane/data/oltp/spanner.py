@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 from typing import Any
 
 from mlplane.data.warehouse.errors import NotFound, QueryError
@@ -17,6 +18,7 @@ from mlplane.data.warehouse.settings import DataSettings
 from mlplane.errors import MlplaneError, PermissionDenied, TransientError
 
 STORE = "spanner"
+_NO_TABLE = re.compile(r"Table not found: ([\w.`]+)")
 
 
 def param_type(value: object) -> Any:
@@ -47,8 +49,9 @@ def map_error(exc: Exception, database: str) -> MlplaneError:
     message = getattr(exc, "message", None) or str(exc)
     if isinstance(exc, gexc.NotFound):
         return NotFound(STORE, "database", database, message)
-    if isinstance(exc, gexc.InvalidArgument) and message.startswith("Table not found:"):
-        return NotFound(STORE, "table", message.split(":", 1)[1].strip())
+    table = _NO_TABLE.match(message)
+    if isinstance(exc, gexc.InvalidArgument) and table:
+        return NotFound(STORE, "table", table.group(1))
     if isinstance(exc, gexc.PermissionDenied):
         return PermissionDenied(f"{STORE}: {database}: denied by Spanner: {message}")
     if isinstance(exc, gexc.TooManyRequests | gexc.ServerError | gexc.Aborted):
