@@ -89,3 +89,28 @@ def test_tee_also_copies_the_output(project_file: Path) -> None:
     done = pipe(project_file, "sh", "-c", "echo out; echo err >&2", tee=True)
     assert (done.returncode, done.stdout, done.stderr) == (0, "out\n", "err\n")
     assert [m for s, _, m in entries(project_file) if s in ("stdout", "stderr")] == ["out", "err"]
+
+
+def test_json_lines_become_structured_entries(project_file: Path) -> None:
+    script = (
+        'echo \'{"message": "loss", "loss": 0.5, "severity": "warning"}\'; echo plain; '
+        'echo \'{"message": "odd", "severity": "LOUD"}\'; echo \'{"broken": \'; '
+        'echo \'{"message": "bad"}\' >&2'
+    )
+    assert pipe(project_file, "sh", "-c", script).returncode == 0
+    got = read_entries(LocalLogStore.for_project(project_file), LogQuery("train-p"))
+    rows = {
+        stream: [
+            (e.severity, e.text_payload, e.json_payload)
+            for e in got
+            if e.labels.get("stream") == stream
+        ]
+        for stream in ("stdout", "stderr")
+    }
+    assert rows["stdout"] == [
+        (Severity.WARNING, None, {"message": "loss", "loss": 0.5}),
+        (Severity.INFO, "plain", None),
+        (Severity.INFO, None, {"message": "odd", "severity": "LOUD"}),
+        (Severity.INFO, '{"broken": ', None),
+    ]
+    assert rows["stderr"] == [(Severity.ERROR, None, {"message": "bad"})]

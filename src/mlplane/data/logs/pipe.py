@@ -1,6 +1,7 @@
 """`python -m mlplane.data.logs.pipe --resource NAME -- CMD ARGS...`: run CMD, turn each line it
 prints into a log entry (stdout INFO, stderr ERROR, labelled `stream`), and exit with its exit
-status (128+N when a signal N ended it).
+status (128+N when a signal N ended it). A line that is a JSON object becomes a jsonPayload
+entry whose `severity` field, if valid, sets the entry's (Cloud Logging's structured logging).
 
 The pipe logs the command's output and one closing entry with its exit status, nothing else:
 not the command line, not the environment (which may carry secrets). SIGTERM and SIGHUP are
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -20,11 +22,12 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from mlplane.data.logs.encode import LineEncoder
 from mlplane.data.logs.entry import CONTAINER_LOG, Severity
 from mlplane.data.logs.writer import LogWriter
-from mlplane.errors import MlplaneError
+from mlplane.errors import ConfigError, MlplaneError
 
 CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ: fewer wake-ups, a job rarely blocks on a full pipe
@@ -33,31 +36,81 @@ LINGER = 0.05  # seconds a reader waits for more output after emptying the pipe
 FILL_RATE = 20e6  # bytes/s a job may print during that wait without blocking on a full pipe
 
 
+def structured(line: str) -> dict[str, Any] | None:
+    """A line that is a JSON object, as Cloud Logging's agents read one: a jsonPayload."""
+    if not (line.startswith("{") and line.rstrip().endswith("}")):
+        return None
+    try:
+        payload = json.loads(line)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def emit(
+    text: str, writer: LogWriter, enc: LineEncoder, stream: str, default: Severity, ns: int
+) -> None:
+    """Queue the lines of `text`: plain ones as textPayload (in batches), JSON objects as
+    jsonPayload with their `severity` field lifted into the entry's, as on GCP."""
+    lines = text.split("\n")
+    if not text.startswith("{") and "\n{" not in text:
+        writer.write_texts(lines, enc, ns)
+        return
+    plain: list[str] = []
+    for line in lines:
+        payload = structured(line)
+        if payload is None:
+            plain.append(line)
+            continue
+        if plain:
+            writer.write_texts(plain, enc, ns)
+            plain = []
+        severity = default
+        with contextlib.suppress(ConfigError, ValueError, TypeError, AttributeError):
+            severity = Severity.parse(payload["severity"]) if "severity" in payload else default
+            payload.pop("severity", None)
+        writer.write(payload, severity, {"stream": stream}, timestamp_ns=ns)
+    if plain:
+        writer.write_texts(plain, enc, ns)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def forward(
-    src: int, writer: LogWriter, enc: LineEncoder, tee: int | None, linger: float = 0.0
+    src: int,
+    writer: LogWriter,
+    stream: str,
+    default: Severity,
+    tee: int | None,
+    linger: float = 0.0,
 ) -> None:
     """Read `src` to EOF, queueing each complete line (and a last unterminated one).
 
     After a read that emptied the pipe, wait `linger` seconds for more to collect: one wake-up
     per batch instead of one per write of the job, which then writes into a roomy pipe buffer
-    without waking anyone (entries still carry the time they were read)."""
+    without waking anyone (entries carry the time they were read)."""
+    enc = writer.encoder(default, stream=stream)
     partial = b""
     while True:
         chunk = os.read(src, CHUNK)
+        ns = time.time_ns()
         if not chunk:
             break
         if linger and len(chunk) < CHUNK:
             time.sleep(linger)
         if tee is not None:
-            os.write(tee, chunk)
+            write_all(tee, chunk)
         data = partial + chunk
         end = data.rfind(b"\n") + 1
         partial = data[end:]
         if end:
-            text = data[: end - 1].decode("utf-8", "replace")
-            writer.write_texts(text.split("\n"), enc)
+            emit(data[: end - 1].decode("utf-8", "replace"), writer, enc, stream, default, ns)
     if partial:
-        writer.write_texts((partial.decode("utf-8", "replace"),), enc)
+        emit(partial.decode("utf-8", "replace"), writer, enc, stream, default, ns)
 
 
 def run(
@@ -74,12 +127,12 @@ def run(
             size = fcntl.fcntl(f.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)
             linger = min(LINGER, size / FILL_RATE)
     streams = [
-        (proc.stdout.fileno(), writer.encoder(Severity.INFO, stream="stdout"), 1),
-        (proc.stderr.fileno(), writer.encoder(Severity.ERROR, stream="stderr"), 2),
+        (proc.stdout.fileno(), "stdout", Severity.INFO, 1),
+        (proc.stderr.fileno(), "stderr", Severity.ERROR, 2),
     ]
     threads = [
-        threading.Thread(target=forward, args=(fd, writer, enc, out if tee else None, linger))
-        for fd, enc, out in streams
+        threading.Thread(target=forward, args=(fd, writer, name, sev, out if tee else None, linger))
+        for fd, name, sev, out in streams
     ]
     for t in threads:
         t.start()

@@ -100,8 +100,11 @@ class LogWriter:
         payload: str | Mapping[str, Any],
         severity: Severity | str = Severity.INFO,
         labels: Mapping[str, str] | None = None,
+        *,
+        timestamp_ns: int | None = None,
     ) -> None:
-        """Queue one entry: text becomes textPayload, a mapping jsonPayload."""
+        """Queue one entry: text becomes textPayload, a mapping jsonPayload; stamped now
+        unless `timestamp_ns` says when it happened."""
         enc = self._plain.get(severity) if not labels else None
         if enc is None:
             enc = self.encoder(severity, **(labels or {}))
@@ -109,7 +112,7 @@ class LogWriter:
                 self._plain[severity] = enc
         if self._closed:
             raise MlplaneError(f"log writer for {self.resource.name} is closed")
-        ns = time.time_ns()
+        ns = time.time_ns() if timestamp_ns is None else timestamp_ns
         with self._lock:
             self._pending.append(enc.line(ns, payload))
             self._pending_lines += 1
@@ -129,11 +132,13 @@ class LogWriter:
             full = self._pending_lines >= self.max_batch
         self._after_queue(full)
 
-    def write_texts(self, texts: Sequence[str], enc: LineEncoder) -> None:
+    def write_texts(
+        self, texts: Sequence[str], enc: LineEncoder, timestamp_ns: int | None = None
+    ) -> None:
         """Queue text entries encoded by `enc`, encoded together (pipe mode's fast path)."""
         if self._closed:
             raise MlplaneError(f"log writer for {self.resource.name} is closed")
-        ns = time.time_ns()
+        ns = time.time_ns() if timestamp_ns is None else timestamp_ns
         with self._lock:
             self._pending.append(enc.text_lines(ns, texts))
             self._pending_lines += len(texts)
