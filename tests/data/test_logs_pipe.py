@@ -114,3 +114,25 @@ def test_json_lines_become_structured_entries(project_file: Path) -> None:
         (Severity.INFO, '{"broken": ', None),
     ]
     assert rows["stderr"] == [(Severity.ERROR, None, {"message": "bad"})]
+
+
+def test_progress_bars_and_crlf_split_into_lines(project_file: Path) -> None:
+    script = (
+        "import sys, time\n"
+        "for i in range(3):\n"
+        "    sys.stderr.write(f'\\r{i * 50}%'); sys.stderr.flush(); time.sleep(0.1)\n"
+        "sys.stderr.write('\\n'); sys.stdout.write('a\\r\\nb\\r'); sys.stdout.flush()\n"
+        "time.sleep(0.1); sys.stdout.write('\\nc\\n')\n"
+    )
+    assert pipe(project_file, sys.executable, "-c", script).returncode == 0
+    got = entries(project_file)
+    assert [m for s, _, m in got if s == "stderr"] == ["0%", "50%", "100%"]
+    assert [m for s, _, m in got if s == "stdout"] == ["a", "b", "c"]
+
+
+def test_a_line_without_end_is_cut(project_file: Path) -> None:
+    code = "import sys; sys.stdout.write('x' * 600_000)"
+    assert pipe(project_file, sys.executable, "-c", code).returncode == 0
+    out = [m for s, _, m in entries(project_file) if s == "stdout"]
+    assert "".join(out) == "x" * 600_000
+    assert [len(m) for m in out] == [256 * 1024, 256 * 1024, 600_000 - 512 * 1024]

@@ -30,6 +30,7 @@ from mlplane.data.logs.writer import LogWriter
 from mlplane.errors import ConfigError, MlplaneError
 
 CHUNK = 1 << 20
+MAX_LINE = 256 * 1024  # Cloud Logging's limit for one entry
 PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ: fewer wake-ups, a job rarely blocks on a full pipe
 _F_SETPIPE_SZ = 1031
 LINGER = 0.05  # seconds a reader waits for more output after emptying the pipe
@@ -88,13 +89,16 @@ def forward(
     tee: int | None,
     linger: float = 0.0,
 ) -> None:
-    """Read `src` to EOF, queueing each complete line (and a last unterminated one).
+    """Read `src` to EOF, queueing each complete line (and a last unterminated one). A line
+    ends at "\n", "\r\n" or a lone "\r" (a progress bar's update); one longer than MAX_LINE
+    is cut.
 
     After a read that emptied the pipe, wait `linger` seconds for more to collect: one wake-up
     per batch instead of one per write of the job, which then writes into a roomy pipe buffer
     without waking anyone (entries carry the time they were read)."""
     enc = writer.encoder(default, stream=stream)
     partial = b""
+    after_cr = False
     while True:
         chunk = os.read(src, CHUNK)
         ns = time.time_ns()
@@ -104,11 +108,22 @@ def forward(
             time.sleep(linger)
         if tee is not None:
             write_all(tee, chunk)
+        if after_cr and chunk.startswith(b"\n"):  # the rest of a "\r\n" cut by the last read
+            chunk = chunk[1:]
         data = partial + chunk
-        end = data.rfind(b"\n") + 1
+        end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
         partial = data[end:]
+        after_cr = data[end - 1 : end] == b"\r"
         if end:
-            emit(data[: end - 1].decode("utf-8", "replace"), writer, enc, stream, default, ns)
+            text = data[: end - 1].decode("utf-8", "replace")
+            if "\r" in text:  # progress bars redraw with "\r" before each update: no blanks
+                lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+                text = "\n".join(line for line in lines if line)
+            if text:
+                emit(text, writer, enc, stream, default, ns)
+        while len(partial) > MAX_LINE:  # no end in sight: cut entries of the maximum size
+            emit(partial[:MAX_LINE].decode("utf-8", "replace"), writer, enc, stream, default, ns)
+            partial = partial[MAX_LINE:]
     if partial:
         emit(partial.decode("utf-8", "replace"), writer, enc, stream, default, ns)
 
