@@ -9,6 +9,7 @@ with the model's sanctioned path, as Cloud Logging would deny them.
 from __future__ import annotations
 
 import atexit
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -81,7 +82,7 @@ class LogWriter:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mlplane-log-writer", daemon=True)
         self._thread.start()
-        atexit.register(self.close)
+        atexit.register(self._close_at_exit)
 
     # ------------------------------------------------------------------ writing
 
@@ -179,10 +180,16 @@ class LogWriter:
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
-        atexit.unregister(self.close)
+        atexit.unregister(self._close_at_exit)
         self.flush()
         if self._error is not None:
             raise MlplaneError(f"could not write logs of {self.resource.name}: {self._error}")
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.close()
+        except MlplaneError as exc:  # the interpreter is going: say it, without a traceback
+            print(f"mlplane: {exc}", file=sys.stderr)
 
     def __enter__(self) -> LogWriter:
         return self
