@@ -80,3 +80,16 @@ def test_unknown_table_and_missing_database(
     with pytest.raises(NotFound, match=r"OLTP database .*oltp.sqlite' not found"):
         Oltp.open(empty, "serving-runtime").read("SELECT 1")
     assert not (empty.parent / ".mlplane" / "data" / "oltp.sqlite").exists()
+
+
+def test_a_missing_client_package_is_named(
+    project_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from mlplane.errors import ConfigError
+
+    monkeypatch.delenv("MLPLANE_PRINCIPAL", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ConfigError, match="pip install google-cloud-spanner"):
+        Oltp.open(project_file, "serving-runtime", backend="spanner")

@@ -167,3 +167,38 @@ def test_an_empty_warehouse(project_file: Path, monkeypatch: pytest.MonkeyPatch)
 def test_an_unknown_backend_is_a_config_error(project_file: Path) -> None:
     with pytest.raises(ConfigError, match="unknown backend 'oracle'"):
         Warehouse.open(project_file, ALICE, backend="oracle")
+
+
+def test_a_read_while_another_process_seeds_is_transient(wh: Warehouse, project_file: Path) -> None:
+    import subprocess
+    import sys
+
+    from mlplane.errors import TransientError
+
+    path = LocalWarehouse.for_project(project_file).path
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb,sys; c=duckdb.connect({str(path)!r}); "
+         "print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(TransientError, match="being written"):
+            wh.query("SELECT 1")
+    finally:
+        holder.communicate("", timeout=10)
+    assert wh.query("SELECT 1 AS one").rows == ((1,),)
+
+
+def test_the_sdk_imports_no_store_engine_or_cloud_sdk_until_used() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlplane.data.warehouse, mlplane.data.oltp, mlplane.data.graph;"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'google', 'duckdb', 'ladybug', 'neo4j'});"
+        "assert not bad, bad"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mlplane.data.warehouse.errors import NotFound, QueryError
+from mlplane.data.warehouse.errors import NotFound, QueryError, require_package
 from mlplane.data.warehouse.params import Params, bind
 from mlplane.data.warehouse.rows import Rows
 from mlplane.data.warehouse.settings import DataSettings, data_dir
@@ -44,6 +44,7 @@ class EmbeddedGraph:
 
     @classmethod
     def for_settings(cls, settings: DataSettings, credential: object = None) -> EmbeddedGraph:
+        require_package("ladybug", "ladybug", STORE)
         return cls(settings.data_dir / FILE)
 
     def _run(self, cypher: str, params: dict[str, object], read_only: bool) -> Rows:

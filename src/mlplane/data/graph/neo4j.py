@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlplane.data.warehouse.errors import NotFound, QueryError
+from mlplane.data.warehouse.errors import NotFound, QueryError, require_package
 from mlplane.data.warehouse.params import Params, bind
 from mlplane.data.warehouse.rows import Rows
 from mlplane.data.warehouse.settings import DataSettings
@@ -107,6 +107,7 @@ class Neo4jGraph:
     ) -> Neo4jGraph:
         if credential is None:
             raise ConfigError("neo4j", "", "the Neo4j backend needs the graph credential")
+        require_package("neo4j", "neo4j", STORE)
         secret = settings.graph_secret
         fetch = credential
         return cls(settings.data.neo4j_uri, lambda: Neo4jCredential.parse(secret, fetch()))

@@ -11,7 +11,7 @@ import decimal
 import re
 from typing import Any
 
-from mlplane.data.warehouse.errors import NotFound, QueryError
+from mlplane.data.warehouse.errors import NotFound, QueryError, require_package
 from mlplane.data.warehouse.params import Params, bind
 from mlplane.data.warehouse.rows import Rows
 from mlplane.data.warehouse.settings import DataSettings
@@ -73,6 +73,7 @@ class SpannerOltp:
 
     @classmethod
     def for_settings(cls, settings: DataSettings) -> SpannerOltp:
+        require_package("google.cloud.spanner", "google-cloud-spanner", STORE)
         data = settings.data
         return cls(settings.project, data.spanner_instance, data.spanner_database)
 

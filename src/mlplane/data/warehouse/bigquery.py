@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from mlplane.data.warehouse.backend import check_dataset, check_table
-from mlplane.data.warehouse.errors import NotFound, QueryError
+from mlplane.data.warehouse.errors import NotFound, QueryError, require_package
 from mlplane.data.warehouse.params import Params, bind
 from mlplane.data.warehouse.rows import Column, Rows, TableInfo
 from mlplane.data.warehouse.settings import DataSettings
@@ -97,6 +97,7 @@ class BigQueryWarehouse:
 
     @classmethod
     def for_settings(cls, settings: DataSettings) -> BigQueryWarehouse:
+        require_package("google.cloud.bigquery", "google-cloud-bigquery", STORE)
         return cls(settings.project, endpoint=os.environ.get(ENDPOINT_ENV) or None)
 
     @property

@@ -33,3 +33,17 @@ class NotFound(PermanentError):
         self.name = name
         tail = f" ({hint})" if hint else ""
         super().__init__(f"{store}: {what} '{name}' not found{tail}")
+
+
+def require_package(module: str, pip: str, backend: str) -> None:
+    """Raise a ConfigError naming the pip package when `backend` cannot import `module`."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a missing parent package (google.cloud, ...)
+        found = False
+    if not found:
+        raise ConfigError(
+            "[data]", "", f"the {backend} backend needs the '{pip}' package: pip install {pip}"
+        )

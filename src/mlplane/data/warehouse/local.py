@@ -22,6 +22,7 @@ from mlplane.data.warehouse.errors import NotFound, QueryError
 from mlplane.data.warehouse.params import Params, bind
 from mlplane.data.warehouse.rows import Column, Rows, TableInfo
 from mlplane.data.warehouse.settings import DataSettings, data_dir
+from mlplane.errors import TransientError
 
 STORE = "duckdb"
 FILE = "warehouse.duckdb"
@@ -131,6 +132,11 @@ class LocalWarehouse:
         try:
             con = duckdb.connect(str(self.path), read_only=True, config=config)
         except duckdb.Error as exc:
+            if "lock" in str(exc).lower():  # a writer (load_table) holds the file
+                raise TransientError(
+                    f"{STORE}: {self.path} is being written (seeded) by another process",
+                    delay=1.0,
+                ) from None
             raise QueryError(STORE, f"cannot open {self.path}: {exc}") from None
         try:
             yield con
