@@ -119,3 +119,11 @@ def test_bounded_follow_prints_new_entries(
     t.join(timeout=10)
     assert codes == [0]
     assert lines(capsys) == ["before", "during"]
+
+
+def test_without_a_resource_it_lists_the_instances_with_logs(
+    history: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put(history, time.time_ns(), Severity.INFO, "x")
+    assert logs(history) == 0
+    assert capsys.readouterr().out.split() == ["train-s"]

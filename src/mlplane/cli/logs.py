@@ -20,7 +20,9 @@ SEVERITIES = (
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
-    parser.add_argument("resource", metavar="RESOURCE", help="the instance's name")
+    parser.add_argument(
+        "resource", metavar="RESOURCE", nargs="?", help="the instance's name (none: list them)"
+    )
     parser.add_argument(
         "-f", "--follow", action="store_true", help="keep printing new entries until Ctrl-C"
     )
@@ -59,13 +61,17 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
     caller = Caller.resolve(ctx.project_path, args.as_)
     require_reader(caller)
+    store = LocalLogStore.for_project(caller.project_file)
+    if args.resource is None:
+        for name in store.resources():
+            print(name)
+        return 0
     query = LogQuery(
         resource=check_instance_name(args.resource),
         since_ns=parse_since(args.since) if args.since else None,
         min_severity=Severity[args.severity],
         log_id=args.log,
     )
-    store = LocalLogStore.for_project(caller.project_file)
     reader = LogReader(store, query)
     if not store.logs_of(query.resource):
         known = ", ".join(store.resources()) or "none yet"
