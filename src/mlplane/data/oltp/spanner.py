@@ -85,7 +85,7 @@ class SpannerOltp:
     def database(self) -> Any:
         if self._database is None:
             if self._client is None:
-                from google.cloud import spanner
+                import google.cloud.spanner as spanner
 
                 self._client = spanner.Client(project=self.project)
             self._database = self._client.instance(self.instance).database(self.database_id)

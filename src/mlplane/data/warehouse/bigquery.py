@@ -55,7 +55,7 @@ def scalar_type(value: object) -> str:
 
 def query_parameters(params: dict[str, object]) -> list[Any]:
     """google.cloud.bigquery query parameters for checked `params` (see params.check_value)."""
-    from google.cloud import bigquery
+    import google.cloud.bigquery as bigquery
 
     out: list[Any] = []
     for name, given in params.items():
@@ -103,7 +103,7 @@ class BigQueryWarehouse:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from google.cloud import bigquery
+            import google.cloud.bigquery as bigquery
 
             if self.endpoint:
                 from google.api_core.client_options import ClientOptions
@@ -121,8 +121,8 @@ class BigQueryWarehouse:
         return self._client
 
     def query(self, sql: str, params: Params | None) -> Rows:
+        import google.cloud.bigquery as bigquery
         from google.api_core.exceptions import GoogleAPICallError
-        from google.cloud import bigquery
 
         bound = bind(STORE, sql, params, "@")
         config = bigquery.QueryJobConfig(query_parameters=query_parameters(bound.params))

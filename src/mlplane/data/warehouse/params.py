@@ -43,6 +43,7 @@ class BoundQuery:
 def _scan(text: str, sigil: str) -> list[tuple[int, str]]:
     """(offset, name) of each parameter reference outside quotes and comments."""
     out: list[tuple[int, str]] = []
+    line_comments = ("//",) if sigil == "$" else ("--", "#")  # Cypher | SQL (GoogleSQL: #)
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
@@ -51,7 +52,7 @@ def _scan(text: str, sigil: str) -> list[tuple[int, str]]:
             while end < n and text[end] != ch:
                 end += 2 if text[end] == "\\" else 1
             i = end + 1
-        elif text.startswith("--", i) or text.startswith("//", i) or ch == "#":
+        elif any(text.startswith(c, i) for c in line_comments):
             end = text.find("\n", i)
             i = n if end < 0 else end + 1
         elif text.startswith("/*", i):
