@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,35 @@ def test_matrix(project: Path, who: str, op: str) -> None:
         fn()
     missing = [p for p in OPS[op][1] if p not in held(project, who).get(OPS[op][0], set())]
     assert missing[0] in str(info.value), str(info.value)
+
+
+class Untouchable:
+    """A backend for every store that records that a call reached it, then stops it."""
+
+    name = "untouchable"
+
+    def __getattr__(self, attr: str) -> object:
+        raise Reached(attr)
+
+
+class Reached(Exception):
+    pass
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("who", PRINCIPALS)
+def test_only_an_allowed_call_reaches_the_backend(project: Path, who: str, op: str) -> None:
+    """Authorization happens in the facade, once, for every backend (BigQuery, Spanner and
+    Neo4j included): a denied principal never reaches the store or its client."""
+    store, _, method = op.partition(".")
+    backend: Any = Untouchable()
+    outcome = Reached if expected(project, who, op) else PermissionDenied
+    with pytest.raises(outcome):
+        if store == "warehouse":
+            wh = Warehouse.open(project, who, backend=backend)
+            args = {"query": ("SELECT 1",), "list_tables": ("d",), "get_table": ("d", "t")}
+            getattr(wh, method)(*args.get(method, ()))
+        elif store == "oltp":
+            Oltp.open(project, who, backend=backend).read("SELECT 1")
+        else:
+            Graph.open(project, who, backend=backend).query("RETURN 1")

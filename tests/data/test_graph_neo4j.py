@@ -156,3 +156,13 @@ def test_a_malformed_credential_is_named_without_its_value(
         Graph.open(project, "training").query("RETURN 1")
     assert "s3cret" not in str(info.value)
     assert "s3cret" not in repr(Neo4jCredential("u", "s3cret"))
+
+
+def test_closing_the_graph_closes_the_driver(project: Path, drivers: list[FakeDriver]) -> None:
+    closed: list[bool] = []
+    with Graph.open(project, "training") as graph:
+        graph.query("RETURN 1")
+        drivers[0].close = lambda: closed.append(True)  # type: ignore[method-assign]
+    assert closed == [True]
+    graph.close()  # idempotent
+    assert closed == [True]

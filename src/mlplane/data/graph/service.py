@@ -70,3 +70,15 @@ class Graph:
     def query(self, cypher: str, params: Params | None = None) -> Rows:
         self.caller.require(ACCESS, ResourceRef("secret", self.secret, self.caller.project))
         return self.backend.query(cypher, params)
+
+    def close(self) -> None:
+        """Release the backend's connections (the Neo4j driver's pool); idempotent."""
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> Graph:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
