@@ -3,6 +3,7 @@ encoded once per stream, so a chatty job pays for its timestamp and its text onl
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import time
@@ -13,36 +14,31 @@ from mlplane.data.logs.entry import NAME_LABEL, MonitoredResource, Severity
 
 
 class Clock:
-    """RFC 3339 timestamps, formatting the seconds part once per second."""
+    """RFC 3339 timestamps, formatting the seconds part once per second (thread-safe: the
+    cache is one tuple, replaced whole)."""
 
     def __init__(self) -> None:
-        self._sec = -1
-        self._prefix = ""
+        self._cache: tuple[int, str] = (-1, "")
 
     def stamp(self, ns: int) -> str:
         sec, nanos = divmod(ns, 1_000_000_000)
-        if sec != self._sec:
-            self._sec = sec
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        return f"{self._prefix}.{nanos:09d}Z"
+        cache = self._cache
+        if cache[0] != sec:
+            cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+            self._cache = cache
+        return f"{cache[1]}.{nanos:09d}Z"
 
 
 class InsertIds:
-    """Unique insertIds: a random prefix per writer and a counter."""
+    """Unique insertIds: a random prefix per writer and a counter (`next` of an
+    itertools.count is atomic in CPython)."""
 
     def __init__(self) -> None:
         self.prefix = secrets.token_hex(6)
-        self.n = 0
+        self.counter = itertools.count(1)
 
     def next(self) -> str:
-        self.n += 1
-        return f"{self.prefix}-{self.n:x}"
-
-    def take(self, count: int) -> range:
-        """The counters of the next `count` ids."""
-        start = self.n + 1
-        self.n += count
-        return range(start, start + count)
+        return f"{self.prefix}-{next(self.counter):x}"
 
 
 class LineEncoder:
@@ -68,21 +64,23 @@ class LineEncoder:
         self._post = '"' + self._tail
 
     def text_lines(self, ns: int, texts: Sequence[str]) -> str:
-        """Many text entries at once (one timestamp): the fast path of pipe mode.
+        """Many text entries at once, with one timestamp: pipe mode's fast path."""
+        return self.texts_at([(ns, t) for t in texts])
+
+    def texts_at(self, items: Sequence[tuple[int, str]]) -> str:
+        """Text entries (timestamp, text) encoded together.
 
         One `json.dumps` encodes every text; inside a JSON string each `"` is escaped, so
         `","` occurs in the array's encoding only between its elements."""
-        if not texts:
+        if not items:
             return ""
-        pre = (
-            f'{self._head},"timestamp":"{self._clock.stamp(ns)}","severity":{self._sev},'
-            f'"insertId":"{self._ids.prefix}-'
-        )
-        encoded = json.dumps(list(texts), separators=(",", ":"))[2:-2].split('","')
-        mid, post = self._mid, self._post
+        encoded = json.dumps([t for _, t in items], separators=(",", ":"))[2:-2].split('","')
+        head = f'{self._head},"timestamp":"'
+        sev = f'","severity":{self._sev},"insertId":"{self._ids.prefix}-'
+        mid, post, stamp, counter = self._mid, self._post, self._clock.stamp, self._ids.counter
         return "".join(
-            f"{pre}{n:x}{mid}{t}{post}"
-            for n, t in zip(self._ids.take(len(encoded)), encoded, strict=True)
+            f"{head}{stamp(ns)}{sev}{next(counter):x}{mid}{t}{post}"
+            for (ns, _), t in zip(items, encoded, strict=True)
         )
 
     def line(self, ns: int, payload: str | Mapping[str, Any]) -> str:
