@@ -54,6 +54,10 @@ def test_remote_run_deletes_its_own_vm_as_the_training_identity(
     )
     job_log = T.log_path(s, run.instance).read_text()
     assert "evaluation: accuracy" in job_log and "job exited rc=0" in job_log
+    from mlplane.data.logs import LocalLogStore, LogQuery, read_entries
+
+    entries = read_entries(LocalLogStore.for_project(s.project_file), LogQuery(run.instance))
+    assert any("evaluation: accuracy" in (e.text_payload or "") for e in entries)
     [listed] = [r for r in T.list_runs(s) if r.instance == run.instance]
     assert (listed.state, listed.exit_code, listed.owner) == ("GONE", 0, "alice_acme-com")
     assert not [r for r in s.store.load().values() if r.stack == run.stack]

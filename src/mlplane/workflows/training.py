@@ -73,7 +73,10 @@ def training_instance(
     name = f"train-{spec.name}-{secrets.token_hex(3)}"
     out = f"/tmp/mlplane-train/{name}"  # the VM's own disk; nothing is persisted from it
     job = spec.argv(sys.executable, out, str(spec_dir.resolve()))
-    command = [sys.executable, "-m", "mlplane.training.runner", "--", *job]
+    # The job's output becomes Cloud Logging-shaped entries written as the VM's own identity
+    # (training-adhoc holds logging.logEntries.create); --tee keeps the raw log beside them.
+    logged = [sys.executable, "-m", "mlplane.data.logs.pipe", "--resource", name, "--tee", "--"]
+    command = [sys.executable, "-m", "mlplane.training.runner", "--", *logged, *job]
     items = runtime_metadata(command, {**spec.env, "MLPLANE_OUTPUT_DIR": out})
     items["mlplane-spec"] = spec.name
     return Instance(
