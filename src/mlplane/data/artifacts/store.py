@@ -33,9 +33,15 @@ BACKENDS = {"gcs": ("mlplane.data.artifacts.gcs", "GcsBackend")}
 
 
 def make_backend(kind: str | None, caller: Caller) -> StorageBackend:
-    """`local` (default: `.mlplane/buckets` beside the project file) or `gcs`; the default comes
-    from $MLPLANE_ARTIFACTS_BACKEND."""
-    kind = kind or os.environ.get(BACKEND_ENV) or "local"
+    """`local` (`.mlplane/buckets` beside the project file) or `gcs`: the argument, else
+    $MLPLANE_ARTIFACTS_BACKEND, else `[data] artifacts` in mlplane.toml (default `local`)."""
+    from mlplane.data.settings import data_switch
+
+    kind = (
+        kind
+        or os.environ.get(BACKEND_ENV)
+        or data_switch(caller.project_file, "artifacts", "local")
+    )
     if kind == "local":
         from mlplane.data.artifacts.local import LocalBackend
 

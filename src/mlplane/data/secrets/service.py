@@ -29,6 +29,7 @@ from mlplane.model.refs import ResourceRef
 BACKENDS: dict[str, str] = {
     "local": "mlplane.data.secrets.local:LocalSecretStore.for_project",
     "gcp": "mlplane.data.secrets.gcp:SecretManagerStore.for_project",
+    "secret-manager": "mlplane.data.secrets.gcp:SecretManagerStore.for_project",
 }
 BACKEND_ENV = "MLPLANE_SECRETS_BACKEND"
 
@@ -108,11 +109,14 @@ class Secrets:
 
 
 def backend_name(project_file: Path) -> str:
-    """$MLPLANE_SECRETS_BACKEND, else the project's provider (`local` or `gcp`)."""
+    """$MLPLANE_SECRETS_BACKEND, else `[data] secrets` in mlplane.toml (`local` or
+    `secret-manager`), else the project's provider (`local` or `gcp`)."""
     name = os.environ.get(BACKEND_ENV)
     if not name:
         with open(project_file, "rb") as f:
-            name = str(tomllib.load(f).get("project", {}).get("provider", "local"))
+            doc = tomllib.load(f)
+        provider = str(doc.get("project", {}).get("provider", "local"))
+        name = str(doc.get("data", {}).get("secrets", provider))
     if name not in BACKENDS:
         raise ConfigError(
             BACKEND_ENV, "", f"unknown secrets backend '{name}' (one of {', '.join(BACKENDS)})"
