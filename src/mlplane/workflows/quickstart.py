@@ -9,7 +9,6 @@ balancer, 7. a direct deploy refused, 8. the first revision undeployed, 9. the s
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -113,5 +112,4 @@ def run(project_file: Path, say: Callable[[str], None] = print) -> QuickstartRes
         status, _ = predict(base + path + "predict")
         say(f"      POST {path}predict -> {status}")
     say(f"[{next(step)}/9] status (also: `mlplane status`, `mlplane serve list`)")
-    time.sleep(0)  # the table is rendered by the caller
     return QuickstartResult(base, tuple(seconds), answers)

@@ -211,6 +211,17 @@ def check_artifact(session: Session, artifact: Path | str, user: Principal | Non
         raise ConfigError("--artifact", "", f"{prefix} holds no model.json (a model artifact)")
 
 
+def apply_as(
+    session: Session, runs_as: Principal, desired: DesiredState, progress: Progress
+) -> None:
+    """One trigger step: apply `desired` as the trigger's service account, report each step,
+    raise on failure."""
+    report = session.engine(runs_as).apply(desired, runs_as)
+    for line in report.render().splitlines()[1:]:
+        progress("  " + line.strip())
+    report.raise_for_failures()
+
+
 def bootstrap(session: Session, invoker: Principal, progress: Progress = print) -> Build:
     """Create the passive front end (URL map, proxy, forwarding rule, Endpoints service and
     config) through the `deploy` trigger, as the serving service account. Idempotent."""
@@ -218,10 +229,7 @@ def bootstrap(session: Session, invoker: Principal, progress: Progress = print) 
     front = frontend_stack(session)
 
     def pipeline(runs_as: Principal) -> None:
-        report = session.engine(runs_as).apply(DesiredState.of(front), runs_as)
-        for line in report.render().splitlines()[1:]:
-            progress("  " + line.strip())
-        report.raise_for_failures()
+        apply_as(session, runs_as, DesiredState.of(front), progress)
 
     build, _ = run_trigger(session, "deploy", invoker, pipeline, {"bootstrap": "true"})
     return build
@@ -277,21 +285,15 @@ def deploy(
     front = frontend_stack(session)  # validated before the trigger runs (e.g. a busy port)
     start = time.monotonic()
 
-    def apply(runs_as: Principal, stacks: tuple[StackSpec, ...]) -> None:
-        report = session.engine(runs_as).apply(DesiredState(stacks), runs_as)
-        for line in report.render().splitlines()[1:]:
-            progress("  " + line.strip())
-        report.raise_for_failures()
-
     def pipeline(runs_as: Principal) -> str:
         progress(f"trigger 'deploy' running as {runs_as}")
-        apply(runs_as, (front, before))
+        apply_as(session, runs_as, DesiredState.of(front, before), progress)
         url = frontend_url(session) + revision_prefix(req.service, req.revision)
         progress(f"waiting for {url}healthz")
         wait_for_200(url + "healthz", req.ready_timeout)
         if after != before:
             progress(f"routing {req.traffic}% of {model_prefix(req.service)} to {req.revision}")
-            apply(runs_as, (after,))
+            apply_as(session, runs_as, DesiredState.of(after), progress)
         return url
 
     build, rev_url = run_trigger(
@@ -339,10 +341,7 @@ def undeploy(
 
     def pipeline(runs_as: Principal) -> None:
         progress(f"trigger 'undeploy' running as {runs_as}")
-        report = session.engine(runs_as).apply(desired, runs_as)
-        for line in report.render().splitlines()[1:]:
-            progress("  " + line.strip())
-        report.raise_for_failures()
+        apply_as(session, runs_as, desired, progress)
 
     build, _ = run_trigger(
         session, "undeploy", invoker, pipeline, {"service": service, "revision": revision}
