@@ -1,0 +1,193 @@
+"""The shipped discovery subset: APIs, their methods (paths, parameters) and schemas.
+
+    api = load("compute")                       # cached; compute.v1
+    m = api.method("compute.urlMaps.get")
+    m.url("https://compute.googleapis.com/", {"project": "p", "urlMap": "m"})
+    api.route("GET", "projects/p/global/urlMaps/m")    # -> (method, {"project": "p", ...})
+
+URLs are `root + servicePath + path`: `root` is Google's `rootUrl` (e.g.
+`https://compute.googleapis.com/`) or the local agent's mount for that API.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+from urllib.parse import quote, urlencode
+
+VERSIONS: dict[str, str] = {
+    "compute": "v1",
+    "servicemanagement": "v1",
+    "serviceusage": "v1",
+    "cloudbuild": "v1",
+    "iamcredentials": "v1",
+}
+_TEMPLATE = re.compile(r"\{(\+?)([A-Za-z0-9_]+)\}")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    location: str  # "path" or "query"
+    type: str = "string"
+    required: bool = False
+    repeated: bool = False
+
+
+@dataclass(frozen=True)
+class Method:
+    """One REST method of an API, as its discovery document describes it."""
+
+    id: str  # e.g. compute.urlMaps.get
+    http_method: str
+    path: str  # template with {name} / {+name}, relative to root + servicePath
+    flat_path: str  # the same with every segment explicit (what the server routes on)
+    service_path: str
+    parameters: dict[str, Parameter]
+    request: str | None = None  # schema name of the body
+    response: str | None = None
+    _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        regex, last = [], 0
+        for m in _TEMPLATE.finditer(self.flat_path):
+            regex.append(re.escape(self.flat_path[last : m.start()]))
+            regex.append(f"(?P<{m.group(2)}>[^/]+?)")
+            last = m.end()
+        regex.append(re.escape(self.flat_path[last:]))
+        object.__setattr__(self, "_pattern", re.compile("".join(regex)))
+
+    @property
+    def literal_weight(self) -> int:
+        """How much of the flat path is literal (more specific templates are tried first)."""
+        return len(_TEMPLATE.sub("", self.flat_path))
+
+    def match(self, relative: str) -> dict[str, str] | None:
+        """Path parameters when `relative` (after root + servicePath) matches the flat path."""
+        m = self._pattern.fullmatch(relative)
+        return m.groupdict() if m else None
+
+    def expand(self, params: dict[str, Any]) -> str:
+        """The path with its parameters filled in (`{+name}` keeps its slashes)."""
+
+        def fill(m: re.Match[str]) -> str:
+            name = m.group(2)
+            if name not in params:
+                raise KeyError(f"{self.id}: missing path parameter '{name}'")
+            safe = "/" if m.group(1) else ""
+            return quote(str(params[name]), safe=safe + "@:")
+
+        return _TEMPLATE.sub(fill, self.path)
+
+    def query(self, params: dict[str, Any]) -> str:
+        pairs: list[tuple[str, str]] = []
+        for name, value in params.items():
+            p = self.parameters.get(name)
+            if p is None:
+                raise KeyError(f"{self.id}: no parameter '{name}'")
+            if p.location != "query" or value is None:
+                continue
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for v in values:
+                pairs.append((name, str(v).lower() if isinstance(v, bool) else str(v)))
+        return urlencode(pairs)
+
+    def url(self, root: str, params: dict[str, Any]) -> str:
+        """The full URL of a call: `root + servicePath + path [? query]`."""
+        query = self.query(params)
+        return root + self.service_path + self.expand(params) + (f"?{query}" if query else "")
+
+
+@dataclass(frozen=True)
+class Api:
+    name: str
+    version: str
+    revision: str
+    root_url: str
+    service_path: str
+    methods: dict[str, Method]
+    schemas: dict[str, dict[str, Any]]
+
+    def method(self, method_id: str) -> Method:
+        try:
+            return self.methods[method_id]
+        except KeyError:
+            raise KeyError(f"{self.name}.{self.version} has no method {method_id}") from None
+
+    def schema(self, name: str) -> dict[str, Any]:
+        return self.schemas[name]
+
+    @property
+    def _routes(self) -> list[Method]:
+        cached: list[Method] | None = self.__dict__.get("_route_cache")
+        if cached is None:
+            cached = sorted(self.methods.values(), key=lambda m: -m.literal_weight)
+            object.__setattr__(self, "_route_cache", cached)
+        return cached
+
+    def route(self, http_method: str, relative: str) -> tuple[Method, dict[str, str]] | None:
+        """The method serving `http_method relative` (relative to root + servicePath)."""
+        for method in self._routes:
+            if method.http_method == http_method:
+                params = method.match(relative)
+                if params is not None:
+                    return method, params
+        return None
+
+    def allows(self, relative: str) -> list[str]:
+        """HTTP methods some method accepts at this path (for 405 answers)."""
+        return sorted({m.http_method for m in self._routes if m.match(relative) is not None})
+
+
+def _method(mid: str, raw: dict[str, Any], service_path: str) -> Method:
+    params = {
+        name: Parameter(
+            name,
+            p.get("location", "query"),
+            p.get("type", "string"),
+            bool(p.get("required")),
+            bool(p.get("repeated")),
+        )
+        for name, p in raw["parameters"].items()
+    }
+    return Method(
+        mid,
+        raw["httpMethod"],
+        raw["path"],
+        raw["flatPath"],
+        service_path,
+        params,
+        raw.get("request"),
+        raw.get("response"),
+    )
+
+
+@cache
+def load(name: str) -> Api:
+    """The shipped subset of API `name` (compute, servicemanagement, ...)."""
+    version = VERSIONS.get(name)
+    if version is None:
+        raise KeyError(f"no shipped discovery document for API '{name}'")
+    blob = resources.files("mlplane.apis.documents").joinpath(f"{name}.{version}.json.gz")
+    doc = json.loads(gzip.decompress(blob.read_bytes()))
+    service_path = doc["servicePath"]
+    methods = {mid: _method(mid, raw, service_path) for mid, raw in doc["methods"].items()}
+    return Api(
+        doc["name"],
+        doc["version"],
+        doc["revision"],
+        doc["rootUrl"],
+        service_path,
+        methods,
+        doc["schemas"],
+    )
+
+
+def method(method_id: str) -> Method:
+    """A method by id, e.g. `compute.urlMaps.get` (its API is the id's first part)."""
+    return load(method_id.split(".", 1)[0]).method(method_id)
