@@ -30,6 +30,16 @@ VERSIONS: dict[str, str] = {
 _TEMPLATE = re.compile(r"\{(\+?)([A-Za-z0-9_]+)\}")
 
 
+def _compile(template: str) -> re.Pattern[str]:
+    regex, last = [], 0
+    for m in _TEMPLATE.finditer(template):
+        regex.append(re.escape(template[last : m.start()]))
+        regex.append(f"(?P<{m.group(2)}>.+?)" if m.group(1) else f"(?P<{m.group(2)}>[^/]+?)")
+        last = m.end()
+    regex.append(re.escape(template[last:]))
+    return re.compile("".join(regex))
+
+
 @dataclass(frozen=True)
 class Parameter:
     name: str
@@ -51,26 +61,29 @@ class Method:
     parameters: dict[str, Parameter]
     request: str | None = None  # schema name of the body
     response: str | None = None
-    _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        regex, last = [], 0
-        for m in _TEMPLATE.finditer(self.flat_path):
-            regex.append(re.escape(self.flat_path[last : m.start()]))
-            regex.append(f"(?P<{m.group(2)}>[^/]+?)")
-            last = m.end()
-        regex.append(re.escape(self.flat_path[last:]))
-        object.__setattr__(self, "_pattern", re.compile("".join(regex)))
+        # The flat path names every segment; a `{+name}` path also takes names with slashes
+        # (operations/build/PROJECT/ID), so it is tried second.
+        patterns = [_compile(self.flat_path)]
+        if "{+" in self.path:
+            patterns.append(_compile(self.path))
+        object.__setattr__(self, "_patterns", tuple(patterns))
 
     @property
     def literal_weight(self) -> int:
         """How much of the flat path is literal (more specific templates are tried first)."""
         return len(_TEMPLATE.sub("", self.flat_path))
 
-    def match(self, relative: str) -> dict[str, str] | None:
-        """Path parameters when `relative` (after root + servicePath) matches the flat path."""
-        m = self._pattern.fullmatch(relative)
-        return m.groupdict() if m else None
+    def match(self, relative: str, *, reserved: bool = True) -> dict[str, str] | None:
+        """Path parameters when `relative` (after root + servicePath) matches the method: its
+        flat path, or (with `reserved`) its `{+name}` path."""
+        for pattern in self._patterns if reserved else self._patterns[:1]:
+            m = pattern.fullmatch(relative)
+            if m:
+                return m.groupdict()
+        return None
 
     def expand(self, params: dict[str, Any]) -> str:
         """The path with its parameters filled in (`{+name}` keeps its slashes)."""
@@ -131,12 +144,14 @@ class Api:
         return cached
 
     def route(self, http_method: str, relative: str) -> tuple[Method, dict[str, str]] | None:
-        """The method serving `http_method relative` (relative to root + servicePath)."""
-        for method in self._routes:
-            if method.http_method == http_method:
-                params = method.match(relative)
-                if params is not None:
-                    return method, params
+        """The method serving `http_method relative` (relative to root + servicePath). Flat
+        paths are tried first, so `v1/{+name}:run` does not take a global trigger's run."""
+        for reserved in (False, True):
+            for method in self._routes:
+                if method.http_method == http_method:
+                    params = method.match(relative, reserved=reserved)
+                    if params is not None:
+                        return method, params
         return None
 
     def allows(self, relative: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""`mlplane up`, `mlplane down`, `mlplane status`: the project's local agent.
+"""`mlplane up`, `mlplane down`, `mlplane status`.
 
 One module for the three commands; `configure` tells them apart by the parser's prog
 (`mlplane up`, ...), which `cli.main` sets from the command name.
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from mlplane.cli.context import Context, emit_json
 
 if TYPE_CHECKING:
-    from mlplane.providers.local.wire import AgentStatus
+    from mlplane.workflows.status import ProjectStatus
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
@@ -22,34 +22,41 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         "--timeout", type=float, default=30.0, help="seconds to wait (default: %(default)s)"
     )
     if command == "up":
-        parser.description = "start the project's local agent in the background (idempotent)"
+        parser.description = (
+            "start the project's local agent in the background (idempotent): Google's APIs "
+            "(Compute, Service Management, Cloud Build, ...) on 127.0.0.1"
+        )
         parser.set_defaults(run=run_up)
     elif command == "down":
         parser.description = "stop the local agent and every process it supervises"
         parser.set_defaults(run=run_down)
     else:
-        parser.description = "every local resource and replica, as the agent sees them"
+        parser.description = (
+            "the project's recorded resources (lifecycle, owning stack) and, locally, the "
+            "processes the agent runs for them"
+        )
         parser.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
         parser.set_defaults(run=run_status)
 
 
 def run_up(ctx: Context, args: argparse.Namespace) -> int:
-    from mlplane.providers.local.control import start_agent
+    from mlplane.workflows import compose
 
-    result = start_agent(ctx.project_path, timeout=args.timeout)
+    result = compose.agent_up(ctx.project_path, timeout=args.timeout)
     info = result.agent.info
     verb = "started" if result.started else "already running"
     print(
-        f"agent {verb}: pid {info.pid}, API http://127.0.0.1:{info.port}, "
+        f"agent {verb}: pid {info.pid}, Google APIs at {info.base_url}, "
         f"state {result.agent.paths.root}"
     )
+    print("sign in: mlplane auth login | point gcloud at it: eval \"$(mlplane env gcloud)\"")
     return 0
 
 
 def run_down(ctx: Context, args: argparse.Namespace) -> int:
-    from mlplane.providers.local.control import stop_agent
+    from mlplane.workflows import compose
 
-    result = stop_agent(ctx.project_path, timeout=args.timeout)
+    result = compose.agent_down(ctx.project_path, timeout=args.timeout)
     if result.pid is None:
         print("no agent running")
     else:
@@ -61,54 +68,49 @@ def run_down(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_status(ctx: Context, args: argparse.Namespace) -> int:
-    from mlplane.providers.local.client import AgentNotRunning
-    from mlplane.providers.local.control import find_agent
+    from mlplane.workflows.status import project_status
 
-    handle = find_agent(ctx.project_path)
-    if handle is None:
-        raise AgentNotRunning(f"no local agent is running for {ctx.project_path} (`mlplane up`)")
-    status = handle.client().status()
+    status = project_status(ctx.session())
     if args.fmt == "json":
-        emit_json(status.to_json())
+        from dataclasses import asdict
+
+        emit_json(asdict(status))
         return 0
     render_status(status)
     return 0
 
 
-def render_status(status: AgentStatus) -> None:
+def render_status(status: ProjectStatus) -> None:
     import sys
-    import time
 
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-    age = time.time() - status.started_at
-    console.print(
-        f"agent pid {status.pid} on 127.0.0.1:{status.port}, project {status.project}, "
-        f"up {age:.0f}s"
-    )
+    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+    console.print(status.summary)
     t = Table(title="Resources", title_justify="left")
-    for col in ("kind", "name", "lifecycle", "state", "owner", "detail"):
+    for col in ("kind", "name", "lifecycle", "stack", "detail"):
         t.add_column(col, overflow="fold")
     for r in status.resources:
-        t.add_row(r.kind, r.name, r.lifecycle, r.state, r.owner, r.detail)
+        t.add_row(r.kind, r.name, r.lifecycle, r.stack, r.detail)
     console.print(t)
-    p = Table(title="Processes", title_justify="left")
-    for col in ("group", "instance", "pid", "port", "metadata", "status", "health", "runs as"):
-        p.add_column(col, overflow="fold")
-    for v in status.replicas:
-        p.add_row(
-            v.group or "-",
-            v.name,
-            _str(v.pid),
-            _str(v.port),
-            _str(v.metadata_port),
-            v.status + (f" ({v.restarts} restarts)" if v.restarts else ""),
-            v.health,
-            v.service_account or "-",
-        )
-    console.print(p)
+    if status.processes:
+        p = Table(title="Processes (local agent)", title_justify="left")
+        for col in ("group", "instance", "pid", "port", "status", "health", "runs as"):
+            p.add_column(col, overflow="fold")
+        for v in status.processes:
+            p.add_row(
+                v.group or "-",
+                v.name,
+                _str(v.pid),
+                _str(v.port),
+                v.status + (f" ({v.restarts} restarts)" if v.restarts else ""),
+                v.health,
+                v.service_account.split("@")[0] or "-",
+            )
+        console.print(p)
+    for note in status.notes:
+        console.print(note)
 
 
 def _str(value: int | None) -> str:

@@ -1,7 +1,7 @@
 """`mlplane artifacts ls|cp|cat|stat|rm`: the artifact buckets, as the acting principal.
 
-Thin: parse, then call one ArtifactStore method. `--as` acts as a user (EMAIL) or an identity
-(its service account); the default is the workload's or the project's user, as for the data SDK.
+Thin: parse, then call one ArtifactStore method. It acts as whoever the caller's credentials
+belong to (the signed-in user; in a workload, its instance's service account), as the data SDK.
 """
 
 from __future__ import annotations
@@ -18,12 +18,6 @@ if TYPE_CHECKING:
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--as",
-        dest="as_",
-        metavar="PRINCIPAL",
-        help="act as a user (EMAIL, user:EMAIL) or an identity id (its service account)",
-    )
     common.add_argument(
         "--backend",
         choices=("local", "gcs"),
@@ -67,7 +61,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
 def _store(ctx: Context, args: argparse.Namespace) -> ArtifactStore:
     from mlplane.data.artifacts import ArtifactStore
 
-    return ArtifactStore.open(ctx.project_path, args.as_, args.backend)
+    return ArtifactStore.open(ctx.project_path, backend=args.backend)
 
 
 def meta_json(meta: ObjectMeta) -> dict[str, object]:

@@ -13,14 +13,20 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from mlplane.workflows.session import Session
+
 __all__ = ["PROJECT_FILE", "Context", "emit_json", "find_project_file"]
 
 
 class Context:
-    """Per-invocation settings."""
+    """Per-invocation settings: the project file, and the service account to impersonate
+    (`--impersonate-service-account`, granted or refused by IAM as on Google)."""
 
-    def __init__(self, project_override: str | Path | None = None) -> None:
+    def __init__(
+        self, project_override: str | Path | None = None, impersonate: str | None = None
+    ) -> None:
         self.project_override = None if project_override is None else str(project_override)
+        self.impersonate = impersonate
 
     @property
     def project_file(self) -> str:
@@ -32,6 +38,12 @@ class Context:
         from pathlib import Path
 
         return Path(self.project_file)
+
+    def session(self) -> Session:
+        """The project's session; calls carry the signed-in (or impersonated) identity."""
+        from mlplane.workflows.session import Session
+
+        return Session.open(self.project_path, impersonate=self.impersonate)
 
 
 def emit_json(data: Any) -> None:

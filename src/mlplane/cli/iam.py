@@ -35,11 +35,13 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         help="may a principal perform an ACTION or hold a PERMISSION? (exit 0 allow, 3 deny)",
     )
     p.add_argument(
-        "--as",
-        dest="as_",
+        "--principal",
+        "-p",
+        dest="principal",
         required=True,
         metavar="PRINCIPAL",
-        help="user:EMAIL, EMAIL, group:EMAIL, serviceAccount:EMAIL or an identity id",
+        help="whom to ask about (a what-if: nobody acts): user:EMAIL, EMAIL, group:EMAIL, "
+        "serviceAccount:EMAIL or an identity id",
     )
     p.add_argument(
         "-r",
@@ -91,7 +93,7 @@ def run_check(ctx: Context, args: argparse.Namespace) -> int:
     authz = Authorizer(policy_for(ctx.project_file))
     validate_subject(authz, args.what)
     ref = parse_resource(authz, args.resource) if args.resource else None
-    decision = authz.authorize(authz.principal(args.as_), args.what, ref)
+    decision = authz.authorize(authz.principal(args.principal), args.what, ref)
     if args.fmt == "json":
         emit_json(
             {

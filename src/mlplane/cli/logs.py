@@ -39,9 +39,6 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     )
     parser.add_argument("--log", metavar="LOG_ID", help="one log only (default: all of them)")
     parser.add_argument("--format", dest="fmt", choices=("text", "json"), default="text")
-    parser.add_argument(
-        "--as", dest="as_", metavar="PRINCIPAL", help="acting user (default: $MLPLANE_USER)"
-    )
     # Bounded follow, for tests and scripts: stop after this many seconds.
     parser.add_argument("--follow-seconds", type=float, help=argparse.SUPPRESS)
     parser.set_defaults(run=run)
@@ -59,7 +56,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.data.logs.reader import LogQuery, LogReader, parse_since, require_reader
     from mlplane.data.logs.store import LocalLogStore
 
-    caller = Caller.resolve(ctx.project_path, args.as_)
+    caller = Caller.resolve(ctx.project_path)
     require_reader(caller)
     store = LocalLogStore.for_project(caller.project_file)
     if args.resource is None:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 # name -> (module, one-line help shown by `mlplane --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("mlplane.cli.init", "write a new mlplane.toml for a GCP project"),
+    "auth": ("mlplane.cli.auth", "sign in as a team member; list accounts; print a token"),
+    "env": ("mlplane.cli.env", "export lines that point the gcloud CLI at the local agent"),
     "iam": ("mlplane.cli.iam", "least-privilege IAM from the operational model"),
     "up": ("mlplane.cli.agent", "start the project's local agent (idempotent)"),
     "down": ("mlplane.cli.agent", "stop the local agent and every process it supervises"),
@@ -37,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("mlplane.cli.train", "run a training spec here, or on a VM that deletes itself"),
     "quickstart": ("mlplane.cli.quickstart", "serve the example model end to end on this machine"),
-    "artifacts": ("mlplane.cli.artifacts", "gs:// artifact buckets: ls, cp, cat (as a principal)"),
+    "artifacts": ("mlplane.cli.artifacts", "gs:// artifact buckets: ls, cp, cat, rm"),
     "secrets": ("mlplane.cli.secrets", "list, read and add versions of the project's secrets"),
     "logs": ("mlplane.cli.logs", "an instance's log entries (Cloud Logging's shape); -f follows"),
 }
@@ -89,6 +91,13 @@ def _top_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="project file (default: $MLPLANE_PROJECT, else the nearest mlplane.toml upward)",
     )
+    p.add_argument(
+        "--impersonate-service-account",
+        metavar="SA",
+        dest="impersonate",
+        help="act as this service account (an identity id or email), if IAM allows you "
+        "getAccessToken on it, as gcloud's flag of the same name",
+    )
     p.add_argument("command", nargs="?", metavar="COMMAND")
     p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
@@ -102,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if ns.command not in COMMANDS:
         top.error(f"unknown command '{ns.command}' (choose from {', '.join(COMMANDS)})")
+    refusal = _identity_claim(ns.args)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 3
     module_name, help_ = COMMANDS[ns.command]
     sub = Parser(prog=f"mlplane {ns.command}", description=help_)
     importlib.import_module(module_name).configure(sub, ns.args)
@@ -110,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.print_help()
         return 2
     try:
-        code: int = args.run(Context(project_override=ns.file), args)
+        code: int = args.run(Context(ns.file, ns.impersonate), args)
     except MlplaneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -122,6 +135,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     return code
+
+
+def _identity_claim(args: Sequence[str]) -> str | None:
+    """`--as` named an identity in earlier versions; an identity is now whoever signed in."""
+    for arg in args:
+        if arg == "--":
+            break
+        if arg == "--as" or arg.startswith("--as="):
+            return (
+                "`--as` is refused: no flag names an identity. Sign in as a team member with "
+                "`mlplane auth login EMAIL`; act as a service account only through a CI trigger, "
+                "or with --impersonate-service-account where IAM allows it"
+            )
+    return None
 
 
 def entrypoint() -> None:

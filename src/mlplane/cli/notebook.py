@@ -13,23 +13,20 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p = subs.add_parser("create", help="a JupyterLab notebook VM (runs as the experimentation SA)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--machine-type", default="e2-standard-4")
-    p.add_argument("--as", dest="as_", metavar="USER")
     p.set_defaults(run=run_create)
     p = subs.add_parser("list", help="notebooks: owner, state, URL, age, idle time")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
     p.set_defaults(run=run_list)
     p = subs.add_parser("delete", help="stop and delete one of your notebooks")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--as", dest="as_", metavar="USER")
     p.set_defaults(run=run_delete)
 
 
 def run_create(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.notebooks import create
-    from mlplane.workflows.session import Session
 
-    session = Session.open(ctx.project_path)
-    info = create(session, args.name, session.user(args.as_), args.machine_type)
+    session = ctx.session()
+    info = create(session, args.name, args.machine_type)
     print(f"notebook {info.name} ({info.instance}) runs as {session.email('experimentation')}")
     print(f"  {info.url}")
     return 0
@@ -40,9 +37,8 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from mlplane.workflows.notebooks import list_notebooks
-    from mlplane.workflows.session import Session
 
-    rows = list_notebooks(Session.open(ctx.project_path))
+    rows = list_notebooks(ctx.session())
     if args.fmt == "json":
         emit_json([asdict(r) for r in rows])
         return 0
@@ -57,9 +53,8 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def run_delete(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.notebooks import delete
-    from mlplane.workflows.session import Session
 
-    session = Session.open(ctx.project_path)
-    delete(session, args.name, session.user(args.as_))
+    session = ctx.session()
+    delete(session, args.name)
     print(f"deleted notebook {args.name}")
     return 0

@@ -25,11 +25,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     start = time.monotonic()
     result = quickstart(ctx.project_path, say=lambda line: print(line, flush=True))
     from mlplane.cli.agent import render_status
-    from mlplane.providers.local.control import find_agent
+    from mlplane.workflows.status import project_status
 
-    handle = find_agent(ctx.project_path)
-    if handle is not None:
-        render_status(handle.client().status())
+    render_status(project_status(ctx.session()))
     print(f"done in {time.monotonic() - start:.1f} s. The agent keeps serving at {result.url}")
     print("try: mlplane serve list | mlplane iam plan | mlplane down (stops everything)")
     return 0

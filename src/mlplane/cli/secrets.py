@@ -1,5 +1,6 @@
 """`mlplane secrets list | get | set | disable | enable | destroy`: the project's secrets, as
-the acting principal.
+whoever the caller's credentials belong to (the signed-in user; in a workload, its instance's
+service account).
 
 `get` writes the value, exactly as stored, to stdout only (it was asked for). `set` never takes
 the value as an argument (it would land in shell history and `ps`): `--from-file F` or `--stdin`
@@ -18,15 +19,7 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (star
 if TYPE_CHECKING:
     from mlplane.data.secrets import Secrets
 
-_AS_HELP = (
-    "act as user:EMAIL, EMAIL, serviceAccount:EMAIL or an identity id (default: the metadata "
-    "server's account, else $MLPLANE_PRINCIPAL or $MLPLANE_USER, else the team's first user)"
-)
 _NAME_HELP = "the secret's id: 1 to 255 letters, digits, '-' or '_'"
-
-
-def _as(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--as", dest="as_", metavar="PRINCIPAL", help=_AS_HELP)
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
@@ -34,13 +27,11 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
 
     p = subs.add_parser("list", help="secrets and their versions (never values)")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
-    _as(p)
     p.set_defaults(run=run_list)
 
     p = subs.add_parser("get", help="print a version's value to stdout, exactly as stored")
     p.add_argument("name", metavar="NAME", help=_NAME_HELP)
     p.add_argument("--version", default="latest", metavar="N", help="a number or 'latest'")
-    _as(p)
     p.set_defaults(run=run_get)
 
     p = subs.add_parser("set", help="add a version (creating the secret if it is new)")
@@ -52,7 +43,6 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         action="store_true",
         help="read the value from stdin (a prompt without echo on a terminal)",
     )
-    _as(p)
     p.set_defaults(run=run_set)
 
     for verb, help_ in (
@@ -63,14 +53,13 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         p = subs.add_parser(verb, help=help_)
         p.add_argument("name", metavar="NAME", help=_NAME_HELP)
         p.add_argument("--version", required=True, metavar="N", help="a version number")
-        _as(p)
         p.set_defaults(run=run_state, verb=verb)
 
 
 def _open(ctx: Context, args: argparse.Namespace) -> Secrets:
     from mlplane.data.secrets import open_secrets
 
-    return open_secrets(ctx.project_path, args.as_)
+    return open_secrets(ctx.project_path)
 
 
 def run_list(ctx: Context, args: argparse.Namespace) -> int:

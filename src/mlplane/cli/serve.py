@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mlplane.cli.context import Context, emit_json
-
-
-def _as(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--as",
-        dest="as_",
-        metavar="USER",
-        help="acting user (default: $MLPLANE_USER, else the project's first user)",
-    )
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
@@ -44,13 +35,14 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         action="store_true",
         help="apply the revision as yourself instead of through the trigger (the model refuses)",
     )
-    _as(p)
     p.set_defaults(run=run_deploy)
+
+    p = subs.add_parser("bootstrap", help="create the load balancer's front end (trigger 'deploy')")
+    p.set_defaults(run=run_bootstrap)
 
     p = subs.add_parser("undeploy", help="remove a revision through the CI trigger 'undeploy'")
     p.add_argument("service", metavar="SERVICE")
     p.add_argument("--revision", "-r", required=True, metavar="R")
-    _as(p)
     p.set_defaults(run=run_undeploy)
 
     p = subs.add_parser("list", help="revisions with their replicas, health, routes and URLs")
@@ -61,16 +53,13 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--artifact", required=True, type=Path, metavar="PATH")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--service", default=None, help="default: the model's name")
-    _as(p)
     p.set_defaults(run=run_local)
 
 
 def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.serving import DeployRequest, deploy, deploy_direct
-    from mlplane.workflows.session import Session
 
-    session = Session.open(ctx.project_path)
-    user = session.user(args.as_)
+    session = ctx.session()
     req = DeployRequest(
         args.service,
         args.revision,
@@ -80,22 +69,37 @@ def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
         traffic=args.traffic,
     )
     if args.direct:
-        deploy_direct(session, req, user)  # raises PermissionDenied for users, as the model says
+        deploy_direct(session, req)  # raises PermissionDenied for users, as the model says
         return 0
-    result = deploy(session, req, user)
+    result = deploy(session, req, progress=_progress(args))
     print(f"revision {args.revision} of {args.service} answers in {result.seconds_to_ready:.2f} s")
     print(f"  service route:  {result.service_url}predict")
     print(f"  revision route: {result.revision_url}predict")
-    print(f"  build {result.build.id}: trigger deploy by {user}, as {result.build.runs_as}")
+    print(f"  build {result.build.id}: trigger deploy by {result.build.invoker or session.principal},"
+          f" as {result.build.runs_as}")  # fmt: skip
+    return 0
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None]:
+    import sys
+
+    return lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def run_bootstrap(ctx: Context, args: argparse.Namespace) -> int:
+    from mlplane.workflows.serving import bootstrap, frontend_url
+
+    session = ctx.session()
+    build = bootstrap(session, progress=_progress(args))
+    print(f"front end ready at {frontend_url(session)} (build {build.id}, as {build.runs_as})")
     return 0
 
 
 def run_undeploy(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.serving import undeploy
-    from mlplane.workflows.session import Session
 
-    session = Session.open(ctx.project_path)
-    build = undeploy(session, args.service, args.revision, session.user(args.as_))
+    session = ctx.session()
+    build = undeploy(session, args.service, args.revision, progress=_progress(args))
     print(f"revision {args.revision} of {args.service} removed (build {build.id})")
     return 0
 
@@ -104,9 +108,8 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from mlplane.workflows.serving_status import list_revisions
-    from mlplane.workflows.session import Session
 
-    rows = list_revisions(Session.open(ctx.project_path))
+    rows = list_revisions(ctx.session())
     if args.fmt == "json":
         emit_json([asdict(r) for r in rows])
         return 0
@@ -137,11 +140,9 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
 def run_local(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.serving import serve
     from mlplane.workflows.serving import authorize_local_serving
-    from mlplane.workflows.session import Session
 
-    session = Session.open(ctx.project_path)
-    user = session.user(args.as_)
-    authorize_local_serving(session, user)
-    print(f"serving {args.artifact} as {user} (ad hoc, no stack); Ctrl-C to stop")
+    session = ctx.session()
+    authorize_local_serving(session)
+    print(f"serving {args.artifact} as {session.principal} (ad hoc, no stack); Ctrl-C to stop")
     serve(args.artifact, args.port, service=args.service)
     return 0

@@ -9,10 +9,6 @@ from pathlib import Path
 from mlplane.cli.context import Context, emit_json
 
 
-def _as(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--as", dest="as_", metavar="USER", help="acting user")
-
-
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     subs = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", prog=parser.prog)
     p = subs.add_parser("run", help="run a training spec (train.toml) here, or --remote on a VM")
@@ -24,7 +20,6 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     )
     p.add_argument("--no-wait", dest="wait", action="store_false", help="with --remote: return")
     p.add_argument("--timeout", type=float, default=3600.0, help="with --remote: wait at most")
-    _as(p)
     p.set_defaults(run=run_run)
     p = subs.add_parser("list", help="training VMs: owner, state, exit code, log")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
@@ -34,29 +29,25 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.set_defaults(run=run_logs)
     p = subs.add_parser("cancel", help="delete one of your training VMs")
     p.add_argument("instance", metavar="INSTANCE")
-    _as(p)
     p.set_defaults(run=run_cancel)
     p = subs.add_parser("reap", help="remove your training VMs whose job is gone")
-    _as(p)
     p.set_defaults(run=run_reap)
 
 
 def run_run(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows import training
-    from mlplane.workflows.session import Session
 
-    session = Session.open(ctx.project_path)
-    user = session.user(args.as_)
+    session = ctx.session()
     spec = training.load_spec(args.spec)
     if not args.remote:
-        code, out = training.run_local(session, spec, args.spec.parent, user)
-        print(f"local run as {user}: exit {code}; outputs (scratch, not persisted) in {out}")
+        code, out = training.run_local(session, spec, args.spec.parent)
+        print(f"local run: exit {code}; outputs (scratch, not persisted) in {out}")
         return code
-    run = training.run_remote(session, spec, args.spec.parent, user)
+    run = training.run_remote(session, spec, args.spec.parent)
     if not args.wait:
         print(f"started {run.instance}; `mlplane train logs {run.instance}`")
         return 0
-    code = training.wait(session, run, user, args.timeout)
+    code = training.wait(session, run, args.timeout)
     print(f"{run.instance} deleted itself; job exit {code}; log: mlplane train logs {run.instance}")
     return code
 
@@ -64,10 +55,9 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
 def run_list(ctx: Context, args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from mlplane.workflows.session import Session
     from mlplane.workflows.training import list_runs
 
-    runs = list_runs(Session.open(ctx.project_path))
+    runs = list_runs(ctx.session())
     if args.fmt == "json":
         emit_json([asdict(r) for r in runs])
         return 0
@@ -81,10 +71,9 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def run_logs(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.errors import ConfigError
-    from mlplane.workflows.session import Session
     from mlplane.workflows.training import log_path
 
-    path = log_path(Session.open(ctx.project_path), args.instance)
+    path = log_path(ctx.session(), args.instance)
     if not path.is_file():
         raise ConfigError("argument", "INSTANCE", f"no log for '{args.instance}' ({path})")
     print(path.read_text(errors="replace"), end="")
@@ -92,20 +81,18 @@ def run_logs(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_cancel(ctx: Context, args: argparse.Namespace) -> int:
-    from mlplane.workflows.session import Session
     from mlplane.workflows.training import cancel
 
-    session = Session.open(ctx.project_path)
-    cancel(session, args.instance, session.user(args.as_))
+    session = ctx.session()
+    cancel(session, args.instance)
     print(f"deleted {args.instance}")
     return 0
 
 
 def run_reap(ctx: Context, args: argparse.Namespace) -> int:
-    from mlplane.workflows.session import Session
     from mlplane.workflows.training import reap
 
-    session = Session.open(ctx.project_path)
-    gone = reap(session, session.user(args.as_))
+    session = ctx.session()
+    gone = reap(session)
     print(f"reaped {len(gone)}: {', '.join(gone)}" if gone else "nothing to reap")
     return 0

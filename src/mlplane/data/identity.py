@@ -1,45 +1,89 @@
-"""Who is acting, for the data SDK: a workload's service account (from its metadata endpoint,
-as on GCP), an explicit principal (CI pipelines running as a trigger's service account), or the
-user.
+"""Who is acting, for the data SDK: whoever the caller's token belongs to, found as Google's
+libraries find credentials (a credentials file, else the metadata server of the instance or
+build the code runs in, else the signed-in user), and named by the token authority itself
+(`tokeninfo`): locally the project's agent, on Google Cloud Google's.
 
-Locally this is an emulation for catching least-privilege mistakes before they reach the cloud,
-not an operating-system security boundary: any local process can read the state directory.
+An explicit `principal` is for embedding and tests only: mlplane's commands never pass one, and
+no flag or environment variable names one. Locally this is an emulation for catching
+least-privilege mistakes before they reach the cloud, not an operating-system security
+boundary: any local process of the same user can read the state directory.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlplane.errors import ConfigError, PermissionDenied
+from mlplane.apis.credentials import (
+    CredentialError,
+    NotSignedIn,
+    default_credentials,
+    tokeninfo,
+)
+from mlplane.apis.endpoints import Endpoints
+from mlplane.apis.transport import Transport
+from mlplane.errors import ConfigError, PermanentError, PermissionDenied
 from mlplane.iam.authorizer import Authorizer
 from mlplane.iam.compiled import policy_for
 from mlplane.model.principals import Principal
 from mlplane.model.refs import ResourceRef
 
-METADATA_EMAIL = "/computeMetadata/v1/instance/service-accounts/default/email"
+AGENT_INFO = Path(".mlplane") / "agent" / "agent.json"  # as providers.local.paths writes it
 
 
-def metadata_principal(timeout: float = 2.0) -> Principal | None:
-    """The instance's service account, when running under a metadata endpoint (GCE or local)."""
-    host = os.environ.get("GCE_METADATA_HOST")
-    if not host:
-        return None
-    req = urllib.request.Request(
-        f"http://{host}{METADATA_EMAIL}", headers={"Metadata-Flavor": "Google"}
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # loopback locally
-        email = resp.read().decode().strip()
-    return Principal("serviceAccount", email)
+class NoIdentity(PermanentError):
+    """No credentials, or the token authority would not say whose they are."""
+
+    exit_code = 3
 
 
 def find_project_file() -> Path:
     from mlplane.project_path import find_project_file as find
 
     return Path(find())
+
+
+def agent_endpoints(project_file: Path) -> Endpoints | None:
+    """The project's local agent, if one has published where it listens."""
+    try:
+        info = json.loads((project_file.resolve().parent / AGENT_INFO).read_text())
+        return Endpoints.agent(f"http://127.0.0.1:{int(info['port'])}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _google_credentials() -> object:
+    from mlplane.data.adc.gcp_credentials import application_default
+
+    return application_default()
+
+
+def token_identity(project_file: Path) -> tuple[Principal, str, str]:
+    """(principal, origin, detail) of the caller's credentials, as the token authority says."""
+    endpoints = Endpoints.from_environment(os.environ) or agent_endpoints(project_file)
+    if endpoints is None:
+        endpoints = Endpoints.google()
+    transport = Transport(timeout=10.0)
+    try:
+        creds = default_credentials(endpoints, transport, google=_google_credentials)  # type: ignore[arg-type]
+        info = tokeninfo(endpoints, transport, creds.token())
+    except (NotSignedIn, CredentialError) as exc:
+        raise NoIdentity(str(exc)) from None
+    member = info.get("mlplane_principal")
+    if member:
+        principal = Principal.parse(member)
+    elif info.get("email"):
+        email = info["email"]
+        kind = "serviceAccount" if email.endswith(".gserviceaccount.com") else "user"
+        principal = Principal(kind, email)
+    else:
+        raise NoIdentity(f"{endpoints.tokeninfo_uri} does not say whose token this is")
+    return principal, info.get("mlplane_origin", ""), info.get("mlplane_detail", "")
+
+
+_RESOLVED: dict[tuple[str, str], tuple[Principal, str, str]] = {}
 
 
 @dataclass
@@ -49,6 +93,8 @@ class Caller:
     principal: Principal
     authz: Authorizer
     project_file: Path
+    origin: str = ""  # where its token came from: signin, instance, build, impersonation
+    detail: str = ""  # of what: the instance name, the build id, ...
 
     @classmethod
     def resolve(
@@ -56,27 +102,15 @@ class Caller:
     ) -> Caller:
         path = Path(project_file) if project_file else find_project_file()
         authz = Authorizer(policy_for(path))
-        if isinstance(principal, str):
-            principal = authz.principal(principal)
-        if principal is None:
-            principal = metadata_principal()
-        if principal is None:
-            text = os.environ.get("MLPLANE_PRINCIPAL") or os.environ.get("MLPLANE_USER")
-            if text:
-                principal = authz.principal(text)
-        if principal is None:
-            users = [
-                m
-                for ms in authz.policy.process_members.values()
-                for m in ms
-                if m.startswith("user:")
-            ]
-            if not users:
-                raise ConfigError(
-                    str(path), "team.principals", "no user to act as: set $MLPLANE_USER"
-                )
-            principal = Principal.parse(users[0])
-        return cls(principal, authz, path)
+        if principal is not None:  # embedding and tests only (see the module docstring)
+            if isinstance(principal, str):
+                principal = authz.principal(principal)
+            return cls(principal, authz, path)
+        key = (str(path.resolve()), json.dumps(sorted(_env_key().items())))
+        found = _RESOLVED.get(key)
+        if found is None:
+            found = _RESOLVED[key] = token_identity(path)
+        return cls(found[0], authz, path, found[1], found[2])
 
     @property
     def project(self) -> str:
@@ -90,5 +124,19 @@ class Caller:
             raise PermissionDenied(decision.explain(), decision)
 
 
+def _env_key() -> dict[str, str]:
+    """What decides the identity: the credential variables and the active signed-in account."""
+    from mlplane.apis.signin import active_account
+
+    names = ("GCE_METADATA_HOST", "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "GOOGLE_APPLICATION_CREDENTIALS",
+             "MLPLANE_CONFIG_DIR", "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE")  # fmt: skip
+    key = {n: os.environ.get(n, "") for n in names}
+    key["active"] = active_account() or ""
+    return key
+
+
 def dumps(data: object) -> str:
     return json.dumps(data, sort_keys=True)
+
+
+__all__ = ["Caller", "ConfigError", "NoIdentity", "dumps", "token_identity"]

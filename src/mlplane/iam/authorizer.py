@@ -42,7 +42,8 @@ class Authorizer:
     # ------------------------------------------------------------------ principals
 
     def principal(self, text: str) -> Principal:
-        """Parse `--as`: an IAM member, a bare email (a user), or an identity id (its SA)."""
+        """Parse a principal named on the command line (`iam check --principal`): an IAM member, a
+        bare email (a user), or an identity id (its SA)."""
         text = text.strip()
         if text in self.policy.identities:
             return Principal("serviceAccount", self.policy.identities[text])
@@ -52,7 +53,7 @@ class Authorizer:
             return Principal.parse(text)
         except ValueError as exc:
             known = ", ".join(sorted(self.policy.identities))
-            raise ConfigError("--as", "", f"{exc}; or name an identity: {known}") from None
+            raise ConfigError("--principal", "", f"{exc}; or name an identity: {known}") from None
 
     def members_of(self, principal: Principal) -> list[str]:
         members = [principal.member]

@@ -14,9 +14,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, SerializationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    SerializationInfo,
+    ValidationInfo,
+)
 from pydantic.alias_generators import to_camel
 
+from mlplane.model.api_io import is_subset, last_segment, modeled
 from mlplane.model.refs import ResourceRef
 
 NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -103,8 +111,10 @@ COLLECTION_KINDS: Mapping[str, str] = {
     "instances": "instance",
 }
 
+# A full link may come from Google (https://www.googleapis.com/compute/v1/...) or from the local
+# agent, whose self links carry its own base URL (http://127.0.0.1:PORT/compute/v1/...).
 _LINK_RE = re.compile(
-    r"(?:(?:https://(?:www|compute)\.googleapis\.com/compute/v1/)?projects/(?P<project>[^/]+)/)?"
+    r"(?:(?:https?://[^/]+/compute/v1/)?projects/(?P<project>[^/]+)/)?"
     r"(?P<scope>global|zones/[a-z0-9-]+|regions/[a-z0-9-]+)/(?P<collection>[A-Za-z]+)/"
     r"(?P<name>[a-z]([-a-z0-9]*[a-z0-9])?)"
 )
@@ -134,12 +144,12 @@ def parse_link(link: str) -> LinkParts:
     return LinkParts(m["project"], m["scope"], m["collection"], m["name"])
 
 
-def qualify_link(link: str, project: str) -> str:
-    """The fully-qualified URL of a link (backend groups must be fully qualified)."""
+def qualify_link(link: str, project: str, base: str = COMPUTE_URL) -> str:
+    """The fully-qualified URL of a link (backend groups must be fully qualified); `base` is
+    Google's (the default) or the local agent's `.../compute/v1/`."""
     parts = parse_link(link)
     return (
-        f"{COMPUTE_URL}projects/{parts.project or project}/"
-        f"{parts.scope}/{parts.collection}/{parts.name}"
+        f"{base}projects/{parts.project or project}/{parts.scope}/{parts.collection}/{parts.name}"
     )
 
 
@@ -147,15 +157,32 @@ def link_key(link: str | None) -> ResourceKey | None:
     return parse_link(link).key if link else None
 
 
-def _check_link(link: str) -> str:
+def short_link(link: str, project: str | None = None) -> str:
+    """`global/healthChecks/x` for any form of a link to a resource of `project` (a link to
+    another project stays `projects/P/...`)."""
+    parts = parse_link(link)
+    where = f"{parts.scope}/{parts.collection}/{parts.name}"
+    if parts.project is None or parts.project == project:
+        return where
+    return f"projects/{parts.project}/{where}"
+
+
+def _check_link(link: str, info: ValidationInfo) -> str:
+    """Validate a link; when read back from an API (context `{"read": PROJECT}`), shorten it so
+    that a spec read from a response equals the spec that was sent."""
     parse_link(link)
-    return link
+    ctx = info.context
+    project = ctx.get("read") if isinstance(ctx, dict) else None
+    return short_link(link, project) if isinstance(project, str) else link
 
 
 def _serialize_link(link: str, info: SerializationInfo) -> str:
     ctx = info.context
     project = ctx.get("project") if isinstance(ctx, dict) else None
-    return qualify_link(link, project) if isinstance(project, str) and project else link
+    if not isinstance(project, str) or not project:
+        return link
+    base = ctx.get("base") if isinstance(ctx, dict) else None
+    return qualify_link(link, project, base if isinstance(base, str) else COMPUTE_URL)
 
 
 ResourceLink = Annotated[
@@ -183,10 +210,11 @@ class ApiModel(BaseModel):
         serialize_by_alias=True,
     )
 
-    def to_api(self, project: str | None = None) -> dict[str, Any]:
-        """The Compute Engine JSON for this object; links fully qualified if `project` is given."""
+    def to_api(self, project: str | None = None, *, base: str | None = None) -> dict[str, Any]:
+        """The Compute Engine JSON for this object; links fully qualified if `project` is given
+        (under `base`: Google's compute URL by default, or the local agent's)."""
         out: dict[str, Any] = self.model_dump(
-            mode="json", exclude_none=True, context={"project": project}
+            mode="json", exclude_none=True, context={"project": project, "base": base}
         )
         return out
 
@@ -204,7 +232,15 @@ class ResourceSpec(ApiModel):
     REPLACE_FIELDS: ClassVar[frozenset[str]] = frozenset()
     # Fields that locate the resource (path parameters), never sent in the request body.
     PATH_FIELDS: ClassVar[frozenset[str]] = frozenset()
+    # Fields set by a call of their own after insert (e.g. a MIG's named ports), not in its body.
+    BODY_EXCLUDE: ClassVar[frozenset[str]] = frozenset()
     PERMISSIONS: ClassVar[Mapping[Verb, tuple[str, ...]]]
+    # The Google API and discovery schema of the resource (what request bodies are checked
+    # against and responses read back with).
+    API: ClassVar[str] = "compute"
+    API_SCHEMA: ClassVar[str]
+    # Output-only fields of the API that the spec still reads back (as `zone`, from its URL).
+    READ_BACK: ClassVar[frozenset[str]] = frozenset()
 
     name: Name
     description: str | None = None
@@ -223,14 +259,43 @@ class ResourceSpec(ApiModel):
         return ()
 
     def to_api(
-        self, project: str | None = None, *, fingerprint: str | None = None
+        self,
+        project: str | None = None,
+        *,
+        fingerprint: str | None = None,
+        base: str | None = None,
     ) -> dict[str, Any]:
-        out = super().to_api(project)
-        for field in self.PATH_FIELDS:
+        out = super().to_api(project, base=base)
+        for field in self.PATH_FIELDS | self.BODY_EXCLUDE:
             out.pop(to_camel(field), None)
         if fingerprint is not None and self.FINGERPRINTED:
             out["fingerprint"] = fingerprint
         return out
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any], project: str) -> Self:
+        """The spec a Google response (or request body) describes: output-only fields and fields
+        mlplane does not model dropped, links shortened. Raises pydantic's ValidationError."""
+        return cls.model_validate(cls.api_fields(body), context={"read": project})
+
+    @classmethod
+    def api_fields(cls, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The wire fields of `body` this kind models (kinds adjust read-back values here)."""
+        from mlplane.apis.discovery import load
+        from mlplane.apis.schema import strip_output_only
+
+        data = strip_output_only(load(cls.API), cls.API_SCHEMA, dict(body))
+        for field in cls.READ_BACK:
+            wire = to_camel(field)
+            if wire in body:
+                data[wire] = last_segment(body[wire]) if field == "zone" else body[wire]
+        out: dict[str, Any] = modeled(cls, data)
+        return out
+
+    def matches(self, live: ResourceSpec) -> bool:
+        """Whether `live` (read back from the provider) holds everything this spec sends: fields
+        the server filled in that this spec leaves unset are not a difference."""
+        return type(live) is type(self) and is_subset(self.to_api(), live.to_api())
 
     def permission_checks(self, verb: Verb, project: str) -> tuple[PermissionCheck, ...]:
         """What the acting principal needs to perform `verb` on this resource."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -46,6 +48,8 @@ class EndpointsService(ResourceSpec):
 
     KIND: ClassVar[str] = "endpointsService"
     COLLECTION: ClassVar[str] = "services"
+    API: ClassVar[str] = "servicemanagement"
+    API_SCHEMA: ClassVar[str] = "ManagedService"
     LIFECYCLE: ClassVar[Lifecycle] = Lifecycle.PASSIVE
     MUTABILITY: ClassVar[Mutability] = Mutability.STATIC
     PERMISSIONS: ClassVar[dict[Verb, tuple[str, ...]]] = {
@@ -120,6 +124,9 @@ class EndpointsConfig(ResourceSpec):
 
     KIND: ClassVar[str] = "endpointsConfig"
     COLLECTION: ClassVar[str] = "configs"
+    API: ClassVar[str] = "servicemanagement"
+    API_SCHEMA: ClassVar[str] = "Service"
+    FILE_PATH: ClassVar[str] = "openapi.json"
     LIFECYCLE: ClassVar[Lifecycle] = Lifecycle.PASSIVE
     MUTABILITY: ClassVar[Mutability] = Mutability.DYNAMIC
     PERMISSIONS: ClassVar[dict[Verb, tuple[str, ...]]] = {
@@ -154,10 +161,40 @@ class EndpointsConfig(ResourceSpec):
         return (ResourceKey(EndpointsService.KIND, self.name),)
 
     def to_api(
-        self, project: str | None = None, *, fingerprint: str | None = None
+        self,
+        project: str | None = None,
+        *,
+        fingerprint: str | None = None,
+        base: str | None = None,
     ) -> dict[str, Any]:
         """The OpenAPI document itself: that is what a config submission carries."""
         return self.openapi.to_api(project)
+
+    def config_source(self) -> dict[str, Any]:
+        """The body of `services.configs.submit`: the OpenAPI document as a JSON source file."""
+        text = json.dumps(self.openapi.to_api(), sort_keys=True).encode()
+        return {
+            "configSource": {
+                "files": [
+                    {
+                        "filePath": self.FILE_PATH,
+                        "fileContents": base64.b64encode(text).decode(),
+                        "fileType": "OPEN_API_JSON",
+                    }
+                ]
+            }
+        }
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any], project: str) -> Self:
+        """Read back from a service config (`configs.get?view=FULL`): the OpenAPI source file
+        it was generated from."""
+        files = (body.get("sourceInfo") or {}).get("sourceFiles") or ()
+        for f in files:
+            if isinstance(f, Mapping) and f.get("fileType") in ("OPEN_API_JSON", 2):
+                doc = json.loads(base64.b64decode(str(f.get("fileContents", ""))))
+                return cls(name=str(body.get("name", "")), openapi=OpenApiDocument.model_validate(doc))
+        raise ValueError(f"service config of '{body.get('name')}' holds no OpenAPI JSON source")
 
     def merge_live(self, live: Self) -> Self:
         """Keep live paths this spec does not declare (revisions add theirs with changes)."""

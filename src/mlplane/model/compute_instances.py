@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PlainSerializer, field_validator
 
+from mlplane.model.api_io import last_segment
 from mlplane.model.compute_base import (
     ApiModel,
     Lifecycle,
@@ -125,6 +127,7 @@ class InstanceTemplate(ResourceSpec):
 
     KIND: ClassVar[str] = "instanceTemplate"
     COLLECTION: ClassVar[str] = "instanceTemplates"
+    API_SCHEMA: ClassVar[str] = "InstanceTemplate"
     LIFECYCLE: ClassVar[Lifecycle] = Lifecycle.ACTIVE
     MUTABILITY: ClassVar[Mutability] = Mutability.IMMUTABLE
     PERMISSIONS: ClassVar[dict[Verb, tuple[str, ...]]] = {
@@ -152,6 +155,8 @@ class Instance(ResourceSpec):
 
     KIND: ClassVar[str] = "instance"
     COLLECTION: ClassVar[str] = "instances"
+    API_SCHEMA: ClassVar[str] = "Instance"
+    READ_BACK: ClassVar[frozenset[str]] = frozenset({"zone"})
     LIFECYCLE: ClassVar[Lifecycle] = Lifecycle.ACTIVE
     MUTABILITY: ClassVar[Mutability] = Mutability.IMMUTABLE
     PATH_FIELDS: ClassVar[frozenset[str]] = frozenset({"zone"})
@@ -193,12 +198,23 @@ class Instance(ResourceSpec):
         return (key,) if key else ()
 
     def to_api(
-        self, project: str | None = None, *, fingerprint: str | None = None
+        self,
+        project: str | None = None,
+        *,
+        fingerprint: str | None = None,
+        base: str | None = None,
     ) -> dict[str, Any]:
-        out = super().to_api(project, fingerprint=fingerprint)
+        out = super().to_api(project, fingerprint=fingerprint, base=base)
         # instances.insert takes a machine-type URL (templates take the bare name).
         out["machineType"] = f"zones/{self.zone}/machineTypes/{self.machine_type}"
         return out
+
+    @classmethod
+    def api_fields(cls, body: Mapping[str, Any]) -> dict[str, Any]:
+        data = super().api_fields(body)
+        if "machineType" in data:
+            data["machineType"] = last_segment(data["machineType"])
+        return data
 
     def extra_permission_checks(self, verb: Verb, project: str) -> tuple[PermissionCheck, ...]:
         if verb is not Verb.CREATE:

@@ -145,6 +145,7 @@ class UrlMap(ResourceSpec):
 
     KIND: ClassVar[str] = "urlMap"
     COLLECTION: ClassVar[str] = "urlMaps"
+    API_SCHEMA: ClassVar[str] = "UrlMap"
     LIFECYCLE: ClassVar[Lifecycle] = Lifecycle.PASSIVE
     MUTABILITY: ClassVar[Mutability] = Mutability.DYNAMIC
     FINGERPRINTED: ClassVar[bool] = True
@@ -393,6 +394,7 @@ class TargetHttpProxy(ResourceSpec):
 
     KIND: ClassVar[str] = "targetHttpProxy"
     COLLECTION: ClassVar[str] = "targetHttpProxies"
+    API_SCHEMA: ClassVar[str] = "TargetHttpProxy"
     LIFECYCLE: ClassVar[Lifecycle] = Lifecycle.PASSIVE
     MUTABILITY: ClassVar[Mutability] = Mutability.STATIC
     FINGERPRINTED: ClassVar[bool] = True
@@ -429,6 +431,7 @@ class ForwardingRule(ResourceSpec):
 
     KIND: ClassVar[str] = "forwardingRule"
     COLLECTION: ClassVar[str] = "forwardingRules"
+    API_SCHEMA: ClassVar[str] = "ForwardingRule"
     LIFECYCLE: ClassVar[Lifecycle] = Lifecycle.PASSIVE
     MUTABILITY: ClassVar[Mutability] = Mutability.STATIC
     REPLACE_FIELDS: ClassVar[frozenset[str]] = frozenset({"ip_address"})

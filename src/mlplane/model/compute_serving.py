@@ -40,6 +40,11 @@ class InstanceGroupManager(ResourceSpec):
 
     KIND: ClassVar[str] = "instanceGroupManager"
     COLLECTION: ClassVar[str] = "instanceGroupManagers"
+    API_SCHEMA: ClassVar[str] = "InstanceGroupManager"
+    # namedPorts is output-only on a MIG (it reflects its instance group's): set with
+    # instanceGroups.setNamedPorts after insert, read back from the MIG.
+    BODY_EXCLUDE: ClassVar[frozenset[str]] = frozenset({"named_ports"})
+    READ_BACK: ClassVar[frozenset[str]] = frozenset({"zone", "named_ports"})
     LIFECYCLE: ClassVar[Lifecycle] = Lifecycle.ACTIVE
     MUTABILITY: ClassVar[Mutability] = Mutability.DYNAMIC
     FINGERPRINTED: ClassVar[bool] = True
@@ -60,6 +65,7 @@ class InstanceGroupManager(ResourceSpec):
         Verb.CREATE: (
             "compute.instanceGroupManagers.create",
             "compute.instanceGroupManagers.get",
+            "compute.instanceGroups.update",  # instanceGroups.setNamedPorts after insert
             *_USES,
         ),
         Verb.UPDATE: (
@@ -151,6 +157,8 @@ class Autoscaler(ResourceSpec):
 
     KIND: ClassVar[str] = "autoscaler"
     COLLECTION: ClassVar[str] = "autoscalers"
+    API_SCHEMA: ClassVar[str] = "Autoscaler"
+    READ_BACK: ClassVar[frozenset[str]] = frozenset({"zone"})
     LIFECYCLE: ClassVar[Lifecycle] = Lifecycle.ACTIVE
     MUTABILITY: ClassVar[Mutability] = Mutability.DYNAMIC
     REPLACE_FIELDS: ClassVar[frozenset[str]] = frozenset({"zone", "target"})
@@ -217,6 +225,7 @@ class HealthCheck(ResourceSpec):
 
     KIND: ClassVar[str] = "healthCheck"
     COLLECTION: ClassVar[str] = "healthChecks"
+    API_SCHEMA: ClassVar[str] = "HealthCheck"
     LIFECYCLE: ClassVar[Lifecycle] = Lifecycle.ACTIVE
     MUTABILITY: ClassVar[Mutability] = Mutability.DYNAMIC
     REPLACE_FIELDS: ClassVar[frozenset[str]] = frozenset({"type"})
@@ -279,6 +288,7 @@ class BackendService(ResourceSpec):
 
     KIND: ClassVar[str] = "backendService"
     COLLECTION: ClassVar[str] = "backendServices"
+    API_SCHEMA: ClassVar[str] = "BackendService"
     LIFECYCLE: ClassVar[Lifecycle] = Lifecycle.ACTIVE
     MUTABILITY: ClassVar[Mutability] = Mutability.DYNAMIC
     FINGERPRINTED: ClassVar[bool] = True

@@ -72,12 +72,17 @@ class Observed(Generic[SpecT]):
 
 @dataclass(frozen=True)
 class ProviderContext:
-    """What a provider instance is built with (registry factories take exactly this)."""
+    """What a provider instance is built with (registry factories take exactly this).
+
+    `apis` is the client of Google's APIs the provider calls through (providers/gcp's
+    `GoogleApis`, pointed at Google or at the local agent, with the caller's credentials);
+    typed loosely here because this module is below the providers that define it."""
 
     project: str
     zone: str | None = None
     region: str | None = None
     workdir: Path | None = None
+    apis: object | None = None
 
 
 class Clock(Protocol):

@@ -19,22 +19,24 @@ from mlplane.providers.base import ProviderContext, ResourceProvider
 
 ProviderFactory = Callable[[ProviderContext], ResourceProvider[Any]]
 
-# (provider, kind) -> "module:Class". One line per implemented kind.
-_LOCAL = "mlplane.providers.local."
+# (provider, kind) -> "module:Class". One line per implemented kind. Both providers speak
+# Google's REST APIs through the same client (providers/gcp); `local` points it at the agent.
+_GCP = "mlplane.providers.gcp."
+_KINDS: dict[str, str] = {
+    "instanceTemplate": _GCP + "compute:ComputeInstanceTemplates",
+    "instanceGroupManager": _GCP + "compute:ComputeInstanceGroupManagers",
+    "autoscaler": _GCP + "compute:ComputeAutoscalers",
+    "healthCheck": _GCP + "compute:ComputeHealthChecks",
+    "backendService": _GCP + "compute:ComputeBackendServices",
+    "instance": _GCP + "compute:ComputeInstances",
+    "urlMap": _GCP + "compute:ComputeUrlMaps",
+    "targetHttpProxy": _GCP + "compute:ComputeTargetHttpProxies",
+    "forwardingRule": _GCP + "compute:ComputeForwardingRules",
+    "endpointsService": _GCP + "servicemanagement:EndpointsServices",
+    "endpointsConfig": _GCP + "servicemanagement:EndpointsConfigs",
+}
 BUILTIN: dict[tuple[str, str], str] = {
-    ("local", "instanceTemplate"): _LOCAL + "instance_templates:LocalInstanceTemplates",
-    ("local", "instanceGroupManager"): (
-        _LOCAL + "instance_group_managers:LocalInstanceGroupManagers"
-    ),
-    ("local", "autoscaler"): _LOCAL + "autoscalers:LocalAutoscalers",
-    ("local", "healthCheck"): _LOCAL + "health_checks:LocalHealthChecks",
-    ("local", "backendService"): _LOCAL + "backend_services:LocalBackendServices",
-    ("local", "instance"): _LOCAL + "instances:LocalInstances",
-    ("local", "urlMap"): _LOCAL + "url_maps:LocalUrlMaps",
-    ("local", "targetHttpProxy"): _LOCAL + "target_http_proxies:LocalTargetHttpProxies",
-    ("local", "forwardingRule"): _LOCAL + "forwarding_rules:LocalForwardingRules",
-    ("local", "endpointsService"): _LOCAL + "endpoints:LocalEndpointsServices",
-    ("local", "endpointsConfig"): _LOCAL + "endpoints:LocalEndpointsConfigs",
+    (provider, kind): target for provider in ("local", "gcp") for kind, target in _KINDS.items()
 }
 
 

@@ -5,7 +5,8 @@ the metadata server, whatever the job's outcome (success, failure, a crash, SIGT
 the document's "the Compute Engine instance will make an API call to shut itself down", done as
 the VM's service account. Exits with the job's exit code.
 
-Locally, the agent's Compute-style API is at $MLPLANE_COMPUTE_URL; on GCP it is
+Locally, the agent serves the Compute API at $CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE (the
+variable gcloud honours); on GCP it is
 https://compute.googleapis.com/compute/v1/. Stdlib only.
 """
 
@@ -46,7 +47,7 @@ def delete_self() -> int:
     except (OSError, ValueError, KeyError) as exc:
         say(f"cannot read the metadata server: {exc}")
         return 0
-    base = os.environ.get("MLPLANE_COMPUTE_URL", GCP_COMPUTE)
+    base = os.environ.get("CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE") or GCP_COMPUTE
     url = f"{base}projects/{project}/zones/{zone}/instances/{name}"
     req = urllib.request.Request(url, method="DELETE", headers={"Authorization": f"Bearer {token}"})
     say(f"deleting instance {name} as its service account")

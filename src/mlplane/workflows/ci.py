@@ -1,125 +1,205 @@
-"""CI triggers, run locally like Cloud Build runs them: a user invokes a trigger, the trigger's
-pipeline runs as the trigger's own service account, and a build record says who, what, when.
+"""CI triggers, run as Cloud Build runs them: a user invokes a trigger (`triggers.run`), the
+trigger's build runs as the trigger's own service account (locally the agent runs it, with a
+metadata server that gives that account's token to the build alone), and the build record says
+who, what, from which source, and which objects the build's identity wrote.
 
-Invoking checks the invoker as Cloud Build would (`cloudbuild.builds.create`) and, since Cloud
-Build has no per-trigger IAM, also checks that the invoker holds its process's "invoke
-triggers" action (docs/decisions/0006-trigger-invocation.md).
+Invoking is checked by the API as Cloud Build would (`cloudbuild.builds.create`) and, since
+Cloud Build has no per-trigger IAM, also against the invoker's process (docs/decisions/0006).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from mlplane.errors import ConfigError, MlplaneError, PermissionDenied
-from mlplane.model.principals import Principal
+from mlplane.errors import ConfigError, MlplaneError
 from mlplane.workflows.session import Session
 
-R = TypeVar("R")
-Pipeline = Callable[[Principal], R]
+Progress = Callable[[str], None]
+TERMINAL = ("SUCCESS", "FAILURE", "INTERNAL_ERROR", "TIMEOUT", "CANCELLED", "EXPIRED")
+
+
+class BuildFailed(MlplaneError):
+    """A build ended in another status than SUCCESS; the message has the end of its log."""
+
+
+@dataclass(frozen=True)
+class WrittenObject:
+    uri: str
+    size: int
+    md5_hash: str
+    crc32c: str
+    generation: int
 
 
 @dataclass(frozen=True)
 class Build:
     id: str
     trigger: str
+    status: str  # QUEUED, WORKING, SUCCESS, FAILURE, ...
     invoker: str
     runs_as: str
-    params: dict[str, str] = field(default_factory=dict)
-    status: str = "WORKING"  # WORKING, SUCCESS, FAILURE
-    started: float = 0.0
+    substitutions: dict[str, str] = field(default_factory=dict)
+    source: str = ""  # "git COMMIT", "snapshot SHA256 (PATH)", or ""
+    started: float | None = None
     finished: float | None = None
-    error: str | None = None
+    detail: str = ""
+    objects: tuple[WrittenObject, ...] = ()
+    log: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
 
 
-def _builds_dir(session: Session) -> str:
-    path = os.path.join(session.state_dir, "builds")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
+def _source(d: Mapping[str, Any]) -> str:
+    kind = d.get("kind", "none")
+    if kind == "git":
+        return f"git {d.get('commit', '')}"
+    if kind == "snapshot":
+        dirty = f", working tree of {d['commit'][:12]}" if d.get("commit") else ""
+        return f"snapshot sha256:{d.get('sha256', '')}{dirty}"
+    return ""
 
 
-def _write(session: Session, build: Build) -> None:
-    directory = _builds_dir(session)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".build.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(build), f, indent=1)
-    os.replace(tmp, os.path.join(directory, f"{build.id}.json"))
+def _from_record(d: Mapping[str, Any]) -> Build:
+    objects = tuple(
+        WrittenObject(
+            str(o.get("resource", "")), int(o.get("size", 0)), str(o.get("md5Hash", "")),
+            str(o.get("crc32c", "")), int(o.get("generation", 0)),
+        )  # fmt: skip
+        for o in d.get("objects", ())
+    )
+    return Build(
+        id=str(d["id"]),
+        trigger=str(d["trigger"]),
+        status=str(d["status"]),
+        invoker=str(d.get("invoker", "")),
+        runs_as=str(d.get("service_account", "")),
+        substitutions=dict(d.get("substitutions", {})),
+        source=_source(d.get("source", {})),
+        started=d.get("started") or d.get("created"),
+        finished=d.get("finished"),
+        detail=str(d.get("status_detail", "")),
+        objects=objects,
+        log=str(d.get("log", "")),
+    )
+
+
+def _records_dir(session: Session) -> Path:
+    return session.state_dir / "builds"
+
+
+def read_build(session: Session, build_id: str) -> Build | None:
+    """The build's record, as the local Cloud Build wrote it (None: not found here)."""
+    try:
+        return _from_record(json.loads((_records_dir(session) / f"{build_id}.json").read_text()))
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def list_builds(session: Session) -> list[Build]:
     out = []
-    for name in sorted(os.listdir(_builds_dir(session))):
-        if name.endswith(".json") and not name.startswith("."):
-            with open(os.path.join(_builds_dir(session), name)) as f:
-                out.append(Build(**json.load(f)))
-    return sorted(out, key=lambda b: b.started)
+    try:
+        paths = sorted(_records_dir(session).glob("*.json"))
+    except OSError:
+        return []
+    for path in paths:
+        try:
+            out.append(_from_record(json.loads(path.read_text())))
+        except (OSError, ValueError, KeyError):
+            continue
+    return sorted(out, key=lambda b: b.started or 0.0)
 
 
-def authorize_invocation(session: Session, trigger: str, invoker: Principal) -> Principal:
-    """Check that `invoker` may run `trigger`; return the service account it runs as."""
-    policy = session.authz.policy
-    info = policy.triggers.get(trigger)
+def check_trigger(session: Session, trigger: str) -> None:
+    """A clear error, before anything is sent, for a trigger the model does not have."""
+    triggers = session.authz.policy.triggers
+    info = triggers.get(trigger)
     if info is None:
-        known = ", ".join(sorted(policy.triggers))
+        known = ", ".join(sorted(triggers))
         raise ConfigError("argument", "TRIGGER", f"no trigger '{trigger}' (triggers: {known})")
     if info.event != "manual":
-        raise ConfigError(
-            "argument", "TRIGGER", f"trigger '{trigger}' is not manual: it {info.usage}"
-        )
-    invoke_actions = [
-        a.id
-        for a in policy.actions.values()
-        if a.process == info.process
-        and a.who in ("user", "both")
-        and any("cloudbuild.builds.create" in g.permissions for g in a.grants)
-    ]
-    decision = session.authz.authorize(
-        invoker, invoke_actions[0] if invoke_actions else "cloudbuild.builds.create"
-    )
-    if not decision.allowed:
-        raise PermissionDenied(
-            f"{invoker} may not invoke the CI trigger '{trigger}': {decision.explain()}", decision
-        )
-    return Principal("serviceAccount", info.runs_as)
+        raise ConfigError("argument", "TRIGGER", f"trigger '{trigger}' is not manual: it {info.usage}")
+
+
+class _LogTail:
+    """Follow a local build's log file (the agent's Cloud Logging stand-in)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.path: Path | None = None
+        self.offset = 0
+        self.partial = ""
+
+    def feed(self, log_url: str) -> None:
+        if not log_url.startswith("file://"):
+            return
+        self.path = Path(log_url.removeprefix("file://"))
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return
+        self.offset += len(chunk)
+        text = self.partial + chunk.decode("utf-8", "replace")
+        *lines, self.partial = text.split("\n")
+        for line in lines:
+            self.progress("  | " + line)
+
+    def tail(self, n: int = 20) -> str:
+        if self.path is None:
+            return ""
+        try:
+            return "\n".join(self.path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
 
 
 def run_trigger(
     session: Session,
     trigger: str,
-    invoker: Principal,
-    pipeline: Pipeline[R],
-    params: Mapping[str, str] | None = None,
-) -> tuple[Build, R]:
-    """Invoke `trigger` as `invoker`; its `pipeline` runs as the trigger's service account.
-
-    The build record is written before the pipeline starts and updated when it ends; a failed
-    pipeline's error is re-raised after it is recorded."""
-    runs_as = authorize_invocation(session, trigger, invoker)
-    build = Build(
-        id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
-        trigger=trigger,
-        invoker=str(invoker),
-        runs_as=str(runs_as),
-        params=dict(params or {}),
-        started=time.time(),
-    )
-    _write(session, build)
-    try:
-        result = pipeline(runs_as)
-    except BaseException as exc:
-        error = str(exc) if isinstance(exc, MlplaneError) else f"{type(exc).__name__}: {exc}"
-        _write(session, _finish(build, "FAILURE", error))
-        raise
-    build = _finish(build, "SUCCESS", None)
-    _write(session, build)
-    return build, result
-
-
-def _finish(build: Build, status: str, error: str | None) -> Build:
-    return Build(**{**asdict(build), "status": status, "finished": time.time(), "error": error})
+    substitutions: Mapping[str, str],
+    progress: Progress = print,
+    *,
+    timeout: float = 3600.0,
+) -> Build:
+    """Run `trigger` with `substitutions` (`_SERVICE`, ...) as the caller; wait for its build,
+    following its log; return its record. Raises BuildFailed unless it succeeded."""
+    check_trigger(session, trigger)
+    params = {"projectId": session.project_id, "triggerId": trigger}
+    body = {"substitutions": dict(substitutions), "branchName": "main"}
+    op = session.api.call("cloudbuild.projects.triggers.run", params, body)
+    build = op["metadata"]["build"]
+    build_id = str(build["id"])
+    progress(f"build {build_id}: trigger '{trigger}' running as "
+             f"{str(build.get('serviceAccount', '')).rsplit('/', 1)[-1]}")  # fmt: skip
+    tail = _LogTail(progress)
+    deadline, delay = time.monotonic() + timeout, 0.005
+    get = {"projectId": session.project_id, "id": build_id}
+    while build.get("status") not in TERMINAL:
+        if time.monotonic() > deadline:
+            raise BuildFailed(f"build {build_id} not done after {timeout:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+        build = session.api.call("cloudbuild.projects.builds.get", get)
+        tail.feed(str(build.get("logUrl", "")))
+    tail.feed(str(build.get("logUrl", "")))
+    record = read_build(session, build_id)
+    status = str(build.get("status"))
+    if status != "SUCCESS":
+        detail = build.get("statusDetail") or build.get("failureInfo", {}).get("detail", "")
+        log = tail.tail()
+        raise BuildFailed(
+            f"build {build_id} ({trigger}) {status}: {detail}" + (f"\n{log}" if log else "")
+        )
+    if record is not None:
+        return record
+    return Build(build_id, trigger, status, str(session.principal),
+                 str(build.get("serviceAccount", "")).rsplit("/", 1)[-1],
+                 dict(substitutions))  # fmt: skip

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import secrets
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,10 +19,20 @@ from pathlib import Path
 
 from mlplane.engine.desired import DesiredState, StackSpec
 from mlplane.errors import ConfigError, MlplaneError, PermissionDenied
-from mlplane.model.compute import Instance, Metadata, MetadataItem, ServiceAccount
+from mlplane.model.compute import (
+    AttachedDisk,
+    AttachedDiskInitializeParams,
+    Instance,
+    Metadata,
+    MetadataItem,
+    ServiceAccount,
+)
 from mlplane.model.principals import Principal
-from mlplane.providers.local.runtime import runtime_metadata
+from mlplane.model.workload import workload_metadata
 from mlplane.workflows.session import Session, owner_label
+
+BOOT_IMAGE = "projects/cos-cloud/global/images/family/cos-stable"
+READY_TIMEOUT = 90.0
 
 STACK_PREFIX = "notebooks/"
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,28}[a-z0-9])?")
@@ -66,12 +75,22 @@ class NotebookInfo:
     idle_seconds: float | None
 
 
-def create(
-    session: Session, name: str, user: Principal, machine_type: str = "e2-standard-4"
-) -> NotebookInfo:
-    """Create the notebook VM as `user` (the model's `experimentation.create-instances`, with
-    actAs on the experimentation service account) and wait until JupyterLab answers."""
+def _authorize_create(session: Session, user: Principal) -> None:
+    """Refuse, before anything is written (the token file), a caller the model would refuse."""
+    from mlplane.errors import PermissionDenied
+
+    decision = session.authz.authorize(user, "experimentation.create-instances")
+    if not decision.allowed:
+        raise PermissionDenied(decision.explain(), decision)
+
+
+def create(session: Session, name: str, machine_type: str = "e2-standard-4") -> NotebookInfo:
+    """Create the notebook VM as the caller (the model's `experimentation.create-instances`,
+    with actAs on the experimentation service account) and wait until JupyterLab answers."""
+    user = session.principal
     iname = instance_name(name, user)
+    _authorize_create(session, user)
+    _require_jupyterlab()
     directory = _dir(session, iname)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     token_file = directory / "token"
@@ -84,11 +103,17 @@ def create(
         "MLPLANE_NOTEBOOK_DIR": str(directory),
         "MLPLANE_NOTEBOOK_IDLE_SEC": str(idle),
     }
-    items = runtime_metadata([sys.executable, "-m", "mlplane.notebook.launcher"], env)
+    items = workload_metadata(["python", "-m", "mlplane.notebook.launcher"], env)
     instance = Instance(
         name=iname,
         zone=session.zone,
         machine_type=machine_type,
+        disks=(
+            AttachedDisk(
+                boot=True,
+                initialize_params=AttachedDiskInitializeParams(source_image=BOOT_IMAGE),
+            ),
+        ),
         service_accounts=(ServiceAccount(email=session.email("experimentation")),),
         metadata=Metadata(
             items=tuple(MetadataItem(key=k, value=v) for k, v in sorted(items.items()))
@@ -100,14 +125,29 @@ def create(
         },
     )
     desired = DesiredState.of(StackSpec(STACK_PREFIX + iname, (instance,)))
-    session.engine(user).apply(desired, user).raise_for_failures()
-    deadline = time.monotonic() + 90
+    session.engine().apply(desired, user).raise_for_failures()
+    deadline = time.monotonic() + READY_TIMEOUT
+    info = None
     while time.monotonic() < deadline:
         info = next((n for n in list_notebooks(session) if n.instance == iname), None)
         if info is not None and info.state == "RUNNING":
             return info
+        if info is not None and info.state == "STOPPED":
+            break
         time.sleep(0.25)
-    raise MlplaneError(f"notebook {iname} did not answer within 90 s (see `mlplane status`)")
+    raise MlplaneError(
+        f"notebook {iname} did not start ({info.state if info else 'no instance'}); its log: "
+        f"{session.state_dir / 'agent' / 'logs' / (iname + '.log')}"
+    )
+
+
+def _require_jupyterlab() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise MlplaneError(
+            "notebooks need JupyterLab, which is not installed: pip install 'mlplane[notebook]'"
+        )
 
 
 def _api_status(port: int, token: str) -> dict[str, object] | None:
@@ -136,33 +176,46 @@ def _idle(status: dict[str, object]) -> float | None:
         return None
 
 
-def list_notebooks(session: Session) -> list[NotebookInfo]:
-    from mlplane.providers.local.control import find_agent
+def _endpoint(session: Session, instance: str) -> tuple[str, str | None]:
+    """(status, HOST:PORT) of a notebook VM: its Compute status, and the endpoint its guest
+    agent publishes as the guest attribute `mlplane/endpoint` (GONE when it does not exist)."""
+    from mlplane.providers.errors import NotFound
 
-    handle = find_agent(session.project_file)
-    if handle is None:
-        raise MlplaneError("the local agent is not running: start it with `mlplane up`")
-    status = handle.client().status()
-    procs = {r.name: r for r in status.replicas}
+    params = {"project": session.project_id, "zone": session.zone, "instance": instance}
+    try:
+        body = session.api.call("compute.instances.get", params)
+    except NotFound:
+        return "GONE", None
+    status = str(body.get("status", ""))
+    if status != "RUNNING":
+        return status, None
+    try:
+        attrs = session.api.call(
+            "compute.instances.getGuestAttributes", {**params, "variableKey": "mlplane/endpoint"}
+        )
+    except NotFound:
+        return status, None
+    return status, str(attrs.get("variableValue") or "") or None
+
+
+def list_notebooks(session: Session) -> list[NotebookInfo]:
     out = []
     for rec in session.store.load().values():
         if not rec.stack.startswith(STACK_PREFIX) or not isinstance(rec.spec, Instance):
             continue
         labels = rec.spec.labels or {}
-        proc = procs.get(rec.key.name)
+        status, endpoint = _endpoint(session, rec.key.name)
         token = token_of(session, rec.key.name) or ""
-        port = proc.port if proc else None
-        api = _api_status(port, token) if proc and proc.status == "RUNNING" and port else None
-        state = (
-            "RUNNING" if api else ("STARTING" if proc and proc.status == "RUNNING" else "STOPPED")
-        )
+        port = int(endpoint.rpartition(":")[2]) if endpoint else None
+        api = _api_status(port, token) if port else None
+        state = "RUNNING" if api else ("STARTING" if status in ("RUNNING", "STAGING", "PROVISIONING") else "STOPPED")
         out.append(
             NotebookInfo(
                 labels.get("mlplane-notebook", rec.key.name),
                 rec.key.name,
                 labels.get("mlplane-owner", "?"),
                 state,
-                f"http://127.0.0.1:{port}/lab?token={token}" if port else "",
+                f"http://{endpoint}/lab?token={token}" if endpoint else "",
                 port,
                 rec.updated_at,
                 _idle(api) if api else None,
@@ -171,9 +224,10 @@ def list_notebooks(session: Session) -> list[NotebookInfo]:
     return sorted(out, key=lambda n: n.instance)
 
 
-def delete(session: Session, name: str, user: Principal) -> None:
+def delete(session: Session, name: str) -> None:
     """Delete a notebook VM: its owner only (`experimentation.delete-instances` plus the owner
     label, since IAM alone would let any team member delete any instance)."""
+    user = session.principal
     matches = [n for n in list_notebooks(session) if n.name == name or n.instance == name]
     if not matches:
         raise ConfigError("argument", "NAME", f"no notebook '{name}'")
@@ -183,6 +237,6 @@ def delete(session: Session, name: str, user: Principal) -> None:
         raise PermissionDenied(f"notebook '{name}' belongs to {owners}: only its owner deletes it")
     nb = mine[0]
     desired = DesiredState.destroy([STACK_PREFIX + nb.instance])
-    session.engine(user).apply(desired, user).raise_for_failures()
+    session.engine().apply(desired, user).raise_for_failures()
     for leftover in (_dir(session, nb.instance) / "token",):
         leftover.unlink(missing_ok=True)

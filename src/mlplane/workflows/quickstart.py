@@ -28,6 +28,17 @@ from mlplane.workflows.serving import (
 from mlplane.workflows.session import Session
 
 SERVICE = "sentiment"
+
+
+def first_user(session: Session) -> str:
+    """The project's first user member: who the quickstart signs in when nobody is."""
+    for members in session.authz.policy.process_members.values():
+        for member in members:
+            if member.startswith("user:"):
+                return member.removeprefix("user:")
+    from mlplane.errors import ConfigError
+
+    raise ConfigError(str(session.project_file), "team.principals", "no user member to sign in")
 SAMPLE = {"positive_words": 3, "negative_words": 0, "negations": 0, "exclamations": 1, "length": 20}
 
 
@@ -49,8 +60,9 @@ def predict(url: str) -> tuple[int, str]:
 
 
 def run(project_file: Path, say: Callable[[str], None] = print) -> QuickstartResult:
+    from mlplane.apis.signin import active_account
     from mlplane.examples.sentiment.train import train
-    from mlplane.providers.local.control import start_agent
+    from mlplane.workflows import compose
     from mlplane.workflows.project_file import write_project_file
 
     step = iter(range(1, 10))
@@ -59,19 +71,21 @@ def run(project_file: Path, say: Callable[[str], None] = print) -> QuickstartRes
         say(f"[{next(step)}/9] wrote {project_file} (project mlplane-demo, provider local)")
     else:
         say(f"[{next(step)}/9] using {project_file}")
-    up = start_agent(project_file)
+    up = compose.agent_up(project_file)
+    session = Session.open(project_file)
+    if active_account() is None:
+        compose.login(first_user(session))
+    user = session.principal
     say(
         f"[{next(step)}/9] local agent {'started' if up.started else 'running'}: "
-        f"pid {up.agent.info.pid}, API {up.agent.info.base_url}"
+        f"pid {up.agent.info.pid}, API {up.agent.info.base_url}; signed in as {user}"
     )
-    session = Session.open(project_file)
-    user = session.user()
     policy = session.authz.policy
     say(
         f"[{next(step)}/9] IAM: {len(policy.identities)} service accounts, {len(policy.actions)} "
         f"actions; acting user {user}; bootstrapping the front end through trigger 'deploy'"
     )
-    bootstrap(session, user, progress=lambda m: None)
+    bootstrap(session, progress=lambda m: None)
     artifacts = session.state_dir / "artifacts" / SERVICE
     say(f"[{next(step)}/9] training the example model twice (in process, into {artifacts})")
     for version, seed in (("v1", 7), ("v2", 11)):
@@ -79,9 +93,7 @@ def run(project_file: Path, say: Callable[[str], None] = print) -> QuickstartRes
     seconds = []
     say(f"[{next(step)}/9] deploying revisions r1 and r2 through trigger 'deploy'")
     for rev, version in (("r1", "v1"), ("r2", "v2")):
-        result = deploy(
-            session, DeployRequest(SERVICE, rev, artifacts / version), user, lambda m: None
-        )
+        result = deploy(session, DeployRequest(SERVICE, rev, artifacts / version), lambda m: None)
         seconds.append(result.seconds_to_ready)
         say(
             f"      {rev}: first 200 after {result.seconds_to_ready:.2f} s, build {result.build.id}"
@@ -99,7 +111,7 @@ def run(project_file: Path, say: Callable[[str], None] = print) -> QuickstartRes
         say(f"      POST {path}predict -> {status} {body[:110]}")
     say(f"[{next(step)}/9] a direct deploy as {user} (no trigger) is refused:")
     try:
-        deploy_direct(session, DeployRequest(SERVICE, "r3", artifacts / "v2"), user)
+        deploy_direct(session, DeployRequest(SERVICE, "r3", artifacts / "v2"))
         say("      unexpectedly allowed")
     except PermissionDenied as exc:
         decision = exc.decision
@@ -107,7 +119,7 @@ def run(project_file: Path, say: Callable[[str], None] = print) -> QuickstartRes
         say(f"      denied before any provider call; missing {', '.join(missing[:3])}, ...")
         say(f"      {getattr(decision, 'sanctioned_path', None) or exc}")
     say(f"[{next(step)}/9] undeploying r1 through trigger 'undeploy'")
-    undeploy(session, SERVICE, "r1", user, progress=lambda m: None)
+    undeploy(session, SERVICE, "r1", progress=lambda m: None)
     for path in (revision_prefix(SERVICE, "r1"), revision_prefix(SERVICE, "r2")):
         status, _ = predict(base + path + "predict")
         say(f"      POST {path}predict -> {status}")

@@ -1,14 +1,15 @@
 """The serving lifecycle: bootstrap the front end, deploy and undeploy service revisions.
 
-Every mutation runs inside a CI trigger's pipeline as the serving service account (`deploy`,
-`undeploy`); replicas run as `serving-runtime`. A revision answers at its service's route
-(`/v1/models/SERVICE/`, weighted across revisions) and at its own (`/v1/revisions/SERVICE-REV/`).
+Every mutation runs in a build of a CI trigger (`deploy`, `undeploy`), as the serving service
+account: the user's command runs the trigger (`deploy`, `undeploy`, `bootstrap`); the build's
+step runs the `*_step` function here with the build's token. Replicas run as `serving-runtime`.
+A revision answers at its service's route (`/v1/models/SERVICE/`, weighted across revisions)
+and at its own (`/v1/revisions/SERVICE-REV/`).
 """
 
 from __future__ import annotations
 
 import socket
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlplane.engine.desired import DesiredState, StackSpec
-from mlplane.errors import ConfigError, MlplaneError, PermanentError
+from mlplane.errors import ConfigError, MlplaneError
 from mlplane.model.compute import (
     FRONTEND_STACK,
     PATH_MATCHER,
@@ -37,8 +38,7 @@ from mlplane.model.compute import (
     remove_api_paths,
     revision_bundle,
 )
-from mlplane.model.principals import Principal
-from mlplane.providers.local.runtime import runtime_metadata
+from mlplane.model.workload import workload_metadata
 from mlplane.workflows.ci import Build, run_trigger
 from mlplane.workflows.session import Session
 
@@ -92,6 +92,8 @@ def frontend_stack(session: Session) -> StackSpec:
     )
     if isinstance(recorded, ForwardingRule):
         port = recorded.port_range
+    elif session.provider != "local":
+        port = "80"
     else:
         wanted = session.loaded.project.local.lb_port
         if wanted and not port_free(wanted):  # fail before any resource is created
@@ -161,10 +163,10 @@ def _settings(session: Session, req: DeployRequest) -> RevisionSettings:
     if artifact.startswith("gs://"):
         # Each replica fetches the model as its own identity (serving-runtime) at boot.
         cache = session.state_dir / "replicas" / f"{req.service}-{req.revision}" / "artifact"
-        fetch = [sys.executable, "-m", "mlplane.data.fetch", artifact, str(cache), "--"]
+        fetch = ["python", "-m", "mlplane.data.fetch", artifact, str(cache), "--"]
     command = [
         *fetch,
-        sys.executable,
+        "python",
         "-m",
         "mlplane.serving",
         "--artifact",
@@ -188,14 +190,15 @@ def _settings(session: Session, req: DeployRequest) -> RevisionSettings:
         healthy_threshold=1,
         unhealthy_threshold=2,
         initial_delay_sec=10,
-        metadata=runtime_metadata(command, artifact=artifact),
+        metadata=workload_metadata(command, artifact=artifact),
     )
 
 
-def check_artifact(session: Session, artifact: Path | str, user: Principal | None) -> None:
+def check_artifact(session: Session, artifact: Path | str) -> None:
     """Fail before anything is created if the model artifact cannot be served: a local one is
     loaded and its checksums verified; a gs:// one must hold a model manifest, read as the
-    invoking user (who may read the artifact bucket: the document's "both" serving reads)."""
+    caller (the invoking user may read the artifact bucket: the document's "both" serving
+    reads; in the build, the serving account may too)."""
     uri = artifact_uri(artifact)
     if not uri.startswith("gs://"):
         from mlplane.serving.artifact import load_artifact
@@ -204,40 +207,35 @@ def check_artifact(session: Session, artifact: Path | str, user: Principal | Non
         return
     from mlplane.data.artifacts import ArtifactStore
 
-    store = ArtifactStore.open(session.project_file, user)
+    store = ArtifactStore.open(session.project_file)
     prefix = uri if uri.endswith("/") else uri + "/"
     names = {o.name.rpartition("/")[2] for o in store.list(prefix, recursive=True).objects}
     if "model.json" not in names:
         raise ConfigError("--artifact", "", f"{prefix} holds no model.json (a model artifact)")
 
 
-def apply_as(
-    session: Session, runs_as: Principal, desired: DesiredState, progress: Progress
-) -> None:
-    """One trigger step: apply `desired` as the trigger's service account, report each step,
-    raise on failure."""
-    report = session.engine(runs_as).apply(desired, runs_as)
+def apply_as(session: Session, desired: DesiredState, progress: Progress) -> None:
+    """Apply `desired` as the caller (in a trigger's build: its service account), report each
+    step, raise on failure."""
+    report = session.engine().apply(desired, session.principal)
     for line in report.render().splitlines()[1:]:
         progress("  " + line.strip())
     report.raise_for_failures()
 
 
-def bootstrap(session: Session, invoker: Principal, progress: Progress = print) -> Build:
+def bootstrap(session: Session, progress: Progress = print) -> Build:
     """Create the passive front end (URL map, proxy, forwarding rule, Endpoints service and
     config) through the `deploy` trigger, as the serving service account. Idempotent."""
-
-    front = frontend_stack(session)
-
-    def pipeline(runs_as: Principal) -> None:
-        apply_as(session, runs_as, DesiredState.of(front), progress)
-
-    build, _ = run_trigger(session, "deploy", invoker, pipeline, {"bootstrap": "true"})
-    return build
+    frontend_stack(session)  # a busy port fails here, before the trigger runs
+    return run_trigger(session, "deploy", {"_BOOTSTRAP": "true"}, progress)
 
 
-def _deploy_stacks(
-    session: Session, req: DeployRequest, user: Principal | None = None
-) -> tuple[StackSpec, StackSpec]:
+def bootstrap_step(session: Session, progress: Progress = print) -> None:
+    """In the `deploy` build: create the front end as the build's identity."""
+    apply_as(session, DesiredState.of(frontend_stack(session)), progress)
+
+
+def _deploy_stacks(session: Session, req: DeployRequest) -> tuple[StackSpec, StackSpec]:
     """The revision's stack before and after its traffic switch: first with its own route only
     (plus the service route when it is the service's first revision), then with the service
     route's new weights. Raises ConfigError on bad input before anything is created."""
@@ -247,7 +245,7 @@ def _deploy_stacks(
         bundle = revision_bundle(req.service, req.revision, _settings(session, req))
     except ValueError as exc:
         raise ConfigError("arguments", "SERVICE/--revision", str(exc)) from None
-    check_artifact(session, req.artifact, user)
+    check_artifact(session, req.artifact)
     others = [r for r in recorded_revisions(session, req.service) if r.revision != req.revision]
     weights: list[tuple[BackendService, int]] = [(bundle.backend_service, req.traffic)]
     if req.traffic < 100:
@@ -267,47 +265,79 @@ def _deploy_stacks(
     return before, StackSpec(bundle.stack, bundle.resources, (switch, own, paths))
 
 
-def deploy_direct(session: Session, req: DeployRequest, user: Principal) -> None:
-    """Apply a revision as `user` instead of through the trigger. The model reserves the stack
-    for the serving service account, so the engine refuses before any provider call; the
+def _check_unchanged(session: Session, before: StackSpec, req: DeployRequest) -> None:
+    """A revision is immutable: redeploying it with other settings is refused in plain words
+    (docs/decisions/0012)."""
+    recorded = {r.key: r.spec for r in session.store.load().values() if r.stack == before.name}
+    if not recorded:
+        return
+    changed = [
+        spec.key for spec in before.resources if spec.key in recorded and spec != recorded[spec.key]
+    ]
+    if changed:
+        raise ConfigError(
+            "--revision",
+            "",
+            f"revision '{req.revision}' of '{req.service}' is already deployed with other "
+            f"settings ({', '.join(k.kind for k in changed)} differ): a revision cannot change; "
+            "deploy a new --revision",
+        )
+
+
+def deploy_direct(session: Session, req: DeployRequest) -> None:
+    """Apply a revision as the caller instead of through the trigger. The model reserves the
+    stack for the serving service account, so the engine refuses before any provider call; the
     PermissionDenied names the missing permissions and the trigger to use."""
-    _, stack = _deploy_stacks(session, req, user)
-    session.engine(user).apply(DesiredState.of(frontend_stack(session), stack), user)
+    _, stack = _deploy_stacks(session, req)
+    session.engine().apply(DesiredState.of(frontend_stack(session), stack), session.principal)
 
 
-def deploy(
-    session: Session, req: DeployRequest, invoker: Principal, progress: Progress = print
-) -> DeployResult:
-    """Invoke the `deploy` trigger. As the serving service account: create the front end if it
-    is missing and the revision's resources with the revision's own route; wait until it answers
-    through the load balancer; only then move the service route's traffic to it."""
-    before, after = _deploy_stacks(session, req, invoker)
-    front = frontend_stack(session)  # validated before the trigger runs (e.g. a busy port)
+def _substitutions(req: DeployRequest) -> dict[str, str]:
+    return {
+        "_SERVICE": req.service,
+        "_REVISION": req.revision,
+        "_ARTIFACT": artifact_uri(req.artifact),
+        "_TRAFFIC": str(req.traffic),
+        "_MIN_REPLICAS": str(req.min_replicas),
+        "_MAX_REPLICAS": str(req.max_replicas),
+    }
+
+
+def deploy(session: Session, req: DeployRequest, progress: Progress = print) -> DeployResult:
+    """Run the `deploy` trigger for a revision (bad input is refused here, before the trigger
+    runs); its build deploys it as the serving account (`deploy_step`)."""
+    before, _ = _deploy_stacks(session, req)
+    _check_unchanged(session, before, req)
+    frontend_stack(session)  # a busy port fails here
     start = time.monotonic()
-
-    def pipeline(runs_as: Principal) -> str:
-        progress(f"trigger 'deploy' running as {runs_as}")
-        apply_as(session, runs_as, DesiredState.of(front, before), progress)
-        url = frontend_url(session) + revision_prefix(req.service, req.revision)
-        progress(f"waiting for {url}healthz")
-        wait_for_200(url + "healthz", req.ready_timeout)
-        if after != before:
-            progress(f"routing {req.traffic}% of {model_prefix(req.service)} to {req.revision}")
-            apply_as(session, runs_as, DesiredState.of(after), progress)
-        return url
-
-    build, rev_url = run_trigger(
-        session, "deploy", invoker, pipeline, {"service": req.service, "revision": req.revision}
-    )
+    build = run_trigger(session, "deploy", _substitutions(req), progress)
     base = frontend_url(session)
-    return DeployResult(build, base + model_prefix(req.service), rev_url, time.monotonic() - start)
+    return DeployResult(
+        build,
+        base + model_prefix(req.service),
+        base + revision_prefix(req.service, req.revision),
+        time.monotonic() - start,
+    )
 
 
-def undeploy(
-    session: Session, service: str, revision: str, invoker: Principal, progress: Progress = print
-) -> Build:
-    """Invoke the `undeploy` trigger: remove the revision's routes, then its resources in reverse
-    order; the service route moves to the newest remaining revision. Passive resources stay."""
+def deploy_step(session: Session, req: DeployRequest, progress: Progress = print) -> str:
+    """In the `deploy` build, as the serving account: create the front end if it is missing
+    and the revision's resources with the revision's own route; wait until it answers through
+    the load balancer; only then move the service route's traffic to it."""
+    before, after = _deploy_stacks(session, req)
+    _check_unchanged(session, before, req)
+    front = frontend_stack(session)
+    apply_as(session, DesiredState.of(front, before), progress)
+    url = frontend_url(session) + revision_prefix(req.service, req.revision)
+    progress(f"waiting for {url}healthz")
+    wait_for_200(url + "healthz", req.ready_timeout)
+    if after != before:
+        progress(f"routing {req.traffic}% of {model_prefix(req.service)} to {req.revision}")
+        apply_as(session, DesiredState.of(after), progress)
+    return url
+
+
+def _undeploy_desired(session: Session, service: str, revision: str) -> DesiredState:
     revisions = recorded_revisions(session, service)
     target = next((r for r in revisions if r.revision == revision), None)
     if target is None:
@@ -337,36 +367,41 @@ def undeploy(
         )
     else:
         changes += (remove_api_paths(service, endpoints),)
-    desired = DesiredState((StackSpec(target.stack, (), changes), *stacks))
-
-    def pipeline(runs_as: Principal) -> None:
-        progress(f"trigger 'undeploy' running as {runs_as}")
-        apply_as(session, runs_as, desired, progress)
-
-    build, _ = run_trigger(
-        session, "undeploy", invoker, pipeline, {"service": service, "revision": revision}
-    )
-    return build
+    return DesiredState((StackSpec(target.stack, (), changes), *stacks))
 
 
-def authorize_local_serving(session: Session, user: Principal) -> None:
+def undeploy(session: Session, service: str, revision: str, progress: Progress = print) -> Build:
+    """Run the `undeploy` trigger: its build removes the revision's routes, then its resources
+    in reverse order; the service route moves to the newest remaining revision. Passive
+    resources stay."""
+    _undeploy_desired(session, service, revision)  # an unknown revision fails here
+    return run_trigger(session, "undeploy", {"_SERVICE": service, "_REVISION": revision}, progress)
+
+
+def undeploy_step(session: Session, service: str, revision: str, progress: Progress = print) -> None:
+    apply_as(session, _undeploy_desired(session, service, revision), progress)
+
+
+def authorize_local_serving(session: Session) -> None:
     """`serve local`: a user serves a revision ad hoc as themselves; the model gives users the
     serving process's data reads ("both" actions), which the served model may use."""
     from mlplane.errors import PermissionDenied
 
-    decision = session.authz.authorize(user, "serving.read-storage")
+    decision = session.authz.authorize(session.principal, "serving.read-storage")
     if not decision.allowed:
         raise PermissionDenied(decision.explain(), decision)
 
 
-def frontend_url(session: Session) -> str:
-    from mlplane.providers.local.client import frontend_url as agent_frontend_url
-    from mlplane.providers.local.control import find_agent
+def recorded_forwarding_rule(session: Session) -> ForwardingRule | None:
+    for rec in session.store.load().values():
+        if isinstance(rec.spec, ForwardingRule):
+            return rec.spec
+    return None
 
-    handle = find_agent(session.project_file)
-    if handle is None:
-        raise PermanentError("the local agent is not running: start it with `mlplane up`")
-    return agent_frontend_url(handle.client())
+
+def frontend_url(session: Session) -> str:
+    """Where users reach the load balancer (the recorded forwarding rule's address)."""
+    return session.platform.frontend_base(recorded_forwarding_rule(session))
 
 
 def wait_for_200(url: str, timeout: float) -> None:
@@ -382,7 +417,7 @@ def wait_for_200(url: str, timeout: float) -> None:
             last = f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
             last = str(exc)
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise MlplaneError(f"{url} did not answer 200 within {timeout:.0f} s (last: {last})")
 
 
@@ -390,8 +425,11 @@ __all__ = [
     "DeployRequest",
     "DeployResult",
     "bootstrap",
+    "bootstrap_step",
     "deploy",
     "deploy_direct",
+    "deploy_step",
     "recorded_revisions",
     "undeploy",
+    "undeploy_step",
 ]

@@ -1,14 +1,14 @@
-"""`serve list`: each recorded revision with its replicas (from the agent) and its share of its
-service's route (from the live URL map)."""
+"""`serve list`: each recorded revision, its share of its service's route (from the URL map the
+team state records), and its replicas: the processes the local agent runs for its group, or
+on Google Cloud what `listManagedInstances` shows the caller (when IAM lets them see it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from mlplane.model.compute import URL_MAP, ResourceKey, model_prefix
-from mlplane.providers.local.control import find_agent
-from mlplane.workflows.serving import recorded_revisions, revision_prefix
+from mlplane.errors import MlplaneError
+from mlplane.model.compute import URL_MAP, ResourceKey, UrlMap, model_prefix
+from mlplane.workflows.serving import frontend_url, recorded_revisions, revision_prefix
 from mlplane.workflows.session import Session
 
 
@@ -29,54 +29,69 @@ class RevisionStatus:
     service_url: str
     revision_url: str
     replicas: list[Replica] = field(default_factory=list)
+    note: str = ""
 
 
-def _weights(url_map: dict[str, Any], service: str) -> dict[str, int]:
-    """backend-service name -> percent of `service`'s route in a URL map's API JSON."""
-    for matcher in url_map.get("pathMatchers", ()):
-        for rule in matcher.get("routeRules", ()):
-            prefixes = [m.get("prefixMatch") for m in rule.get("matchRules", ())]
-            if model_prefix(service) not in prefixes:
+def _weights(url_map: UrlMap | None, service: str) -> dict[str, int]:
+    """backend-service name -> percent of `service`'s route."""
+    if url_map is None:
+        return {}
+    for matcher in url_map.path_matchers:
+        for rule in matcher.route_rules:
+            if rule.prefix != model_prefix(service):
                 continue
-            if rule.get("service"):
-                return {rule["service"].rsplit("/", 1)[-1]: 100}
-            wbs = rule.get("routeAction", {}).get("weightedBackendServices", ())
-            total = sum(int(w.get("weight", 0)) for w in wbs) or 1
-            return {
-                w["backendService"].rsplit("/", 1)[-1]: round(100 * int(w.get("weight", 0)) / total)
-                for w in wbs
-            }
+            if rule.service:
+                return {rule.service.rsplit("/", 1)[-1]: 100}
+            assert rule.route_action is not None
+            wbs = rule.route_action.weighted_backend_services
+            total = sum(w.weight for w in wbs) or 1
+            return {w.backend_service.rsplit("/", 1)[-1]: round(100 * w.weight / total) for w in wbs}
     return {}
+
+
+def _replicas(session: Session, group: str) -> tuple[list[Replica], str]:
+    """The replicas of a managed group, and a note when they cannot be seen."""
+    from mlplane.workflows import compose
+
+    try:
+        if session.provider == "local":
+            token = compose.access_token(session.api)
+            views = [p for p in session.platform.processes(token) if p.group == group]
+            return [Replica(v.name, v.pid, v.port, v.health, v.restarts) for v in views], ""
+        params = {"project": session.project_id, "zone": session.zone,
+                  "instanceGroupManager": group}  # fmt: skip
+        data = session.api.call("compute.instanceGroupManagers.listManagedInstances", params)
+    except MlplaneError as exc:
+        return [], str(exc).splitlines()[0][:160]
+    out = []
+    for item in data.get("managedInstances", ()):
+        health = (item.get("instanceHealth") or [{}])[0].get("detailedHealthState", "UNKNOWN")
+        out.append(Replica(str(item.get("name", "")), None, None, str(health), 0))
+    return out, ""
 
 
 def list_revisions(session: Session) -> list[RevisionStatus]:
     revisions = recorded_revisions(session)
-    handle = find_agent(session.project_file)
-    if handle is None or not revisions:
-        return [
-            RevisionStatus(r.service, r.revision, 0, "", "(agent not running)") for r in revisions
-        ]
-    from mlplane.providers.local.client import frontend_url
-
-    client = handle.client()
-    base = frontend_url(client)
-    url_map = client.get(ResourceKey("urlMap", URL_MAP)).spec
+    if not revisions:
+        return []
+    recorded = session.store.get(ResourceKey("urlMap", URL_MAP))
+    url_map = recorded.spec if recorded is not None and isinstance(recorded.spec, UrlMap) else None
+    try:
+        base = frontend_url(session)
+    except MlplaneError:
+        base = ""
     out = []
     for r in revisions:
-        weights = _weights(url_map, r.service)
-        mig = f"{r.service}-{r.revision}-mig"
-        replicas = [
-            Replica(v.name, v.pid, v.port, v.health, v.restarts)
-            for v in client.managed_instances(mig)
-        ]
+        replicas, note = _replicas(session, f"{r.service}-{r.revision}-mig")
         out.append(
             RevisionStatus(
                 r.service,
                 r.revision,
-                weights.get(r.backend_service.name, 0),
+                _weights(url_map, r.service).get(r.backend_service.name, 0),
                 base + model_prefix(r.service),
                 base + revision_prefix(r.service, r.revision),
                 replicas,
+                note,
             )
         )
     return out

@@ -1,8 +1,8 @@
-"""A workflow's view of one project: its model, its authorizer, and engines per principal."""
+"""A workflow's view of one project: its model, its authorizer, the caller's client of Google's
+APIs, who the caller is, and an engine acting as the caller."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +15,7 @@ from mlplane.iam.authorizer import Authorizer
 from mlplane.iam.compiled import policy_for
 from mlplane.iam.loading import LoadedProject, load_project
 from mlplane.model.principals import Principal
+from mlplane.providers.platform import ApiClient, Platform
 
 STATE_DB = "state.db"
 
@@ -32,17 +33,22 @@ def _label_chars(text: str) -> str:
 
 @dataclass
 class Session:
-    """Opening one costs the compiled policy only (cached, fast); the validated model loads on
-    first use of `loaded` (pydantic, the catalog)."""
+    """Opening one costs the compiled policy only (cached, fast); the validated model, the
+    client and the caller's identity load on first use.
+
+    `impersonate` (an identity id or a service account email) makes every call carry that
+    account's token, obtained with IAM Credentials as Google allows it (it allows no user on a
+    process account: the refusal names the trigger to use)."""
 
     project_file: Path
     authz: Authorizer
     engine_hook: EventHook | None = None  # sees every journal event (progress, fault injection)
+    impersonate: str | None = None
 
     @classmethod
-    def open(cls, project_file: Path | str) -> Session:
+    def open(cls, project_file: Path | str, *, impersonate: str | None = None) -> Session:
         path = Path(project_file).resolve()
-        return cls(path, Authorizer(policy_for(path)))
+        return cls(path, Authorizer(policy_for(path)), impersonate=impersonate)
 
     @cached_property
     def loaded(self) -> LoadedProject:
@@ -57,6 +63,14 @@ class Session:
         return self.loaded.project.project.zone
 
     @property
+    def region(self) -> str:
+        return self.loaded.project.project.region
+
+    @property
+    def provider(self) -> str:
+        return self.loaded.project.project.provider
+
+    @property
     def state_dir(self) -> Path:
         return self.project_file.parent / ".mlplane"
 
@@ -65,6 +79,26 @@ class Session:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return StateStore(self.state_dir / STATE_DB)
 
+    @cached_property
+    def platform(self) -> Platform:
+        from mlplane.workflows import compose
+
+        return compose.platform(self)
+
+    @cached_property
+    def api(self) -> ApiClient:
+        """The caller's client of Google's APIs (the agent's locally, Google's on gcp)."""
+        from mlplane.workflows import compose
+
+        return compose.client(self, impersonate=self.impersonate)
+
+    @cached_property
+    def principal(self) -> Principal:
+        """Whom the caller's credentials belong to (never a flag or variable)."""
+        from mlplane.workflows import compose
+
+        return compose.principal(self.api)
+
     def identity(self, identity: str) -> Principal:
         """The service-account principal of an identity of the model."""
         return Principal("serviceAccount", self.authz.policy.identities[identity])
@@ -72,39 +106,22 @@ class Session:
     def email(self, identity: str) -> str:
         return self.authz.policy.identities[identity]
 
-    def endpoints_service(self) -> str:
+    def endpoints_service_or_none(self) -> str | None:
         ref = self.loaded.project.resources.endpoints_services.get("models")
-        if ref is None:
+        return self.loaded.project.resolve(ref) if ref is not None else None
+
+    def endpoints_service(self) -> str:
+        name = self.endpoints_service_or_none()
+        if name is None:
             raise ConfigError(
                 str(self.project_file), "resources.endpoints_services.models", "missing"
             )
-        return self.loaded.project.resolve(ref)
+        return name
 
-    def user(self, as_: str | None = None) -> Principal:
-        """The acting user: `--as`, else $MLPLANE_USER, else the project's first user."""
-        text = as_ or os.environ.get("MLPLANE_USER")
-        if text:
-            return self.authz.principal(text)
-        for members in self.authz.policy.process_members.values():
-            for member in members:
-                if member.startswith("user:"):
-                    return Principal.parse(member)
-        raise ConfigError(
-            str(self.project_file),
-            "team.principals",
-            "no user to act as: name one with --as or $MLPLANE_USER, or add a 'user:EMAIL'",
-        )
+    def engine(self) -> Engine:
+        """An engine whose provider calls act as the caller (the APIs re-check each call)."""
+        from mlplane.workflows import compose
 
-    def engine(self, principal: Principal) -> Engine:
-        """An engine whose provider calls act as `principal` (the agent re-checks them)."""
-        from mlplane.providers.local.client import local_providers
-
-        if self.loaded.project.project.provider != "local":
-            raise ConfigError(
-                str(self.project_file),
-                "project.provider",
-                "only the 'local' provider can apply resources in this version",
-            )
-        providers = local_providers(self.project_file, principal, project=self.project_id)
+        providers = compose.provider_set(self, self.api)
         settings = EngineSettings(project=self.project_id)
         return Engine(self.store, providers, self.authz, settings, on_event=self.engine_hook)

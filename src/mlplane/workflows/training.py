@@ -20,11 +20,20 @@ from pathlib import Path
 from mlplane.engine.desired import DesiredState, StackSpec
 from mlplane.errors import ConfigError, MlplaneError
 from mlplane.iam.loading import parse_model, read_toml
-from mlplane.model.compute import Instance, Metadata, MetadataItem, ServiceAccount
+from mlplane.model.compute import (
+    AttachedDisk,
+    AttachedDiskInitializeParams,
+    Instance,
+    Metadata,
+    MetadataItem,
+    ServiceAccount,
+)
 from mlplane.model.principals import Principal
 from mlplane.model.training import TrainingSpec
-from mlplane.providers.local.runtime import runtime_metadata
+from mlplane.model.workload import workload_metadata
 from mlplane.workflows.session import Session, owner_label
+
+BOOT_IMAGE = "projects/cos-cloud/global/images/family/cos-stable"
 
 Progress = Callable[[str], None]
 STACK_PREFIX = "training/"
@@ -47,14 +56,14 @@ def load_spec(path: Path) -> TrainingSpec:
     return spec
 
 
-def run_local(
-    session: Session, spec: TrainingSpec, spec_dir: Path, user: Principal
-) -> tuple[int, Path]:
-    """Run the job here, as `user`; outputs go to a scratch directory (never the bucket)."""
+def run_local(session: Session, spec: TrainingSpec, spec_dir: Path) -> tuple[int, Path]:
+    """Run the job here, as the signed-in user (the job's data SDK finds that identity the way
+    Google's libraries find credentials); outputs go to a scratch directory (never the
+    bucket)."""
     run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     out = session.state_dir / "scratch" / "train" / f"{spec.name}-{run_id}"
-    out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **spec.env, "MLPLANE_PRINCIPAL": str(user), "MLPLANE_OUTPUT_DIR": str(out)}
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    env = {**os.environ, **spec.env, "MLPLANE_OUTPUT_DIR": str(out)}
     env["MLPLANE_PROJECT"] = str(session.project_file)
     code = subprocess.run(spec.argv(sys.executable, str(out), str(spec_dir)), env=env).returncode
     return code, out
@@ -71,18 +80,26 @@ def training_instance(
     session: Session, spec: TrainingSpec, spec_dir: Path, owner: Principal
 ) -> Instance:
     name = f"train-{spec.name}-{secrets.token_hex(3)}"
-    out = f"/tmp/mlplane-train/{name}"  # the VM's own disk; nothing is persisted from it
-    job = spec.argv(sys.executable, out, str(spec_dir.resolve()))
+    # The VM's own disk (locally: owner-only under the agent's state); nothing is persisted
+    # from it.
+    out = str(session.state_dir / "agent" / "workloads" / name / "output")
+    job = spec.argv("python", out, str(spec_dir.resolve()))
     # The job's output becomes Cloud Logging-shaped entries written as the VM's own identity
     # (training-adhoc holds logging.logEntries.create); --tee keeps the raw log beside them.
-    logged = [sys.executable, "-m", "mlplane.data.logs.pipe", "--resource", name, "--tee", "--"]
-    command = [sys.executable, "-m", "mlplane.training.runner", "--", *logged, *job]
-    items = runtime_metadata(command, {**spec.env, "MLPLANE_OUTPUT_DIR": out})
+    logged = ["python", "-m", "mlplane.data.logs.pipe", "--resource", name, "--tee", "--"]
+    command = ["python", "-m", "mlplane.training.runner", "--", *logged, *job]
+    items = workload_metadata(command, {**spec.env, "MLPLANE_OUTPUT_DIR": out})
     items["mlplane-spec"] = spec.name
     return Instance(
         name=name,
         zone=session.zone,
         machine_type=spec.machine_type,
+        disks=(
+            AttachedDisk(
+                boot=True,
+                initialize_params=AttachedDiskInitializeParams(source_image=BOOT_IMAGE),
+            ),
+        ),
         service_accounts=(ServiceAccount(email=session.email("training-adhoc")),),
         metadata=Metadata(
             items=tuple(MetadataItem(key=k, value=v) for k, v in sorted(items.items()))
@@ -99,14 +116,14 @@ def run_remote(
     session: Session,
     spec: TrainingSpec,
     spec_dir: Path,
-    user: Principal,
     progress: Progress = print,
 ) -> RemoteRun:
-    """Create the training VM as `user` (the model's `training.create-instances`); it runs as
-    `training-adhoc` and deletes itself when the job ends."""
+    """Create the training VM as the caller (the model's `training.create-instances`); it runs
+    as `training-adhoc` and deletes itself when the job ends."""
+    user = session.principal
     instance = training_instance(session, spec, spec_dir, user)
     stack = STACK_PREFIX + instance.name
-    report = session.engine(user).apply(DesiredState.of(StackSpec(stack, (instance,))), user)
+    report = session.engine().apply(DesiredState.of(StackSpec(stack, (instance,))), user)
     report.raise_for_failures()
     _register(session, instance.name, spec.name, owner_label(user))
     progress(f"training VM {instance.name} runs as {session.email('training-adhoc')}")
@@ -167,32 +184,34 @@ def exit_code(session: Session, instance: str) -> int | None:
 
 
 def instance_exists(session: Session, instance: str) -> bool:
-    from mlplane.providers.local.control import find_agent
+    """Whether the VM still exists (`instances.get` as the caller)."""
+    from mlplane.providers.errors import NotFound
 
-    handle = find_agent(session.project_file)
-    if handle is None:
-        raise MlplaneError("the local agent is not running: start it with `mlplane up`")
-    return any(
-        r.kind == "instance" and r.name == instance for r in handle.client().status().resources
-    )
+    params = {"project": session.project_id, "zone": session.zone, "instance": instance}
+    try:
+        session.api.call("compute.instances.get", params)
+    except NotFound:
+        return False
+    return True
 
 
-def wait(session: Session, run: RemoteRun, owner: Principal, timeout: float) -> int:
+def wait(session: Session, run: RemoteRun, timeout: float) -> int:
     """Wait until the VM has deleted itself; return the job's exit code; forget its record."""
     deadline = time.monotonic() + timeout
     while instance_exists(session, run.instance):
         if time.monotonic() > deadline:
             raise MlplaneError(f"{run.instance} still exists after {timeout:.0f} s")
         time.sleep(0.1)
-    forget(session, run.stack, owner)
+    forget(session, run.stack)
     code = exit_code(session, run.instance)
     return 1 if code is None else code
 
 
-def forget(session: Session, stack: str, owner: Principal) -> None:
-    """Destroy a training stack as its owner: the engine sees the VM already gone and only drops
-    its record (or deletes it, when it is still there: `train cancel`)."""
-    session.engine(owner).apply(DesiredState.destroy([stack]), owner).raise_for_failures()
+def forget(session: Session, stack: str) -> None:
+    """Destroy a training stack as the caller: the engine sees the VM already gone and only
+    drops its record (or deletes it, when it is still there: `train cancel`)."""
+    report = session.engine().apply(DesiredState.destroy([stack]), session.principal)
+    report.raise_for_failures()
 
 
 @dataclass(frozen=True)
@@ -205,18 +224,19 @@ class TrainingRun:
     log: str
 
 
-def list_runs(session: Session) -> list[TrainingRun]:
-    from mlplane.providers.local.control import find_agent
+def instance_state(session: Session, instance: str) -> str:
+    """RUNNING (the job runs), EXITED (the job ended but the VM was not deleted), or GONE."""
+    from mlplane.providers.errors import NotFound
 
-    handle = find_agent(session.project_file)
-    live = {}
-    if handle is not None:
-        status = handle.client().status()
-        procs = {r.name: r for r in status.replicas}
-        for r in status.resources:
-            if r.kind == "instance" and r.name.startswith("train-"):
-                proc = procs.get(r.name)
-                live[r.name] = (r, "RUNNING" if proc and proc.status == "RUNNING" else "EXITED")
+    params = {"project": session.project_id, "zone": session.zone, "instance": instance}
+    try:
+        body = session.api.call("compute.instances.get", params)
+    except NotFound:
+        return "GONE"
+    return "RUNNING" if body.get("status") in ("RUNNING", "STAGING", "PROVISIONING") else "EXITED"
+
+
+def list_runs(session: Session) -> list[TrainingRun]:
     recorded = {
         rec.key.name: rec.spec
         for rec in session.store.load().values()
@@ -224,17 +244,16 @@ def list_runs(session: Session) -> list[TrainingRun]:
     }
     registered = _registered(session)
     out = []
-    for name in sorted(set(live) | set(recorded) | set(registered)):
+    for name in sorted(set(recorded) | set(registered)):
         spec = recorded.get(name)
         labels = (spec.labels if spec else None) or {}
         known = registered.get(name, {})
-        state = live[name][1] if name in live else "GONE"
         out.append(
             TrainingRun(
                 name,
                 labels.get("mlplane-spec") or known.get("spec", "?"),
                 labels.get("mlplane-owner") or known.get("owner", "?"),
-                state,
+                instance_state(session, name),
                 exit_code(session, name),
                 str(log_path(session, name)),
             )
@@ -242,32 +261,34 @@ def list_runs(session: Session) -> list[TrainingRun]:
     return out
 
 
-def cancel(session: Session, instance: str, user: Principal) -> None:
+def cancel(session: Session, instance: str) -> None:
     """Delete a training VM (its owner only: the developer shuts down their own VMs)."""
     runs = {r.instance: r for r in list_runs(session)}
     run = runs.get(instance)
     if run is None:
-        raise ConfigError("argument", "INSTANCE", f"no training VM '{instance}'")
-    if run.owner != owner_label(user):
+        known = ", ".join(sorted(runs)) or "none"
+        raise ConfigError("argument", "INSTANCE", f"no training VM '{instance}' (known: {known})")
+    if run.state == "GONE" and STACK_PREFIX + instance not in {
+        r.stack for r in session.store.load().values()
+    }:
+        raise ConfigError("argument", "INSTANCE", f"training VM '{instance}' is already gone")
+    if run.owner != owner_label(session.principal):
         from mlplane.errors import PermissionDenied
 
         raise PermissionDenied(f"{instance} belongs to '{run.owner}': only its owner cancels it")
-    forget(session, STACK_PREFIX + instance, user)
+    forget(session, STACK_PREFIX + instance)
 
 
-def reap(session: Session, user: Principal) -> list[str]:
-    """Remove `user`'s training VMs whose job is gone (self-deleted, or exited without deleting
-    itself, e.g. a runner killed with -9): nothing leaks."""
+def reap(session: Session) -> list[str]:
+    """Remove the caller's training VMs whose job is gone (self-deleted, or exited without
+    deleting itself, e.g. a runner killed with -9): nothing leaks."""
     reaped = []
     recorded = {r.stack for r in session.store.load().values()}
+    me = owner_label(session.principal)
     for run in list_runs(session):
         stack = STACK_PREFIX + run.instance
-        if (
-            run.state != "RUNNING"
-            and run.owner == owner_label(user)
-            and (stack in recorded or run.state == "EXITED")
-        ):
-            forget(session, stack, user)
+        if run.state != "RUNNING" and run.owner == me and (stack in recorded or run.state == "EXITED"):
+            forget(session, stack)
             reaped.append(run.instance)
     return reaped
 
@@ -277,47 +298,67 @@ class PersistedRun:
     build_id: str
     prefix: str  # gs://BUCKET/NAME/BUILD/
     objects: tuple[tuple[str, int, str, str], ...]  # (uri, size, md5Hash, crc32c)
+    source: str = ""
+
+
+def spec_in_source(session: Session, spec_path: Path) -> str:
+    """The spec's path relative to the project directory: the `train` build runs code from the
+    project's recorded source, so the spec must be part of it."""
+    root = session.project_file.parent
+    try:
+        return spec_path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise ConfigError(
+            str(spec_path), "",
+            f"the `train` trigger runs code from the project's source ({root}): the spec must "
+            "be inside that directory",
+        ) from None  # fmt: skip
 
 
 def run_ci(
-    session: Session,
-    spec: TrainingSpec,
-    spec_dir: Path,
-    invoker: Principal,
-    progress: Progress = print,
+    session: Session, spec_path: Path, progress: Progress = print
 ) -> PersistedRun:
-    """The CI trigger `train`: run the job as the training service account (the build worker is
-    this machine) and persist its outputs, with their checksums, to the artifact bucket."""
-    from mlplane.data.artifacts import ArtifactStore
+    """Run the CI trigger `train`: its build runs the spec from the project's recorded source
+    as the training service account and persists the job's outputs to the artifact bucket."""
     from mlplane.workflows.ci import run_trigger
 
-    bucket = session.loaded.project.resolve(session.loaded.project.resources.buckets["artifacts"])
+    spec = load_spec(spec_path)  # bad input fails here, before the trigger runs
+    relative = spec_in_source(session, spec_path)
+    build = run_trigger(session, "train", {"_SPEC": relative}, progress)
+    objects = tuple((o.uri, o.size, o.md5_hash, o.crc32c) for o in build.objects)
+    return PersistedRun(build.id, artifact_prefix(session, spec.name, build.id), objects, build.source)
 
-    def pipeline(runs_as: Principal) -> PersistedRun:
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-        out = session.state_dir / "builds" / "train" / run_id
-        out.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **spec.env, "MLPLANE_PRINCIPAL": str(runs_as)}
-        env.update({"MLPLANE_OUTPUT_DIR": str(out), "MLPLANE_PROJECT": str(session.project_file)})
-        progress(f"trigger 'train' running {spec.name} as {runs_as}")
-        code = subprocess.run(
-            spec.argv(sys.executable, str(out), str(spec_dir)), env=env
-        ).returncode
-        if code != 0:
-            raise MlplaneError(f"training job {spec.name} exited {code}; nothing persisted")
-        store = ArtifactStore.open(session.project_file, runs_as)
-        prefix = f"gs://{bucket}/{spec.name}/{run_id}/"
-        objects = []
-        for path in sorted(p for p in out.rglob("*") if p.is_file()):
-            meta = store.upload(
-                path, prefix + path.relative_to(out).as_posix(), if_generation_match=0
-            )
-            objects.append(
-                (f"gs://{meta.bucket}/{meta.name}", meta.size, meta.md5_hash, meta.crc32c)
-            )
-            uri = f"gs://{meta.bucket}/{meta.name}"
-            progress(f"  persisted {uri} md5 {meta.md5_hash} crc32c {meta.crc32c}")
-        return PersistedRun(run_id, prefix, tuple(objects))
 
-    build, result = run_trigger(session, "train", invoker, pipeline, {"spec": spec.name})
-    return PersistedRun(build.id, result.prefix, result.objects)
+def artifact_prefix(session: Session, spec_name: str, build_id: str) -> str:
+    """Where the `train` build `build_id` persists a spec's outputs."""
+    project = session.loaded.project
+    return f"gs://{project.resolve(project.resources.buckets['artifacts'])}/{spec_name}/{build_id}/"
+
+
+def train_step(session: Session, spec_path: Path, progress: Progress = print) -> PersistedRun:
+    """In the `train` build, as the training service account: run the job from the build's
+    source, then persist its outputs, with their checksums, to the artifact bucket under
+    `gs://BUCKET/SPEC/BUILD_ID/`."""
+    from mlplane.data.artifacts import ArtifactStore
+
+    spec = load_spec(spec_path)
+    build_id = os.environ.get("BUILD_ID") or time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    out = Path.cwd() / ".mlplane-output"
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    env = {**os.environ, **spec.env, "MLPLANE_OUTPUT_DIR": str(out)}
+    env["MLPLANE_PROJECT"] = str(session.project_file)
+    progress(f"running {spec.name} as {session.principal}")
+    code = subprocess.run(
+        spec.argv(sys.executable, str(out), str(spec_path.parent.resolve())), env=env
+    ).returncode
+    if code != 0:
+        raise MlplaneError(f"training job {spec.name} exited {code}; nothing persisted")
+    store = ArtifactStore.open(session.project_file)
+    prefix = artifact_prefix(session, spec.name, build_id)
+    objects = []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        meta = store.upload(path, prefix + path.relative_to(out).as_posix(), if_generation_match=0)
+        uri = f"gs://{meta.bucket}/{meta.name}"
+        objects.append((uri, meta.size, meta.md5_hash, meta.crc32c))
+        progress(f"persisted {uri} md5 {meta.md5_hash} crc32c {meta.crc32c}")
+    return PersistedRun(build_id, prefix, tuple(objects))

@@ -73,6 +73,12 @@ class LocalBackend:
     def for_project(cls, project_file: Path) -> LocalBackend:
         return cls(Path(project_file).resolve().parent / ".mlplane" / "buckets")
 
+    def audit(self, entry: dict[str, object]) -> None:
+        """Append to the store's own audit log (`.audit.jsonl`; see `audit.py`)."""
+        from mlplane.data.artifacts.audit import record
+
+        record(self.root, entry)
+
     # ------------------------------------------------------------------ paths
 
     def _place(self, bucket: str, name: str) -> tuple[Path, str]:
@@ -137,7 +143,7 @@ class LocalBackend:
         try:
             return open(tmp, "xb")
         except FileNotFoundError:  # a concurrent delete pruned the (then empty) directory
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
             return open(tmp, "xb")
 
     def stat(self, bucket: str, name: str) -> ObjectMeta:
@@ -182,7 +188,7 @@ class LocalBackend:
         if_generation_match: int | None,
     ) -> ObjectMeta:
         d, c = self._place(bucket, name)
-        d.mkdir(parents=True, exist_ok=True)
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
         token = uuid.uuid4().hex
         tmp, tmp_meta = d / f"{c}#tmp-{token}", d / f"{c}#tmpmeta-{token}"
         data_path: Path | None = None

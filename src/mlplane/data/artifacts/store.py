@@ -175,7 +175,7 @@ class ArtifactStore:
         u = parse_gs_uri(uri)
         precondition = self._authorize_write(u, if_generation_match)
         try:
-            return self.backend.write(
+            meta = self.backend.write(
                 u.bucket,
                 u.name,
                 source,
@@ -186,6 +186,26 @@ class ArtifactStore:
             if precondition == 0 and if_generation_match is None:
                 self._require_replace(u)  # it exists: replacing it needs delete
             raise
+        self._audit("storage.objects.create", u, meta)
+        return meta
+
+    def _audit(self, method: str, u: GsUri, meta: ObjectMeta | None) -> None:
+        """Record the event in the backend's own audit log, when it keeps one (the local store;
+        Cloud Storage writes Cloud Audit Logs itself)."""
+        audit = getattr(self.backend, "audit", None)
+        if audit is None:
+            return
+        entry: dict[str, object] = {
+            "method": method,
+            "resource": f"gs://{u.bucket}/{u.name}",
+            "principal": str(self.caller.principal),
+            "origin": self.caller.origin,
+            "detail": self.caller.detail,
+        }
+        if meta is not None:
+            entry.update({"generation": meta.generation, "size": meta.size,
+                          "md5Hash": meta.md5_hash, "crc32c": meta.crc32c})  # fmt: skip
+        audit(entry)
 
     def write_bytes(
         self,
@@ -228,6 +248,7 @@ class ArtifactStore:
         u = parse_gs_uri(uri)
         self._require(u, DELETE)
         self.backend.delete(u.bucket, u.name, if_generation_match=if_generation_match)
+        self._audit("storage.objects.delete", u, None)
 
     def copy(
         self, src: str, dst: str, *, if_generation_match: int | None = None

@@ -185,7 +185,6 @@ def main(args: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--resource", metavar="NAME", help="instance name (default: the metadata's)")
     p.add_argument("--log", default=CONTAINER_LOG, metavar="LOG_ID")
-    p.add_argument("--as", dest="as_", metavar="PRINCIPAL", help="default: the metadata's SA")
     p.add_argument("--project", metavar="FILE", help="project file (default: found upward)")
     p.add_argument("--tee", action="store_true", help="also copy the output to this process's")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
@@ -194,7 +193,7 @@ def main(args: Sequence[str] | None = None) -> int:
     if not cmd:
         p.error("name the command to run after --")
     try:
-        writer = LogWriter(ns.resource, ns.log, project_file=ns.project, principal=ns.as_)
+        writer = LogWriter(ns.resource, ns.log, project_file=ns.project)
     except MlplaneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
+import json
 import os
 import signal
 import subprocess
@@ -23,12 +25,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlplane.errors import ConfigError, MlplaneError, PermanentError
-from mlplane.model.principals import Principal
+from mlplane.apis.endpoints import Endpoints
+from mlplane.errors import ConfigError, PermanentError
 
 from .agent.processes import kill_group, recorded_children, start_time
-from .client import AgentClient
-from .paths import AgentInfo, AgentPaths, read_info, read_pid, read_token
+from .paths import AgentInfo, AgentPaths, read_info, read_pid
 
 AGENT_MODULE = "mlplane.providers.local.agent"
 
@@ -37,14 +38,25 @@ class AgentStartFailed(PermanentError):
     """The agent did not come up; the message carries the end of its log."""
 
 
+class AgentNotRunning(PermanentError):
+    """No local agent answers for this project."""
+
+    exit_code = 4
+
+
 @dataclass(frozen=True)
 class AgentHandle:
     paths: AgentPaths
     info: AgentInfo
-    token: str
 
-    def client(self, principal: Principal | str | None = None) -> AgentClient:
-        return AgentClient(self.info.base_url, self.token, principal)
+    @property
+    def base_url(self) -> str:
+        return self.info.base_url
+
+    @property
+    def endpoints(self) -> Endpoints:
+        """Where the agent serves Google's APIs (and its token endpoint)."""
+        return Endpoints.agent(self.info.base_url)
 
 
 @dataclass(frozen=True)
@@ -66,18 +78,37 @@ def pid_alive(pid: int) -> bool:
     return start_time(pid) is not None
 
 
+def _healthz(info: AgentInfo) -> dict[str, object] | None:
+    conn = http.client.HTTPConnection("127.0.0.1", info.port, timeout=5.0)
+    try:
+        conn.request("GET", "/_mlplane/healthz")
+        resp = conn.getresponse()
+        data = json.loads(resp.read()) if resp.status == 200 else None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    return data if isinstance(data, dict) else None
+
+
 def find_agent(project_file: Path | str) -> AgentHandle | None:
     """The running agent of the project (its API answers with its PID), or None."""
     paths = AgentPaths.for_project(project_file)
-    info, token = read_info(paths), read_token(paths)
-    if info is None or token is None or not pid_alive(info.pid):
+    info = read_info(paths)
+    if info is None or not pid_alive(info.pid):
         return None
-    handle = AgentHandle(paths, info, token)
-    try:
-        health = handle.client().call("GET", "/healthz", timeout=5.0)
-    except MlplaneError:
-        return None
-    return handle if isinstance(health, dict) and health.get("pid") == info.pid else None
+    health = _healthz(info)
+    return AgentHandle(paths, info) if health and health.get("pid") == info.pid else None
+
+
+def require_agent(project_file: Path | str) -> AgentHandle:
+    handle = find_agent(project_file)
+    if handle is None:
+        raise AgentNotRunning(
+            f"no local agent is running for {Path(project_file).resolve()}: start it with "
+            "`mlplane up`"
+        )
+    return handle
 
 
 @contextlib.contextmanager
@@ -162,6 +193,6 @@ def stop_agent(project_file: Path | str, timeout: float = 20.0) -> DownResult:
 def _sweep(paths: AgentPaths) -> int:
     """Kill what a dead agent left (children die with the agent; this is the second net)."""
     killed = sum(kill_group(p, signal.SIGKILL) for p in recorded_children(paths.children))
-    for path in (paths.children, paths.info, paths.token, paths.pid_file):
+    for path in (paths.children, paths.info, paths.pid_file):
         path.unlink(missing_ok=True)
     return killed

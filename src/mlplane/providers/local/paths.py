@@ -4,7 +4,7 @@ agent.lock      flock held by the running agent for its whole life (one agent pe
 agent.pid       the agent's PID, written as soon as it holds the lock
 launch.lock     flock held by `mlplane up` while it checks, starts and waits (races are safe)
 agent.json      pid, API port and start time, written once the API listens
-agent.token     the API's bearer token (mode 0600)
+tokens.json     sha256 of the sign-in and impersonation tokens the agent issued (mode 0600)
 agent.log       the agent's log
 children.json   pid and start time of every process the agent supervises (for crash cleanup)
 logs/NAME.log   stdout and stderr of each instance or replica process
@@ -57,8 +57,8 @@ class AgentPaths:
         return self.root / "agent.json"
 
     @property
-    def token(self) -> Path:
-        return self.root / "agent.token"
+    def tokens(self) -> Path:
+        return self.root / "tokens.json"
 
     @property
     def log(self) -> Path:
@@ -121,11 +121,4 @@ def read_pid(paths: AgentPaths) -> int | None:
     try:
         return int(paths.pid_file.read_text().strip())
     except (OSError, ValueError):
-        return None
-
-
-def read_token(paths: AgentPaths) -> str | None:
-    try:
-        return paths.token.read_text().strip() or None
-    except OSError:
         return None

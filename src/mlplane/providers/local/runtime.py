@@ -1,31 +1,28 @@
-"""What a local instance runs: its command, environment and model artifact, read from the
-instance's (or its template's) metadata items, the same place a GCE startup script lives.
-
-    mlplane-command          JSON array of strings, or a shell-quoted string (split with shlex)
-    mlplane-env-NAME         environment variable NAME for the process
-    mlplane-model-artifact   URI of the model artifact, given to the process as
-                             MLPLANE_MODEL_ARTIFACT
-    startup-script           used (with /bin/sh -c) when mlplane-command is absent
-
-`runtime_metadata(...)` builds these items, e.g. for `RevisionSettings.metadata`.
+"""How the local agent runs an instance's workload (model/workload.py): its `mlplane-args` as a
+process, `python` being the agent's own interpreter, with the workload's environment and model
+artifact. An instance with no `mlplane-args` (e.g. created with gcloud) runs its
+`startup-script` with /bin/sh instead, as a VM would at boot.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import shlex
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mlplane.model.compute import Metadata
+from mlplane.model.workload import (
+    ARGS_KEY,
+    ARTIFACT_ENV,
+    STARTUP_SCRIPT_KEY,
+    workload_metadata,
+    workload_of,
+)
 
-COMMAND_KEY = "mlplane-command"
-ENV_PREFIX = "mlplane-env-"
-ARTIFACT_KEY = "mlplane-model-artifact"
-STARTUP_SCRIPT_KEY = "startup-script"
-ARTIFACT_ENV = "MLPLANE_MODEL_ARTIFACT"
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+__all__ = ["LocalRuntime", "items_of", "runtime_metadata", "runtime_of"]
+
+# Kept for callers that build metadata for a command (tests, helpers).
+runtime_metadata = workload_metadata
 
 
 @dataclass(frozen=True)
@@ -40,49 +37,19 @@ def items_of(metadata: Metadata | None) -> dict[str, str]:
 
 
 def runtime_of(items: Mapping[str, str], what: str) -> LocalRuntime:
-    """The runtime described by metadata `items`; ValueError names what is wrong and where."""
-    raw = items.get(COMMAND_KEY)
-    if raw is not None:
-        argv = _command(raw, what)
-    elif STARTUP_SCRIPT_KEY in items:
-        argv = ("/bin/sh", "-c", items[STARTUP_SCRIPT_KEY])
-    else:
+    """The process that runs the workload `items` describe; ValueError names what is wrong."""
+    if ARGS_KEY not in items:
+        if STARTUP_SCRIPT_KEY in items:
+            return LocalRuntime(("/bin/sh", "-c", items[STARTUP_SCRIPT_KEY]))
         raise ValueError(
-            f"{what} has no '{COMMAND_KEY}' (or '{STARTUP_SCRIPT_KEY}') metadata item: the local "
-            "provider runs that command as the instance's process"
+            f"{what} has no '{ARGS_KEY}' (or '{STARTUP_SCRIPT_KEY}') metadata item: the local "
+            "agent runs that command as the instance's process"
         )
-    env: dict[str, str] = {}
-    for key, value in items.items():
-        if key.startswith(ENV_PREFIX):
-            name = key[len(ENV_PREFIX) :]
-            if not _ENV_NAME.fullmatch(name):
-                raise ValueError(f"{what}: metadata '{key}' does not name an environment variable")
-            env[name] = value
-    artifact = items.get(ARTIFACT_KEY)
-    if artifact:
-        env[ARTIFACT_ENV] = artifact
-    return LocalRuntime(argv, env, artifact)
-
-
-def _command(raw: str, what: str) -> tuple[str, ...]:
-    try:
-        parsed: object = json.loads(raw) if raw.lstrip().startswith("[") else shlex.split(raw)
-    except ValueError as exc:
-        raise ValueError(f"{what}: metadata '{COMMAND_KEY}' cannot be parsed: {exc}") from None
-    if not (isinstance(parsed, list) and parsed and all(isinstance(a, str) and a for a in parsed)):
-        raise ValueError(f"{what}: metadata '{COMMAND_KEY}' must be a non-empty list of strings")
-    return tuple(parsed)
-
-
-def runtime_metadata(
-    command: Sequence[str], env: Mapping[str, str] | None = None, artifact: str | None = None
-) -> dict[str, str]:
-    """Metadata items that make the local provider run `command` with `env` and `artifact`."""
-    items = {COMMAND_KEY: json.dumps(list(command))}
-    for name, value in (env or {}).items():
-        if not _ENV_NAME.fullmatch(name):
-            raise ValueError(f"'{name}' is not an environment variable name")
-        items[ENV_PREFIX + name] = value
-    if artifact:
-        items[ARTIFACT_KEY] = artifact
-    return items
+    workload = workload_of(items, what)
+    argv = workload.args
+    if argv[0] in ("python", "python3"):
+        argv = (sys.executable, *argv[1:])
+    env = dict(workload.env)
+    if workload.artifact:
+        env[ARTIFACT_ENV] = workload.artifact
+    return LocalRuntime(argv, env, workload.artifact)

@@ -1,8 +1,9 @@
 """The agent process: one per project, holding `agent.lock` for its whole life.
 
 Start-up: take the lock (or exit 3 if another agent holds it), kill what a crashed predecessor
-left in `children.json`, write a fresh random token (0600), listen on 127.0.0.1 (ephemeral
-port), then publish `agent.json`. SIGTERM/SIGINT: stop accepting, stop every supervised process
+left in `children.json`, listen on 127.0.0.1 (ephemeral port) with Google's APIs behind one
+gateway (`gateway.py`), then publish `agent.json`. Callers authenticate with tokens of the
+agent's token authority (`auth/`); sign-in and impersonation tokens survive a restart. SIGTERM/SIGINT: stop accepting, stop every supervised process
 (SIGTERM, SIGKILL after the grace period), close the load balancers, remove the files. The same
 happens when the state directory is deleted under a running agent.
 """
@@ -14,25 +15,36 @@ import contextlib
 import fcntl
 import logging
 import os
-import secrets
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from mlplane.errors import ConfigError
 from mlplane.providers.local.paths import AgentInfo, AgentPaths, write_atomic, write_info
-from mlplane.providers.local.wire import AgentStatus
+from mlplane.iam.loading import load_project
 
-from .api import Api
-from .auth import Gate
+from mlplane.data.artifacts.audit import writes_by
+
+from .auth import Gate, TokenAuthority
+from .builds import BuildRunner
+from .gateway import Gateway
 from .host import AgentSettings, Host
 from .http_server import serve
-from .metadata import TokenRegistry
+from .metadata import project_number
 from .operations import Operations
 from .processes import kill_group, recorded_children
 from .runtime import Runtime
 from .service import ResourceService
 from .store import ResourceStore
+from .surfaces.admin import AdminApi
+from .surfaces.cloudbuild import CloudBuildApi
+from .surfaces.compute import ComputeApi
+from .surfaces.compute import surface as compute_surface
+from .surfaces.compute_groups import GroupsApi
+from .surfaces.compute_static import StaticApi
+from .surfaces.identity import IdentityApi
+from .surfaces.servicemanagement import ServiceManagementApi
 
 log = logging.getLogger("mlplane.agent")
 EXIT_LOCKED = 3
@@ -73,9 +85,7 @@ def run(project_file: Path, settings: AgentSettings | None = None) -> int:
         left = sweep_children(paths)
         if left:
             log.warning("killed %d processes left by a previous agent", left)
-        token = secrets.token_urlsafe(32)
-        write_atomic(paths.token, token + "\n", mode=0o600)
-        asyncio.run(_serve(paths, token, settings or AgentSettings.from_env(os.environ)))
+        asyncio.run(_serve(paths, settings or AgentSettings.from_env(os.environ)))
         return 0
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
@@ -84,7 +94,7 @@ def run(project_file: Path, settings: AgentSettings | None = None) -> int:
         log.error("cannot start: %s", exc)
         return 2
     finally:
-        for path in (paths.info, paths.token, paths.children, paths.pid_file):
+        for path in (paths.info, paths.children, paths.pid_file):
             path.unlink(missing_ok=True)
         os.close(lock)
 
@@ -104,27 +114,51 @@ async def _watch_state_dir(paths: AgentPaths, stop: asyncio.Event) -> None:
             stop.set()
 
 
-async def _serve(paths: AgentPaths, token: str, settings: AgentSettings) -> None:
-    tokens = TokenRegistry()
-    gate = Gate(paths.project_file, token, tokens)
+def build_gateway(
+    paths: AgentPaths, settings: AgentSettings, started: float
+) -> tuple[Gateway, Host, ResourceStore, Runtime]:
+    """Wire the agent: token authority and IAM gate, runtime, and the API surfaces."""
+    tokens = TokenAuthority(paths.tokens)
+    gate = Gate(paths.project_file, tokens)
     host = Host(gate.project, paths, settings, tokens)
     store, ops = ResourceStore(), Operations()
     runtime = Runtime(host, store)
     service = ResourceService(gate, store, ops, runtime)
+    loaded = load_project(paths.project_file).project.project
+
+    def compute_base() -> str:
+        return f"{host.api_url}/compute/v1/"
+
+    compute = ComputeApi(service, compute_base)
+    extra = {
+        **GroupsApi(compute).handlers(),
+        **StaticApi(compute, loaded.zone, loaded.region).handlers(),
+    }
+    endpoints = ServiceManagementApi(service, lambda: project_number(gate.project))
+    identity = IdentityApi(gate)
+    runner = BuildRunner(
+        host, loaded.zone, lambda build: writes_by(paths.project_file, "build", build)
+    )
+    builds = CloudBuildApi(gate, runner, loaded.region)
+
+    def processes() -> list[dict[str, Any]]:
+        return [v.to_json() for v in runtime.replicas()]
+
+    admin = AdminApi(gate, started, runtime.openapi, processes, lambda: host.api_port)
+    surfaces = [
+        compute_surface(compute, extra),
+        *endpoints.surfaces(),
+        identity.surface(),
+        builds.surface(),
+    ]
+    gateway = Gateway(gate, surfaces, {**identity.plain(), **admin.plain()})
+    return gateway, host, store, runtime
+
+
+async def _serve(paths: AgentPaths, settings: AgentSettings) -> None:
     started = time.time()
-
-    def status() -> AgentStatus:
-        resources = sorted(store.records.values(), key=lambda r: (r.key.kind, r.key.name))
-        return AgentStatus(
-            os.getpid(),
-            host.api_port,
-            host.project_id,
-            started,
-            tuple(service.view(r) for r in resources),
-            tuple(runtime.replicas()),
-        )
-
-    server = await serve(Api(service, status, started).handle)
+    gateway, host, store, runtime = build_gateway(paths, settings, started)
+    server = await serve(gateway.handle, admit=gateway.admit)
     host.api_port = int(server.sockets[0].getsockname()[1])
     write_info(paths, AgentInfo(os.getpid(), host.api_port, str(paths.project_file), started))
     log.info("agent pid %d for project %s: API on 127.0.0.1:%d", os.getpid(), host.project_id,

@@ -11,15 +11,18 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 
+from mlplane.apis.endpoints import Endpoints
 from mlplane.providers.local.paths import AgentPaths
 from mlplane.providers.local.runtime import runtime_of
 
-from .metadata import InstanceIdentity, MetadataServer, TokenRegistry
+from .auth.tokens import TokenAuthority
+from .metadata import InstanceIdentity, MetadataServer
 from .ports import PortAllocator
 from .processes import ChildRegistry, Supervised, spawn
 
-# Variables of the agent's own environment that a workload must not inherit.
-_PRIVATE = ("MLPLANE_PRINCIPAL", "MLPLANE_AGENT_TOKEN")
+# Variables of the agent's own environment that a workload must not inherit: a VM has no
+# user's credentials; its identity is its metadata server's.
+_PRIVATE = ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "CLOUDSDK_CONFIG")
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Host:
     project_id: str
     paths: AgentPaths
     settings: AgentSettings
-    tokens: TokenRegistry
+    tokens: TokenAuthority
     ports: PortAllocator = field(default_factory=PortAllocator)
     children: ChildRegistry = field(init=False)
     api_port: int = 0
@@ -90,6 +93,29 @@ class Running:
         return self.proc.pid
 
 
+def workload_environment(host: Host, name: str, metadata_port: int) -> dict[str, str]:
+    """What every workload process (an instance's, a build's) sees: the agent's environment
+    without anyone's credentials, its own metadata server, the endpoints of the agent's APIs
+    (as gcloud's overrides), and an empty config directory (no signed-in user on a VM)."""
+    env = {k: v for k, v in os.environ.items() if k not in _PRIVATE}
+    config = host.paths.root / "workloads" / name
+    config.mkdir(parents=True, exist_ok=True, mode=0o700)
+    env.update(Endpoints.agent(host.api_url).environment(host.project_id))
+    env.update(
+        {
+            "GCE_METADATA_HOST": f"127.0.0.1:{metadata_port}",
+            "GCE_METADATA_IP": f"127.0.0.1:{metadata_port}",
+            "GCE_METADATA_ROOT": f"127.0.0.1:{metadata_port}",
+            "MLPLANE_CONFIG_DIR": str(config),
+            "MLPLANE_PROJECT": str(host.paths.project_file),
+            "MLPLANE_INSTANCE_NAME": name,
+            "MLPLANE_PROJECT_ID": host.project_id,
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+    )
+    return env
+
+
 async def launch(
     host: Host, name: str, zone: str, items: Mapping[str, str], service_account: str | None
 ) -> Running:
@@ -99,21 +125,9 @@ async def launch(
     metadata = MetadataServer(identity, host.tokens)
     md_port = await metadata.start()
     port = host.ports.allocate()
-    env = {k: v for k, v in os.environ.items() if k not in _PRIVATE}
+    env = workload_environment(host, name, md_port)
     env.update(runtime.env)
-    env.update(
-        {
-            "PORT": str(port),
-            "GCE_METADATA_HOST": f"127.0.0.1:{md_port}",
-            "GCE_METADATA_IP": f"127.0.0.1:{md_port}",
-            "GCE_METADATA_ROOT": f"127.0.0.1:{md_port}",
-            "MLPLANE_INSTANCE_NAME": name,
-            "MLPLANE_PROJECT_ID": host.project_id,
-            "MLPLANE_API_URL": host.api_url,
-            "MLPLANE_COMPUTE_URL": f"{host.api_url}/compute/v1/",
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-    )
+    env["PORT"] = str(port)
     try:
         proc = await spawn(
             runtime.argv,

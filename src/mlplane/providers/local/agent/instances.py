@@ -69,6 +69,16 @@ class InstanceRuntime:
         self.host.names.discard(self.spec.name)
         self.status = "TERMINATED"
 
+    async def reset(self) -> None:
+        """`instances.reset`: a hard restart; the process runs again from the same metadata."""
+        running, self.running = self.running, None
+        self.status = "STOPPING"
+        if running is not None:
+            await halt(self.host, running)
+        self.exit_code = None
+        self.host.names.discard(self.spec.name)
+        await self.start()
+
     def detail(self) -> str:
         if self.status == "RUNNING" and self.running is not None:
             return f"RUNNING pid {self.running.pid} port {self.running.port}"

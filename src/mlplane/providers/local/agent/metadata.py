@@ -3,8 +3,11 @@
 Each instance process gets its own listener on 127.0.0.1 (its port is the process's
 GCE_METADATA_HOST), so the agent knows which instance asks by the socket the request arrived
 on, and every client library that honours GCE_METADATA_HOST works unchanged
-(docs/decisions/0300-local-metadata-identity.md). Tokens are random strings the agent maps to
-the instance's service account; the agent's API authorizes calls bearing them as that account.
+(docs/decisions/0300-local-metadata-identity.md). Tokens come from the agent's token authority
+(`auth.tokens`) for the instance's service account; the agent's APIs authorize calls bearing
+them as that account. A build's worker gets a metadata server of its own, for its trigger's
+service account, for as long as the build runs. Only processes of the agent's OS user get an
+answer (`auth.peer`).
 
 This is an emulation for catching least-privilege mistakes before they reach the cloud, NOT an
 OS security boundary: any local process of the same user can reach any of these ports or read
@@ -17,16 +20,17 @@ import asyncio
 import hashlib
 import json
 import secrets
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mlplane.model.principals import Principal
+
+from .auth.peer import same_user
+from .auth.tokens import TokenAuthority
 from .http_server import Request, Response, serve
 
 FLAVOR = ("Metadata-Flavor", "Google")
 PREFIX = "/computeMetadata/v1/"
-TOKEN_TTL = 3600.0
-_REFRESH_BEFORE = 300.0
 
 
 def project_number(project_id: str) -> int:
@@ -43,51 +47,13 @@ class InstanceIdentity:
     service_account: str | None
     attributes: Mapping[str, str] = field(default_factory=dict)
     numeric_id: int = field(default_factory=lambda: secrets.randbelow(10**18) + 10**18)
-
-
-@dataclass(frozen=True)
-class Token:
-    value: str
-    instance: str
-    service_account: str
-    expires_at: float
-
-
-class TokenRegistry:
-    """Access tokens of instance service accounts, by value."""
-
-    def __init__(self, ttl: float = TOKEN_TTL, clock: Callable[[], float] = time.time) -> None:
-        self.ttl = ttl
-        self.clock = clock
-        self._by_value: dict[str, Token] = {}
-        self._current: dict[str, Token] = {}
-
-    def token_for(self, instance: str, service_account: str) -> Token:
-        now = self.clock()
-        tok = self._current.get(instance)
-        if tok is None or tok.expires_at - now < _REFRESH_BEFORE:
-            tok = Token("ya29.local-" + secrets.token_urlsafe(32), instance, service_account,
-                        now + self.ttl)  # fmt: skip
-            self._current[instance] = tok
-            self._by_value[tok.value] = tok
-        return tok
-
-    def lookup(self, value: str) -> Token | None:
-        tok = self._by_value.get(value)
-        if tok is None or tok.expires_at <= self.clock():
-            return None
-        return tok
-
-    def revoke(self, instance: str) -> None:
-        self._current.pop(instance, None)
-        for value in [v for v, t in self._by_value.items() if t.instance == instance]:
-            del self._by_value[value]
+    origin: str = "instance"  # or "build": a build's worker gets a metadata server too
 
 
 class MetadataServer:
     """The metadata endpoint of one instance."""
 
-    def __init__(self, identity: InstanceIdentity, tokens: TokenRegistry) -> None:
+    def __init__(self, identity: InstanceIdentity, tokens: TokenAuthority) -> None:
         self.identity = identity
         self.tokens = tokens
         self._server: asyncio.Server | None = None
@@ -99,12 +65,17 @@ class MetadataServer:
         return self.port
 
     async def close(self) -> None:
-        self.tokens.revoke(self.identity.name)
+        self.tokens.revoke(self.identity.origin, self.identity.name)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
 
     async def handle(self, req: Request) -> Response:
+        if req.peer is None or not same_user(req.peer[1], self.port):
+            return Response.text(
+                403, "the metadata server answers processes of the agent's OS user only",
+                headers=(FLAVOR,),
+            )  # fmt: skip
         if req.headers.get("metadata-flavor") != "Google" or "x-forwarded-for" in req.headers:
             return Response.text(
                 403,
@@ -160,10 +131,12 @@ class MetadataServer:
         if item == "aliases":
             return _text("default\n")
         if item == "token":
-            tok = self.tokens.token_for(self.identity.name, email)
+            tok = self.tokens.current(
+                Principal("serviceAccount", email), self.identity.origin, self.identity.name
+            )
             body = {
                 "access_token": tok.value,
-                "expires_in": max(int(tok.expires_at - self.tokens.clock()), 0),
+                "expires_in": max(int(tok.token.expires_at - self.tokens.clock()), 0),
                 "token_type": "Bearer",
             }
             return Response.json(200, body, headers=(FLAVOR,))

@@ -18,10 +18,8 @@ from mlplane.model.compute import (
     ResourceKey,
     ResourceSpec,
     Verb,
-    spec_to_data,
 )
-from mlplane.model.compute_base import COMPUTE_URL
-from mlplane.providers.base import Operation, OperationError
+from mlplane.providers.base import OperationError
 from mlplane.providers.errors import (
     AlreadyExists,
     FingerprintConflict,
@@ -30,7 +28,6 @@ from mlplane.providers.errors import (
     ProviderUnavailable,
     ResourceInUse,
 )
-from mlplane.providers.local.wire import ResourceView
 
 from .auth import Caller, Gate
 from .operations import OperationRecord, Operations
@@ -47,39 +44,21 @@ class ResourceService:
         self.ops = ops
         self.runtime = runtime
 
-    # -- reads ---------------------------------------------------------------------------------
-
-    def view(self, rec: Record) -> ResourceView:
-        spec = rec.spec
-        return ResourceView(
-            kind=rec.key.kind,
-            name=rec.key.name,
-            spec=spec_to_data(spec),
-            lifecycle=str(type(spec).LIFECYCLE),
-            state=rec.state,
-            owner=rec.owner,
-            fingerprint=rec.fingerprint if type(spec).FINGERPRINTED else None,
-            self_link=f"{COMPUTE_URL}projects/{self.gate.project}/{spec.link}",
-            detail=self.runtime.detail(rec),
-        )
-
-    def get(self, caller: Caller, key: ResourceKey) -> ResourceView:
-        self.gate.authorize(caller, Verb.GET, key)
-        return self.view(self.store.require(key))
-
-    def list(self, caller: Caller, kind: str) -> list[ResourceView]:
-        self.gate.authorize(caller, Verb.GET, ResourceKey(kind, ""))
-        return [self.view(r) for r in self.store.of_kind(kind)]
-
-    def operation(self, caller: Caller, name: str) -> OperationRecord:
-        rec = self.ops.get(name)
-        self.gate.authorize_poll(caller, rec.verb, rec.target)
-        return rec
-
     # -- mutations -----------------------------------------------------------------------------
 
-    def create(self, caller: Caller, spec: ResourceSpec, request_id: str) -> Operation:
-        self.gate.authorize(caller, Verb.CREATE, spec.key, spec)
+    def create(
+        self,
+        caller: Caller,
+        spec: ResourceSpec,
+        request_id: str,
+        *,
+        op_type: str = "insert",
+        permissions: tuple[str, ...] | None = None,
+    ) -> OperationRecord:
+        if permissions is None:
+            self.gate.authorize(caller, Verb.CREATE, spec.key, spec)
+        else:
+            self.gate.require(caller, permissions, self.gate.ref(spec.key))
         replay = self.ops.replay(request_id, spec.key, Verb.CREATE)
         if replay is not None:
             return replay
@@ -96,12 +75,25 @@ class ResourceService:
         def undo() -> None:
             self.store.remove(spec.key)
 
-        return self._run(caller, rec, Verb.CREATE, request_id, work, undo)
+        return self._run(caller, rec, Verb.CREATE, request_id, work, undo, op_type)
 
     def update(
-        self, caller: Caller, spec: ResourceSpec, fingerprint: str | None, request_id: str
-    ) -> Operation:
-        self.gate.authorize(caller, Verb.UPDATE, spec.key, spec)
+        self,
+        caller: Caller,
+        spec: ResourceSpec,
+        fingerprint: str | None,
+        request_id: str,
+        *,
+        op_type: str = "update",
+        check_fingerprint: bool = True,
+        permissions: tuple[str, ...] | None = None,
+    ) -> OperationRecord:
+        """Update a resource in place. `permissions` replaces the kind's update permissions for
+        methods that need their own (setUrlMap, resize, setNamedPorts...)."""
+        if permissions is None:
+            self.gate.authorize(caller, Verb.UPDATE, spec.key, spec)
+        else:
+            self.gate.require(caller, permissions, self.gate.ref(spec.key))
         replay = self.ops.replay(request_id, spec.key, Verb.UPDATE)
         if replay is not None:
             return replay
@@ -113,7 +105,7 @@ class ResourceService:
                 "instead of updating it",
                 spec.key,
             )
-        if kind.FINGERPRINTED and fingerprint != rec.fingerprint:
+        if check_fingerprint and kind.FINGERPRINTED and fingerprint != rec.fingerprint:
             raise FingerprintConflict(
                 f"Supplied fingerprint '{fingerprint}' does not match the current fingerprint "
                 f"of {spec.key}: it changed since it was read; get it again and retry",
@@ -130,9 +122,9 @@ class ResourceService:
         def undo() -> None:
             rec.spec, rec.state = previous, State.READY
 
-        return self._run(caller, rec, Verb.UPDATE, request_id, work, undo)
+        return self._run(caller, rec, Verb.UPDATE, request_id, work, undo, op_type)
 
-    def delete(self, caller: Caller, key: ResourceKey, request_id: str) -> Operation:
+    def delete(self, caller: Caller, key: ResourceKey, request_id: str) -> OperationRecord:
         self.gate.authorize(caller, Verb.DELETE, key)
         replay = self.ops.replay(request_id, key, Verb.DELETE)
         if replay is not None:
@@ -140,11 +132,14 @@ class ResourceService:
         if key.kind == Instance.KIND and self.store.get(key) is None:
             group = self.runtime.managed_instance_group(key.name)
             if group is not None:  # a managed instance: its group recreates it
-                op = self.ops.start(key, Verb.DELETE, f"zones/{group.spec.zone}", request_id)
+                op = self.ops.start(
+                    key, Verb.DELETE, f"zones/{group.spec.zone}", request_id,
+                    op_type="delete", user=caller.principal.email,
+                )  # fmt: skip
                 log.info("delete %s (managed by %s) by %s", key, group.name, caller)
                 group.kill_replica(key.name)
                 self.ops.finish(op)
-                return op.snapshot()
+                return op
         rec = self._idle(key)
         users = self.store.referrers(key)
         if users:
@@ -163,7 +158,7 @@ class ResourceService:
         def undo() -> None:
             rec.state = State.READY
 
-        return self._run(caller, rec, Verb.DELETE, request_id, work, undo)
+        return self._run(caller, rec, Verb.DELETE, request_id, work, undo, "delete")
 
     def _idle(self, key: ResourceKey) -> Record:
         rec = self.store.require(key)
@@ -181,9 +176,13 @@ class ResourceService:
         request_id: str,
         work: Callable[[], Awaitable[None]],
         undo: Callable[[], None],
-    ) -> Operation:
+        op_type: str,
+    ) -> OperationRecord:
         scope = _scope(rec.spec)
-        op = self.ops.start(rec.key, verb, scope, request_id)
+        op = self.ops.start(
+            rec.key, verb, scope, request_id,
+            op_type=op_type, user=caller.principal.email, target_id=rec.id,
+        )  # fmt: skip
         rec.busy = op.name
         log.info("%s %s by %s: %s", verb, rec.key, caller, op.name)
 
@@ -204,7 +203,7 @@ class ResourceService:
             self.ops.finish(op, error)
 
         self.runtime.host.background(run())
-        return op.snapshot()
+        return op
 
 
 def _scope(spec: ResourceSpec) -> str:

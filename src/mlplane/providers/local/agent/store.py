@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ class Record:
     generation: int = 1
     created_at: float = field(default_factory=time.time)
     busy: str | None = None  # the operation working on it
+    id: str = field(default_factory=lambda: str(10**18 + secrets.randbelow(8 * 10**18)))
 
     @property
     def key(self) -> ResourceKey:

@@ -1,26 +1,19 @@
 """Who is calling the agent, and may they do it: authentication and IAM authorization.
 
-Two kinds of callers:
-- the CLI (and the engine through the local provider): the agent's bearer token (from the
-  0600 token file) plus the acting principal it asserts in `X-Mlplane-Principal`. Without a
-  principal the token holder is the local operator: it may read (what `/v1/status` shows
-  anyway) but not change anything;
-- a workload: an access token from its instance's metadata endpoint; it acts as that
-  instance's service account and cannot assert another principal.
+A caller is whoever its bearer token belongs to (see `tokens.TokenAuthority`): a signed-in
+user, an instance's or a build's service account, or an account a caller was allowed to
+impersonate. No header, flag or variable names an identity.
 
-Every call is then authorized with the IAM layer, per API method, as GCP would: the
-permissions the kind declares for the verb on that resource (the engine checks the same before
-calling; this is defense in depth). Waiting on an operation is a call of its own, so the
-operation-polling permissions (`compute.*Operations.get`) are checked when an operation is
-read, not when the mutation is made: a training VM may delete itself without being able to
-watch the operation, exactly as on GCP.
+Every call is then authorized with the IAM layer, per API method, as GCP would: the permissions
+the method needs on that resource (the engine checks the same before calling; this is defense
+in depth). Waiting on an operation is a call of its own (`compute.*Operations.get`): a training
+VM may delete itself without being able to watch the operation, exactly as on GCP.
 
 An emulation for catching least-privilege mistakes, not an OS security boundary.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +25,8 @@ from mlplane.model.compute import SPEC_TYPES, PermissionCheck, ResourceKey, Reso
 from mlplane.model.principals import Principal
 from mlplane.model.refs import ResourceRef
 
-from .http_server import BadRequest
-from .metadata import TokenRegistry
+from .tokens import Token, TokenAuthority
 
-PRINCIPAL_HEADER = "x-mlplane-principal"
 _POLL_SUFFIXES = ("Operations.get",)
 
 
@@ -45,22 +36,58 @@ class Unauthenticated(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    principal: Principal | None  # None: the local operator (agent token, no principal): reads
-    instance: str | None = None  # set when a workload calls with its metadata token
+    principal: Principal
+    token: Token | None = None
+
+    @property
+    def instance(self) -> str | None:
+        """The instance whose metadata server issued the caller's token, if any."""
+        t = self.token
+        return t.detail if t is not None and t.origin == "instance" else None
+
+    @property
+    def build(self) -> str | None:
+        t = self.token
+        return t.detail if t is not None and t.origin == "build" else None
 
     def __str__(self) -> str:
-        who = str(self.principal) if self.principal else "the local operator"
-        return f"{who} (instance {self.instance})" if self.instance else who
+        via = f" ({self.token.describe()})" if self.token and self.token.origin != "signin" else ""
+        return f"{self.principal}{via}"
+
+
+def google_name(ref: ResourceRef) -> str:
+    """A resource as Google's error messages name it (projects/P/global/urlMaps/NAME, ...)."""
+    project = f"projects/{ref.project}"
+    if ref.kind == "project":
+        return project
+    if ref.kind == "serviceAccount":
+        return f"{project}/serviceAccounts/{ref.name}"
+    if ref.kind == "endpointsService":
+        return f"services/{ref.name}"
+    spec = SPEC_TYPES.get(ref.kind)
+    if spec is None:
+        return f"{project}/{ref.kind}/{ref.name}"
+    scope = "zones/-" if "zone" in spec.model_fields else "global"
+    return f"{project}/{scope}/{spec.COLLECTION}/{ref.name}"
 
 
 def is_poll_permission(permission: str) -> bool:
     return permission.endswith(_POLL_SUFFIXES)
 
 
+def bearer(headers: Mapping[str, str]) -> str:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthenticated(
+            "Request is missing required authentication credential. Expected OAuth 2 access "
+            "token (sign in with `mlplane auth login`)"
+        )
+    return value.strip()
+
+
 class Gate:
-    def __init__(self, project_file: Path, agent_token: str, tokens: TokenRegistry) -> None:
+    def __init__(self, project_file: Path, tokens: TokenAuthority) -> None:
         self.project_file = project_file
-        self._token = agent_token
         self.tokens = tokens
         self._stamp: tuple[float, int] | None = None
         self._authz: Authorizer | None = None
@@ -82,42 +109,14 @@ class Gate:
     def project(self) -> str:
         return self.authorizer.policy.project
 
-    @staticmethod
-    def _bearer(headers: Mapping[str, str]) -> str:
-        scheme, _, value = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not value:
-            raise Unauthenticated("missing 'Authorization: Bearer TOKEN'")
-        return value
-
-    def _is_agent_token(self, value: str) -> bool:
-        return hmac.compare_digest(value.encode(), self._token.encode())
-
-    def require_operator(self, headers: Mapping[str, str]) -> None:
-        """The local operator's views (status) need the agent token, no principal."""
-        value = self._bearer(headers)
-        if not self._is_agent_token(value):
-            if self.tokens.lookup(value) is not None:
-                raise PermissionDenied("the agent's status view is for the CLI, not workloads")
-            raise Unauthenticated("invalid or expired token")
-
     def caller(self, headers: Mapping[str, str]) -> Caller:
-        value = self._bearer(headers)
-        asserted = headers.get(PRINCIPAL_HEADER)
-        if self._is_agent_token(value):
-            if not asserted:
-                return Caller(None)
-            try:
-                return Caller(Principal.parse(asserted))
-            except ValueError as exc:
-                raise BadRequest(f"{PRINCIPAL_HEADER}: {exc}") from None
-        tok = self.tokens.lookup(value)
-        if tok is None:
-            raise Unauthenticated("invalid or expired token")
-        if asserted:
-            raise BadRequest(
-                f"an instance token acts as its service account; {PRINCIPAL_HEADER} is not allowed"
+        token = self.tokens.lookup(bearer(headers))
+        if token is None:
+            raise Unauthenticated(
+                "Request had invalid authentication credentials: the access token is unknown "
+                "or expired (`mlplane auth login`, or `mlplane auth print-access-token` again)"
             )
-        return Caller(Principal("serviceAccount", tok.service_account), tok.instance)
+        return Caller(token.principal, token)
 
     def checks(
         self, verb: Verb, key: ResourceKey, spec: ResourceSpec | None
@@ -132,30 +131,26 @@ class Gate:
         self, caller: Caller, verb: Verb, key: ResourceKey, spec: ResourceSpec | None = None
     ) -> None:
         """Raise PermissionDenied (with the decision) unless `caller` may `verb` on `key`."""
-        if caller.principal is None:
-            if verb is Verb.GET:
-                return
-            raise BadRequest(
-                f"{verb} {key}: a change needs the acting principal ({PRINCIPAL_HEADER})"
-            )
         for check in self.checks(verb, key, spec):
             perms = tuple(p for p in check.permissions if not is_poll_permission(p))
-            self._require(caller, perms, check.resource)
+            self.require(caller, perms, check.resource)
 
-    def authorize_poll(self, caller: Caller, verb: Verb, key: ResourceKey) -> None:
-        """Reading an operation: its polling permissions, else the kind's read permission."""
-        if caller.principal is None:
-            return
-        declared = SPEC_TYPES[key.kind].PERMISSIONS.get(verb, ())
-        perms = tuple(p for p in declared if is_poll_permission(p))
-        if perms:
-            self._require(caller, perms, ResourceRef.project_root(self.project))
-        else:
-            self.authorize(caller, Verb.GET, key)
-
-    def _require(self, caller: Caller, perms: tuple[str, ...], resource: ResourceRef) -> None:
-        if not perms or caller.principal is None:
+    def require(self, caller: Caller, perms: tuple[str, ...], resource: ResourceRef) -> None:
+        """Raise PermissionDenied naming the first missing permission (in Google's words) and
+        the model's reason and sanctioned path."""
+        if not perms:
             return
         decision = self.authorizer.authorize(caller.principal, perms, resource)
         if not decision.allowed:
-            raise PermissionDenied(decision.explain(), decision)
+            missing = decision.missing[0] if decision.missing else perms[0]
+            raise PermissionDenied(
+                f"Required '{missing}' permission for '{google_name(resource)}': "
+                f"{decision.explain()}",
+                decision,
+            )
+
+    def ref(self, key: ResourceKey) -> ResourceRef:
+        return ResourceRef(key.kind, key.name, self.project)
+
+    def require_project(self, caller: Caller, *perms: str) -> None:
+        self.require(caller, perms, ResourceRef.project_root(self.project))

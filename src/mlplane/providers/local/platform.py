@@ -1,0 +1,47 @@
+"""The `local` platform: the project's agent serves Google's APIs on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from pathlib import Path
+
+from mlplane.apis.endpoints import Endpoints
+from mlplane.model.compute import ForwardingRule
+from mlplane.providers.errors import ProviderUnavailable
+from mlplane.providers.platform import ReplicaView
+
+from .control import require_agent
+
+
+class LocalPlatform:
+    name = "local"
+
+    def __init__(self, project_file: Path) -> None:
+        self.project_file = project_file
+
+    def endpoints(self) -> Endpoints:
+        return require_agent(self.project_file).endpoints
+
+    def frontend_base(self, rule: ForwardingRule | None) -> str:
+        if rule is None:
+            raise ProviderUnavailable(
+                "no forwarding rule is recorded: bootstrap the front end first "
+                "(the first `mlplane serve deploy` does)"
+            )
+        return f"http://127.0.0.1:{rule.port_range.partition('-')[0]}"
+
+    def processes(self, token: str) -> list[ReplicaView]:
+        handle = require_agent(self.project_file)
+        conn = http.client.HTTPConnection("127.0.0.1", handle.info.port, timeout=10)
+        try:
+            conn.request("GET", "/_mlplane/processes", headers={"Authorization": f"Bearer {token}"})
+            resp = conn.getresponse()
+            data = json.loads(resp.read() or b"{}")
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise ProviderUnavailable(f"local agent at {handle.base_url}: {exc}") from None
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise ProviderUnavailable(f"local agent: processes: HTTP {resp.status}: {data}")
+        return [ReplicaView.from_json(p) for p in data.get("processes", ())]

@@ -1,0 +1,147 @@
+"""The composition root: the one module above the providers that names `providers.local` or
+`providers.gcp` (an import-linter contract holds everything else to it).
+
+It picks the platform of a project (`project.provider`), builds the one client of Google's
+APIs for it (the agent's endpoints locally, Google's on `gcp`; the caller's credentials found
+as Google's libraries find them), the engine's providers on that client, and reaches the
+local agent's lifecycle and this machine's sign-in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlplane.apis.endpoints import Endpoints
+from mlplane.errors import ConfigError
+from mlplane.model.principals import Principal
+from mlplane.providers.base import ProviderContext
+from mlplane.providers.platform import ApiClient, Platform
+from mlplane.providers.registry import REGISTRY, ProviderSet
+
+if TYPE_CHECKING:
+    from mlplane.workflows.session import Session
+
+PROVIDERS = ("local", "gcp")
+
+
+def provider_name(session: Session) -> str:
+    name = session.loaded.project.project.provider
+    if name not in PROVIDERS:
+        raise ConfigError(
+            str(session.project_file), "project.provider", f"'{name}' (one of {PROVIDERS})"
+        )
+    return name
+
+
+def platform(session: Session) -> Platform:
+    if provider_name(session) == "gcp":
+        from mlplane.providers.gcp.platform import GcpPlatform
+
+        return GcpPlatform(session.endpoints_service_or_none())
+    from mlplane.providers.local.platform import LocalPlatform
+
+    return LocalPlatform(session.project_file)
+
+
+def client(
+    session: Session, *, impersonate: str | None = None, endpoints: Endpoints | None = None
+) -> ApiClient:
+    """The caller's client of Google's APIs for this project. Variables that name endpoints
+    (gcloud's overrides, as set inside an instance or build) take precedence."""
+    import os
+
+    from mlplane.apis.credentials import (
+        CredentialError,
+        ImpersonationRefused,
+        NotSignedIn,
+        default_credentials,
+        impersonated,
+    )
+    from mlplane.apis.transport import Transport
+    from mlplane.errors import PermissionDenied
+    from mlplane.providers.gcp.client import GoogleApis, Unauthorized
+    from mlplane.providers.gcp.credentials import GoogleAuthCredentials
+
+    ends = endpoints or Endpoints.from_environment(os.environ) or platform(session).endpoints()
+    transport = Transport()
+    try:
+        creds: Any = default_credentials(ends, transport, google=GoogleAuthCredentials)
+        if impersonate:
+            account = session.authz.policy.identities.get(impersonate, impersonate)
+            creds = impersonated(creds, account, ends, transport)
+    except ImpersonationRefused as exc:
+        raise PermissionDenied(str(exc)) from None
+    except (NotSignedIn, CredentialError) as exc:
+        raise Unauthorized(str(exc)) from None
+    return GoogleApis(ends, creds, transport)
+
+
+def principal(api: ApiClient) -> Principal:
+    """Whom `api`'s credentials belong to."""
+    from mlplane.providers.gcp.client import GoogleApis
+    from mlplane.providers.gcp.identity import principal_of
+
+    assert isinstance(api, GoogleApis)
+    return principal_of(api)
+
+
+def access_token(api: ApiClient) -> str:
+    from mlplane.providers.gcp.client import GoogleApis
+
+    assert isinstance(api, GoogleApis)
+    return api.credentials.token()
+
+
+def provider_set(session: Session, api: ApiClient) -> ProviderSet:
+    """The engine's providers: every kind of the project's provider, over `api`."""
+    ctx = ProviderContext(
+        project=session.project_id,
+        zone=session.zone,
+        region=session.loaded.project.project.region,
+        workdir=session.project_file.parent,
+        apis=api,
+    )
+    return REGISTRY.build(provider_name(session), ctx)
+
+
+# -- the local agent ----------------------------------------------------------------------------
+
+
+def agent_up(project_file: Path, timeout: float = 30.0) -> Any:
+    from mlplane.providers.local.control import start_agent
+
+    return start_agent(project_file, timeout=timeout)
+
+
+def agent_down(project_file: Path, timeout: float = 20.0) -> Any:
+    from mlplane.providers.local.control import stop_agent
+
+    return stop_agent(project_file, timeout=timeout)
+
+
+def agent_running(project_file: Path) -> bool:
+    from mlplane.providers.local.control import find_agent
+
+    return find_agent(project_file) is not None
+
+
+# -- sign-in on this machine --------------------------------------------------------------------
+
+
+def login(account: str) -> None:
+    from mlplane.providers.local import signin
+
+    signin.login(account)
+
+
+def activate(account: str) -> None:
+    from mlplane.providers.local import signin
+
+    signin.activate(account)
+
+
+def revoke(account: str) -> bool:
+    from mlplane.providers.local import signin
+
+    return signin.revoke(account)
