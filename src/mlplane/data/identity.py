@@ -64,6 +64,11 @@ def token_identity(project_file: Path) -> tuple[Principal, str, str]:
     """(principal, origin, detail) of the caller's credentials, as the token authority says."""
     endpoints = Endpoints.from_environment(os.environ) or agent_endpoints(project_file)
     if endpoints is None:
+        if _provider(project_file) == "local":
+            raise NoIdentity(
+                f"no local agent is running for {project_file}: start it with `mlplane up` "
+                "(locally, the agent is the token authority that says whose credentials these are)"
+            )
         endpoints = Endpoints.google()
     transport = Transport(timeout=10.0)
     try:
@@ -81,6 +86,16 @@ def token_identity(project_file: Path) -> tuple[Principal, str, str]:
     else:
         raise NoIdentity(f"{endpoints.tokeninfo_uri} does not say whose token this is")
     return principal, info.get("mlplane_origin", ""), info.get("mlplane_detail", "")
+
+
+def _provider(project_file: Path) -> str:
+    import tomllib
+
+    try:
+        with open(project_file, "rb") as f:
+            return str(tomllib.load(f).get("project", {}).get("provider", "local"))
+    except (OSError, ValueError):
+        return "local"
 
 
 _RESOLVED: dict[tuple[str, str], tuple[Principal, str, str]] = {}

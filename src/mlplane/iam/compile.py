@@ -30,6 +30,7 @@ def compile_policy(loaded: LoadedProject, plan: IamPlan) -> CompiledPolicy:
                 holders.append(b.holder)
     team = loaded.project.team
     policy.groups = {g: [m.lower() for m in ms] for g, ms in team.groups.items()}
+    policy.admins = [m.lower() for m in team.admins]
     for a in loaded.model.actions:
         grants = []
         for g in a.grants:

@@ -19,7 +19,7 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (star
 if TYPE_CHECKING:
     from pathlib import Path
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 _SHIPPED = os.path.join(os.path.dirname(mlplane.__file__), "model", "operational_model.toml")
 
 
@@ -134,6 +134,8 @@ class CompiledPolicy:
         self.triggers: dict[str, TriggerInfo] = {}
         self.process_members: dict[str, list[str]] = {}
         self.holders: dict[str, list[str]] = {}  # action id -> holders
+        # [team] admins: they hold roles/owner, outside the model (as on GCP)
+        self.admins: list[str] = []
 
     def to_json(self) -> str:
         grant_rows: list[list[object]] = []
@@ -159,6 +161,7 @@ class CompiledPolicy:
                 "triggers": [_row(t) for t in self.triggers.values()],
                 "process_members": self.process_members,
                 "holders": self.holders,
+                "admins": self.admins,
             },
             separators=(",", ":"),
             sort_keys=True,
@@ -181,6 +184,7 @@ class CompiledPolicy:
         p.triggers = {t[0]: TriggerInfo(*t) for t in d["triggers"]}
         p.process_members = d["process_members"]
         p.holders = d["holders"]
+        p.admins = d.get("admins", [])
         return p
 
 

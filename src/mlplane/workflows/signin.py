@@ -16,6 +16,7 @@ def team_users(session: Session) -> list[str]:
     users: set[str] = set()
     authz = session.authz
     members = {m for ms in authz.policy.process_members.values() for m in ms}
+    members |= set(authz.policy.admins)
     for member in members:
         if member.startswith("user:"):
             users.add(member.removeprefix("user:"))
@@ -28,6 +29,7 @@ def team_users(session: Session) -> list[str]:
 def is_team_user(session: Session, email: str) -> bool:
     authz = session.authz
     team = {m for ms in authz.policy.process_members.values() for m in ms}
+    team |= set(authz.policy.admins)
     return bool(set(authz.members_of(Principal("user", email.lower()))) & team)
 
 

@@ -52,7 +52,7 @@ class IdentityApi:
         authz = self.gate.authorizer
         members = set(authz.members_of(Principal("user", email)))
         team = {m for ms in authz.policy.process_members.values() for m in ms}
-        return bool(members & team)
+        return bool(members & (team | set(authz.policy.admins)))
 
     async def token(self, req: Request) -> Response:
         if req.headers.get("content-type", "").startswith("application/json"):
