@@ -1,4 +1,5 @@
-"""Fixtures of the local-provider tests: a project directory with a running agent per module."""
+"""Fixtures of the local-provider tests: a project directory with a running agent per module,
+and providers acting (by token) as the serving service account."""
 
 from __future__ import annotations
 
@@ -7,34 +8,42 @@ from pathlib import Path
 
 import pytest
 
-from mlplane.providers.local.client import local_providers
-from mlplane.providers.local.control import AgentHandle, start_agent, stop_agent
+from mlplane.providers.local.control import AgentHandle
 from mlplane.providers.registry import ProviderSet
 from tests.conftest import PROJECT_TOML
-from tests.local.local_helpers import SERVING, assert_all_gone
+from tests.harness import Team, with_admin
+from tests.local.local_helpers import assert_all_gone, process_pids, providers_as
 
 
 @pytest.fixture(scope="module")
 def local_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("project") / "mlplane.toml"
-    path.write_text(PROJECT_TOML)
+    path.write_text(with_admin(PROJECT_TOML))
     return path
 
 
 @pytest.fixture(scope="module")
-def agent(local_project: Path) -> Iterator[AgentHandle]:
+def team(local_project: Path) -> Iterator[Team]:
     """A running agent for the module; at the end, `down` must leave no process behind."""
-    handle = start_agent(local_project).agent
-    yield handle
+    team = Team(local_project, local_project.parent / "config")
+    handle = team.up()
+    yield team
     try:
-        pids = [r.pid for r in handle.client().status().replicas if r.pid]
+        pids = process_pids(team)
     except Exception:
         pids = []
-    stop_agent(local_project)
+    team.down()
     assert_all_gone([handle.info.pid, *pids])
 
 
 @pytest.fixture(scope="module")
-def serving(local_project: Path, agent: AgentHandle) -> ProviderSet:
-    """The local providers acting as the serving service account (the deploy trigger's)."""
-    return local_providers(local_project, SERVING)
+def agent(team: Team) -> AgentHandle:
+    assert team.handle is not None
+    return team.handle
+
+
+@pytest.fixture(scope="module")
+def serving(team: Team) -> ProviderSet:
+    """The providers acting as the serving service account (the deploy trigger's), with a token
+    the project's admin obtained for it."""
+    return providers_as(team, "serving")

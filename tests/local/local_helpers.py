@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlplane.model.compute import (
+    AttachedDisk,
+    AttachedDiskInitializeParams,
     AutoHealingPolicy,
     HealthCheck,
     HttpHealthCheck,
@@ -25,10 +27,12 @@ from mlplane.model.compute import (
     ResourceSpec,
     ServiceAccount,
 )
-from mlplane.providers.base import Operation, wait_for_operation
-from mlplane.providers.local.client import AgentClient
-from mlplane.providers.local.runtime import runtime_metadata
-from mlplane.providers.registry import ProviderSet
+from mlplane.model.workload import workload_metadata
+from mlplane.providers.base import Operation, ProviderContext, wait_for_operation
+from mlplane.providers.local.platform import LocalPlatform
+from mlplane.providers.platform import ReplicaView
+from mlplane.providers.registry import REGISTRY, ProviderSet
+from tests.harness import ADMIN, Team
 
 T = TypeVar("T")
 
@@ -41,6 +45,12 @@ SERVING_RUNTIME = "mlplane-serving-runtime@acme-ml.iam.gserviceaccount.com"
 TRAINING_ADHOC = "mlplane-training-adhoc@acme-ml.iam.gserviceaccount.com"
 EXPERIMENTATION = "mlplane-experimentation@acme-ml.iam.gserviceaccount.com"
 REPLICA = (sys.executable, str(HERE / "local_replica.py"))
+BOOT_DISK = AttachedDisk(
+    boot=True,
+    initialize_params=AttachedDiskInitializeParams(
+        source_image="projects/cos-cloud/global/images/family/cos-stable"
+    ),
+)
 
 
 def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
@@ -88,11 +98,35 @@ def assert_all_gone(pids: Iterable[int], timeout: float = 5.0) -> None:
     wait_until(lambda: all(pid_gone(p) for p in pids), timeout, f"pids {pids} to exit")
 
 
-def running_pids(client: AgentClient, count: int, timeout: float = 15.0) -> list[int]:
+def providers_as(team: Team, who: str) -> ProviderSet:
+    """Every kind's provider, calling the agent as `who` (a user's email or an identity id)."""
+    ctx = ProviderContext(project=PROJECT, zone=ZONE, region="us-central1", apis=team.api(who))
+    return REGISTRY.build("local", ctx)
+
+
+def processes(team: Team) -> list[ReplicaView]:
+    """The processes the agent runs (its host view), read with the admin's token."""
+    token = team.api(ADMIN).credentials.token()
+    return LocalPlatform(team.project_file).processes(token)
+
+
+def resources(team: Team) -> set[tuple[str, str]]:
+    """(kind, name) of every resource of every kind, listed through the APIs by the admin."""
+    out = set()
+    for provider in providers_as(team, ADMIN):
+        out.update((provider.KIND, o.spec.name) for o in provider.list())
+    return out
+
+
+def process_pids(team: Team) -> list[int]:
+    return [p.pid for p in processes(team) if p.pid]
+
+
+def running_pids(team: Team, count: int, timeout: float = 15.0) -> list[int]:
     """PIDs of the agent's processes, once exactly `count` of them run."""
 
     def check() -> list[int] | None:
-        pids = [r.pid for r in client.status().replicas if r.pid and r.status == "RUNNING"]
+        pids = [r.pid for r in processes(team) if r.pid and r.status == "RUNNING"]
         return pids if len(pids) == count else None
 
     return wait_until(check, timeout, f"{count} running processes")
@@ -132,11 +166,12 @@ def health_check(name: str, interval: int = 1, healthy: int = 1, unhealthy: int 
 def template(
     name: str, account: str | None = SERVING_RUNTIME, env: Mapping[str, str] | None = None
 ) -> InstanceTemplate:
-    items = runtime_metadata(REPLICA, env, artifact="gs://acme-ml-mlplane-artifacts/m/1")
+    items = workload_metadata(REPLICA, env, artifact="gs://acme-ml-mlplane-artifacts/m/1")
     return InstanceTemplate(
         name=name,
         properties=InstanceProperties(
             machine_type="e2-small",
+            disks=(BOOT_DISK,),
             service_accounts=(ServiceAccount(email=account),) if account else (),
             metadata=Metadata(items=tuple(MetadataItem(key=k, value=v) for k, v in items.items())),
         ),

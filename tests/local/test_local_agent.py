@@ -13,20 +13,22 @@ from pathlib import Path
 
 import pytest
 
+from mlplane.apis.credentials import StaticToken
 from mlplane.cli.main import main
-from mlplane.errors import MlplaneError
 from mlplane.model.compute import ResourceKey
-from mlplane.providers.local.client import AgentAuthError, AgentClient, local_providers
+from mlplane.providers.gcp.client import GoogleApis, Unauthorized
 from mlplane.providers.local.control import find_agent, start_agent, stop_agent
 from mlplane.providers.local.paths import AgentPaths
 from tests.conftest import PROJECT_TOML
+from tests.harness import ADMIN, Team, with_admin
 from tests.local.local_helpers import (
-    SERVING,
     assert_all_gone,
     create,
     delete,
     group,
     health_check,
+    processes,
+    providers_as,
     running_pids,
     template,
     wait_until,
@@ -39,15 +41,21 @@ pytestmark = pytest.mark.timeout(60)
 def project(tmp_path: Path) -> Iterator[Path]:
     """A project of its own; whatever agent a test started is stopped, even if it failed."""
     path = tmp_path / "mlplane.toml"
-    path.write_text(PROJECT_TOML)
+    path.write_text(with_admin(PROJECT_TOML))
     yield path
     stop_agent(path)
 
 
+@pytest.fixture
+def team(project: Path) -> Team:
+    return Team(project, project.parent / "config")
+
+
 def test_up_is_idempotent_status_lists_and_down_cleans_up(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    project: Path, team: Team, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["-f", str(project), "up"]) == 0
+    with team.environment():  # the agent reads this machine's sign-ins from its config dir
+        assert main(["-f", str(project), "up"]) == 0
     first = capsys.readouterr().out
     assert "agent started: pid" in first
     assert main(["-f", str(project), "up"]) == 0
@@ -61,20 +69,24 @@ def test_up_is_idempotent_status_lists_and_down_cleans_up(
     )
 
     paths = AgentPaths.for_project(project)
-    assert stat.S_IMODE(paths.token.stat().st_mode) == 0o600
     assert paths.root == project.parent / ".mlplane" / "agent"
+    assert stat.S_IMODE(paths.root.stat().st_mode) == 0o700
 
-    assert main(["-f", str(project), "status", "--format", "json"]) == 0
+    with team.acting(ADMIN):
+        assert main(["-f", str(project), "status", "--format", "json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["pid"] == handle.info.pid and status["project"] == "acme-ml"
+    assert "local agent running" in status["summary"] and "acme-ml" in status["summary"]
+    assert stat.S_IMODE(paths.tokens.stat().st_mode) == 0o600  # the sign-in's token, hashed
 
     assert main(["-f", str(project), "down"]) == 0
     assert f"agent stopped: pid {handle.info.pid}" in capsys.readouterr().out
     assert_all_gone([handle.info.pid])
-    assert not paths.info.exists() and not paths.token.exists() and not paths.pid_file.exists()
+    assert not paths.info.exists() and not paths.pid_file.exists()
     assert main(["-f", str(project), "down"]) == 0
     assert "no agent running" in capsys.readouterr().out
-    assert main(["-f", str(project), "status"]) == 4  # AgentNotRunning
+    with team.acting(ADMIN):
+        assert main(["-f", str(project), "status"]) == 0  # recorded state; the agent is down
+    assert "local agent NOT running" in capsys.readouterr().out
 
 
 def test_concurrent_ups_start_exactly_one_agent(project: Path) -> None:
@@ -112,22 +124,22 @@ def test_a_second_agent_process_refuses_to_start(project: Path) -> None:
 
 
 def test_down_stops_every_supervised_process_and_a_killed_agent_leaks_nothing(
-    project: Path,
+    project: Path, team: Team
 ) -> None:
-    handle = start_agent(project).agent
-    providers = local_providers(project, SERVING)
+    handle = team.up()
+    providers = providers_as(team, "serving")
     hc = health_check("leak-hc")
     tmpl = template("leak-tmpl")
     create(providers, hc, tmpl, group("leak-mig", tmpl, hc, size=2))
-    pids = running_pids(handle.client(), 2)
+    pids = running_pids(team, 2)
     result = stop_agent(project)
     assert result.pid == handle.info.pid and not result.forced
     assert_all_gone([handle.info.pid, *pids])
 
     # kill -9 of the agent: its replicas die with it (PDEATHSIG); `down` then finds no agent
-    handle = start_agent(project).agent
-    create(local_providers(project, SERVING), hc, tmpl, group("leak-mig", tmpl, hc, size=2))
-    pids = running_pids(handle.client(), 2)
+    handle = team.up()
+    create(providers_as(team, "serving"), hc, tmpl, group("leak-mig", tmpl, hc, size=2))
+    pids = running_pids(team, 2)
     os.kill(handle.info.pid, signal.SIGKILL)
     assert_all_gone([handle.info.pid, *pids])
     assert stop_agent(project).pid is None
@@ -135,16 +147,15 @@ def test_down_stops_every_supervised_process_and_a_killed_agent_leaks_nothing(
 
 
 def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(
-    project: Path, monkeypatch: pytest.MonkeyPatch
+    project: Path, team: Team, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLPLANE_AGENT_STOP_GRACE_SEC", "0.5")
-    handle = start_agent(project).agent
-    providers = local_providers(project, SERVING)
+    handle = team.up()
+    providers = providers_as(team, "serving")
     hc, tmpl = health_check("stub-hc"), template("stub-tmpl", env={"IGNORE_TERM": "1"})
     create(providers, hc, tmpl, group("stub-mig", tmpl, hc, size=1))
-    client = handle.client()
-    (pid,) = running_pids(client, 1)  # and healthy: it has installed its SIGTERM handler
-    wait_until(lambda: client.status().replicas[0].health == "HEALTHY", 10, "a healthy replica")
+    (pid,) = running_pids(team, 1)  # and healthy: it has installed its SIGTERM handler
+    wait_until(lambda: processes(team)[0].health == "HEALTHY", 10, "a healthy replica")
     started = time.monotonic()
     delete(providers, ResourceKey("instanceGroupManager", "stub-mig"))
     assert 0.5 <= time.monotonic() - started < 5.0
@@ -153,33 +164,31 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(
 
 
 def test_an_agent_whose_state_directory_is_deleted_stops_with_its_processes(
-    project: Path,
+    project: Path, team: Team
 ) -> None:
     import shutil
 
-    handle = start_agent(project).agent
-    providers = local_providers(project, SERVING)
+    handle = team.up()
+    providers = providers_as(team, "serving")
     hc, tmpl = health_check("orphan-hc"), template("orphan-tmpl")
     create(providers, hc, tmpl, group("orphan-mig", tmpl, hc, size=1))
-    pids = running_pids(handle.client(), 1)
+    pids = running_pids(team, 1)
     shutil.rmtree(project.parent / ".mlplane")
     assert_all_gone([handle.info.pid, *pids], timeout=10)
 
 
-def test_api_requires_the_token_and_changes_require_a_principal(project: Path) -> None:
-    handle = start_agent(project).agent
+def test_every_api_call_needs_a_token_the_agent_issued(project: Path, team: Team) -> None:
+    handle = team.up()
     try:
-        wrong = AgentClient(handle.info.base_url, "not-the-token", SERVING)
-        with pytest.raises(AgentAuthError):
-            wrong.status()
-        with pytest.raises(AgentAuthError):
-            wrong.list("healthCheck")
-        operator = handle.client()  # the token, but no principal: reads only
-        assert operator.status().pid == handle.info.pid
-        assert operator.list("healthCheck") == []
-        with pytest.raises(MlplaneError, match="a change needs the acting principal"):
-            operator.create(health_check("anon-hc"), "r1")
-        assert local_providers(project, SERVING).for_kind("healthCheck").list() == []
+        forged = GoogleApis(handle.endpoints, StaticToken("ya29.forged", "a forged token"))
+        with pytest.raises(Unauthorized, match="invalid authentication credentials"):
+            forged.call("compute.healthChecks.list", {"project": "acme-ml"})
+        admin, serving = providers_as(team, ADMIN), providers_as(team, "serving")
+        assert admin.for_kind("healthCheck").list() == []
+        # the serving account's token (obtained by the admin through generateAccessToken) and
+        # the admin's sign-in token are both the token authority's
+        create(serving, health_check("tok-hc"))
+        assert [o.spec.name for o in admin.for_kind("healthCheck").list()] == ["tok-hc"]
     finally:
         stop_agent(project)
     assert_all_gone([handle.info.pid])

@@ -26,9 +26,9 @@ from mlplane.model.compute import (
     route_to,
 )
 from mlplane.model.principals import Principal
-from mlplane.providers.local.client import local_providers, service_url
+from mlplane.model.workload import workload_metadata
 from mlplane.providers.local.control import AgentHandle
-from mlplane.providers.local.runtime import runtime_metadata
+from tests.harness import ADMIN, Team
 from tests.local.local_helpers import (
     PROJECT,
     REPLICA,
@@ -36,6 +36,9 @@ from tests.local.local_helpers import (
     SERVING_RUNTIME,
     ZONE,
     assert_all_gone,
+    processes,
+    providers_as,
+    resources as listed,
     wait_until,
 )
 
@@ -44,17 +47,16 @@ ENDPOINTS = "models.endpoints.acme-ml.cloud.goog"
 
 
 @pytest.fixture(scope="module")
-def engine(agent: AgentHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    project_file = agent.paths.project_file
+def engine(team: Team, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     store = StateStore(tmp_path_factory.mktemp("engine") / "state.db")
-    authorizer = Authorizer(policy_for(project_file))
-    providers = local_providers(project_file, SERVING, project=PROJECT)
+    authorizer = Authorizer(policy_for(team.project_file))
+    providers = providers_as(team, "serving")
     yield Engine(store, providers, authorizer, EngineSettings(project=PROJECT))
     store.close()
 
 
 def test_bootstrap_deploy_serve_and_retire_through_the_engine(
-    engine: Engine, agent: AgentHandle
+    engine: Engine, agent: AgentHandle, team: Team
 ) -> None:
     serving = Principal.parse(SERVING)
     with socket.socket() as s:
@@ -72,7 +74,7 @@ def test_bootstrap_deploy_serve_and_retire_through_the_engine(
     settings = RevisionSettings(
         zone=ZONE,
         service_account=SERVING_RUNTIME,
-        metadata=runtime_metadata(REPLICA),
+        metadata=workload_metadata(REPLICA),
         check_interval_sec=1,
         timeout_sec=1,
         healthy_threshold=1,
@@ -87,7 +89,7 @@ def test_bootstrap_deploy_serve_and_retire_through_the_engine(
     report.raise_for_failures()
     assert engine.plan(deploy).empty  # converged: observed == recorded == desired
 
-    url = service_url(agent.client(), "sentiment") + "predict"
+    url = f"http://127.0.0.1:{port}/v1/models/sentiment/predict"
 
     def answer() -> dict[str, object] | None:
         try:
@@ -102,10 +104,9 @@ def test_bootstrap_deploy_serve_and_retire_through_the_engine(
     assert str(body["instance"]).startswith("sentiment-r1-")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5) as resp:
         assert "/v1/models/sentiment/predict" in json.loads(resp.read())["paths"]
-    status = agent.client().status()
-    owners = {r.owner for r in status.resources}
-    assert owners == {SERVING}
-    pids = [r.pid for r in status.replicas if r.group == bundle.instance_group_manager.name]
+    ops = team.api(ADMIN).call("compute.globalOperations.list", {"project": PROJECT})["items"]
+    assert {op["user"] for op in ops} == {SERVING.removeprefix("serviceAccount:")}
+    pids = [r.pid for r in processes(team) if r.group == bundle.instance_group_manager.name]
     assert len(pids) == 2
 
     retire = DesiredState.of(
@@ -113,19 +114,19 @@ def test_bootstrap_deploy_serve_and_retire_through_the_engine(
     )
     engine.apply(retire, serving).raise_for_failures()
     assert_all_gone([p for p in pids if p])
-    left = {(r.kind, r.name) for r in agent.client().status().resources}
+    left = listed(team)
     assert not {k for k in left if k[1].startswith("sentiment-r1")}
     assert ("urlMap", "mlplane-urlmap") in left  # passive resources stay
 
 
 def test_the_agent_denies_what_the_model_denies_even_without_the_engine(
-    agent: AgentHandle, tmp_path: Path
+    team: Team, tmp_path: Path
 ) -> None:
     """Defense in depth: a developer calling the provider directly cannot deploy a revision."""
     from mlplane.errors import PermissionDenied
-    from tests.local.local_helpers import ALICE, template
+    from tests.local.local_helpers import template
 
-    alice = local_providers(agent.paths.project_file, ALICE, kinds=["instanceTemplate"])
+    alice = providers_as(team, "alice@acme.com")
     with pytest.raises(PermissionDenied, match=r"DENY user:alice@acme\.com") as err:
         alice.for_kind("instanceTemplate").create(template("alice-tmpl"), request_id="r1")
     assert "compute.instanceTemplates.create" in str(err.value)

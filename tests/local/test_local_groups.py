@@ -15,17 +15,18 @@ from mlplane.errors import PermissionDenied
 from mlplane.model.compute import ResourceKey
 from mlplane.providers.base import ManagedInstance
 from mlplane.providers.errors import AlreadyExists, InvalidRequest, ResourceInUse
-from mlplane.providers.local.client import local_providers
 from mlplane.providers.local.control import AgentHandle
 from mlplane.providers.registry import ProviderSet
+from tests.harness import Team
 from tests.local.local_helpers import (
-    ALICE,
     assert_all_gone,
     create,
     delete,
     group,
     health_check,
     port_released,
+    processes,
+    providers_as,
     run,
     template,
     wait_until,
@@ -39,13 +40,11 @@ def managed(providers: ProviderSet, name: str) -> list[ManagedInstance]:
     return list(provider.list_managed_instances(ResourceKey("instanceGroupManager", name)))  # type: ignore[attr-defined]
 
 
-def healthy(
-    providers: ProviderSet, name: str, count: int, timeout: float = 15.0
-) -> dict[str, tuple[int, int]]:
+def healthy(team: Team, name: str, count: int, timeout: float = 15.0) -> dict[str, tuple[int, int]]:
     """{replica name: (pid, port)} once exactly `count` replicas run and are HEALTHY."""
 
     def check() -> dict[str, tuple[int, int]] | None:
-        views = [r for r in agent_views(providers) if r.group == name]
+        views = [r for r in processes(team) if r.group == name]
         ok = [r for r in views if r.health == "HEALTHY" and r.status == "RUNNING"]
         if len(views) == count and len(ok) == count:
             return {r.name: (r.pid, r.port) for r in ok}  # type: ignore[misc]
@@ -54,21 +53,16 @@ def healthy(
     return wait_until(check, timeout, f"{count} healthy replicas of {name}")
 
 
-def agent_views(providers: ProviderSet):  # type: ignore[no-untyped-def]
-    provider = providers.for_kind("instanceGroupManager")
-    return provider.client.status().replicas  # type: ignore[attr-defined]
-
-
 def get_json(port: int, path: str) -> dict[str, object]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
         data: dict[str, object] = json.loads(resp.read())
         return data
 
 
-def test_group_brings_n_replicas_to_healthy_each_on_its_own_port(serving: ProviderSet) -> None:
+def test_group_brings_n_replicas_to_healthy_each_on_its_own_port(serving: ProviderSet, team: Team) -> None:
     hc, tmpl = health_check("n-hc"), template("n-tmpl")
     create(serving, hc, tmpl, group("n-mig", tmpl, hc, size=3))
-    replicas = healthy(serving, "n-mig", 3)
+    replicas = healthy(team, "n-mig", 3)
     ports = {port for _, port in replicas.values()}
     assert len(ports) == 3
     for name, (pid, port) in replicas.items():
@@ -80,19 +74,17 @@ def test_group_brings_n_replicas_to_healthy_each_on_its_own_port(serving: Provid
     assert {m.health_state for m in listed} == {"HEALTHY"}
 
 
-def test_killed_replica_is_replaced_within_two_health_check_intervals(
-    serving: ProviderSet,
-) -> None:
+def test_killed_replica_is_replaced_within_two_health_check_intervals(serving: ProviderSet, team: Team) -> None:
     interval = 2
     hc, tmpl = health_check("kill-hc", interval=interval), template("kill-tmpl")
     create(serving, hc, tmpl, group("kill-mig", tmpl, hc, size=2))
-    before = healthy(serving, "kill-mig", 2)
+    before = healthy(team, "kill-mig", 2)
     victim, (pid, _) = sorted(before.items())[0]
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
 
     def replaced() -> dict[str, tuple[int, int]] | None:
-        now = healthy(serving, "kill-mig", 2, timeout=2 * interval)
+        now = healthy(team, "kill-mig", 2, timeout=2 * interval)
         return now if now[victim][0] != pid else None
 
     after = wait_until(replaced, 2 * interval, f"{victim} replaced")
@@ -100,46 +92,46 @@ def test_killed_replica_is_replaced_within_two_health_check_intervals(
     assert set(after) == set(before)  # recreated under the same name
     other = next(n for n in before if n != victim)
     assert after[other] == before[other]  # the healthy one was left alone
-    assert next(r for r in agent_views(serving) if r.name == victim).restarts == 1
+    assert next(r for r in processes(team) if r.name == victim).restarts == 1
 
 
-def test_replica_failing_its_health_check_is_replaced(serving: ProviderSet, tmp_path: Path) -> None:
+def test_replica_failing_its_health_check_is_replaced(serving: ProviderSet, team: Team, tmp_path: Path) -> None:
     hc = health_check("sick-hc", interval=1, unhealthy=2)
     tmpl = template("sick-tmpl", env={"FAIL_DIR": str(tmp_path)})
     create(serving, hc, tmpl, group("sick-mig", tmpl, hc, size=2))
-    before = healthy(serving, "sick-mig", 2)
+    before = healthy(team, "sick-mig", 2)
     victim, (pid, _) = sorted(before.items())[0]
     (tmp_path / victim).touch()  # its /healthz now answers 500
 
     def restarted() -> bool:
-        views = {r.name: r for r in agent_views(serving) if r.group == "sick-mig"}
+        views = {r.name: r for r in processes(team) if r.group == "sick-mig"}
         return views[victim].restarts >= 1 and views[victim].pid != pid
 
     wait_until(restarted, 8, f"{victim} recreated after failing its check")
     (tmp_path / victim).unlink()
-    after = healthy(serving, "sick-mig", 2)
+    after = healthy(team, "sick-mig", 2)
     assert after[victim][0] != pid
     other = next(n for n in before if n != victim)
     assert after[other] == before[other]
 
 
 def test_deleting_the_group_stops_its_processes_and_frees_their_ports(
-    serving: ProviderSet, agent: AgentHandle
+    serving: ProviderSet, agent: AgentHandle, team: Team
 ) -> None:
     hc, tmpl = health_check("del-hc"), template("del-tmpl")
     create(serving, hc, tmpl, group("del-mig", tmpl, hc, size=2))
-    replicas = healthy(serving, "del-mig", 2)
-    md_ports = [r.metadata_port for r in agent_views(serving) if r.group == "del-mig"]
+    replicas = healthy(team, "del-mig", 2)
+    md_ports = [r.metadata_port for r in processes(team) if r.group == "del-mig"]
     delete(serving, ResourceKey("instanceGroupManager", "del-mig"))
     assert_all_gone([pid for pid, _ in replicas.values()])
     assert all(port_released(port) for _, port in replicas.values())
     assert all(port_released(p) for p in md_ports if p)
-    assert not [r for r in agent_views(serving) if r.group == "del-mig"]
+    assert not [r for r in processes(team) if r.group == "del-mig"]
     # now nothing refers to them: they can go
     delete(serving, tmpl.key, hc.key)
 
 
-def test_references_are_enforced_like_gcp(serving: ProviderSet) -> None:
+def test_references_are_enforced_like_gcp(serving: ProviderSet, team: Team) -> None:
     hc, tmpl = health_check("ref-hc"), template("ref-tmpl")
     mig = group("ref-mig", tmpl, hc, size=1)
     with pytest.raises(InvalidRequest, match="ref-tmpl, which does not exist"):
@@ -147,9 +139,9 @@ def test_references_are_enforced_like_gcp(serving: ProviderSet) -> None:
     create(serving, hc, tmpl, mig)
     with pytest.raises(AlreadyExists):
         run(serving, "create", hc)
-    with pytest.raises(ResourceInUse, match="instanceGroupManager/ref-mig") as err:
+    with pytest.raises(ResourceInUse, match="instanceGroupManagers/ref-mig") as err:
         run(serving, "delete", tmpl.key)
-    assert err.value.used_by == "instanceGroupManager/ref-mig"
+    assert "zones/us-central1-a/instanceGroupManagers/ref-mig" in err.value.used_by
     with pytest.raises(ResourceInUse):
         run(serving, "delete", hc.key)
     with pytest.raises(InvalidRequest, match="immutable"):
@@ -157,27 +149,27 @@ def test_references_are_enforced_like_gcp(serving: ProviderSet) -> None:
     bad = template("ref-bad").model_copy(
         update={"properties": tmpl.properties.model_copy(update={"metadata": None})}
     )
-    with pytest.raises(InvalidRequest, match="mlplane-command"):
+    with pytest.raises(InvalidRequest, match="mlplane-args"):
         run(serving, "create", bad)
 
 
 def test_a_replica_deleted_through_the_api_is_recreated_by_its_group(
-    serving: ProviderSet, agent: AgentHandle
+    serving: ProviderSet, agent: AgentHandle, team: Team
 ) -> None:
     hc, tmpl = health_check("rm-hc"), template("rm-tmpl")
     create(serving, hc, tmpl, group("rm-mig", tmpl, hc, size=1))
-    ((name, (pid, _)),) = healthy(serving, "rm-mig", 1).items()
+    ((name, (pid, _)),) = healthy(team, "rm-mig", 1).items()
     # the serving account may not delete instances; a developer (experimentation) may
     with pytest.raises(PermissionDenied, match=r"compute\.instances\.delete"):
         run(serving, "delete", ResourceKey("instance", name))
-    alice = local_providers(agent.paths.project_file, ALICE, kinds=["instance"])
+    alice = providers_as(team, "alice@acme.com")
     run(alice, "delete", ResourceKey("instance", name))
     assert_all_gone([pid])
-    after = healthy(serving, "rm-mig", 1)
+    after = healthy(team, "rm-mig", 1)
     assert list(after) == [name] and after[name][0] != pid
 
 
-def test_the_model_decides_who_may_update_a_group(serving: ProviderSet) -> None:
+def test_the_model_decides_who_may_update_a_group(serving: ProviderSet, team: Team) -> None:
     """Serving replaces revisions and never updates a MIG in place: the agent enforces it."""
     hc, tmpl = health_check("upd-hc"), template("upd-tmpl")
     mig = group("upd-mig", tmpl, hc, size=1)
@@ -185,4 +177,4 @@ def test_the_model_decides_who_may_update_a_group(serving: ProviderSet) -> None:
     fingerprint = serving.for_kind("instanceGroupManager").get(mig.key).fingerprint
     with pytest.raises(PermissionDenied, match=r"missing compute\.instanceGroupManagers\.update"):
         run(serving, "update", mig.model_copy(update={"target_size": 3}), fingerprint=fingerprint)
-    healthy(serving, "upd-mig", 1)
+    healthy(team, "upd-mig", 1)

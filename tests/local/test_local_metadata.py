@@ -17,14 +17,17 @@ from mlplane.model.compute import (
     ResourceKey,
     ServiceAccount,
 )
-from mlplane.providers.errors import InvalidRequest
+from mlplane.apis.credentials import StaticToken
+from mlplane.apis.transport import Transport
+from mlplane.errors import PermissionDenied
+from mlplane.model.workload import workload_metadata
+from mlplane.providers.gcp.client import GoogleApis
 from mlplane.providers.local.agent.metadata import project_number
-from mlplane.providers.local.client import AgentClient, local_providers
 from mlplane.providers.local.control import AgentHandle
-from mlplane.providers.local.runtime import runtime_metadata
 from mlplane.providers.registry import ProviderSet
+from tests.harness import Team
 from tests.local.local_helpers import (
-    ALICE,
+    BOOT_DISK,
     EXPERIMENTATION,
     PROJECT,
     REPLICA,
@@ -34,6 +37,9 @@ from tests.local.local_helpers import (
     create,
     group,
     health_check,
+    processes,
+    providers_as,
+    resources,
     template,
     wait_until,
 )
@@ -42,24 +48,25 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
-def alice(agent: AgentHandle) -> ProviderSet:
-    return local_providers(agent.paths.project_file, ALICE, kinds=["instance"])
+def alice(team: Team) -> ProviderSet:
+    return providers_as(team, "alice@acme.com")
 
 
 def instance(name: str, account: str, env: dict[str, str] | None = None) -> Instance:
-    items = runtime_metadata(REPLICA, env)
+    items = workload_metadata(REPLICA, env)
     return Instance(
         name=name,
         zone=ZONE,
         machine_type="e2-small",
+        disks=(BOOT_DISK,),
         service_accounts=(ServiceAccount(email=account),),
         metadata=Metadata(items=tuple(MetadataItem(key=k, value=v) for k, v in items.items())),
     )
 
 
-def metadata_port(client: AgentClient, name: str) -> int:
+def metadata_port(team: Team, name: str) -> int:
     def port() -> int | None:
-        views = [r for r in client.status().replicas if r.name == name and r.status == "RUNNING"]
+        views = [r for r in processes(team) if r.name == name and r.status == "RUNNING"]
         return views[0].metadata_port if views else None
 
     return wait_until(port, 10, f"metadata endpoint of {name}")
@@ -77,12 +84,11 @@ def md_get(port: int, path: str, flavor: bool = True) -> tuple[int, str, str | N
 
 
 def test_each_instance_gets_its_own_service_account_from_its_metadata_endpoint(
-    alice: ProviderSet, agent: AgentHandle
+    alice: ProviderSet, agent: AgentHandle, team: Team
 ) -> None:
     create(alice, instance("train-md", TRAINING_ADHOC), instance("nb-md", EXPERIMENTATION))
-    client = agent.client()
     for name, account in (("train-md", TRAINING_ADHOC), ("nb-md", EXPERIMENTATION)):
-        port = metadata_port(client, name)
+        port = metadata_port(team, name)
         status, body, flavor = md_get(port, "instance/service-accounts/default/token")
         assert status == 200 and flavor == "Google"
         token = json.loads(body)
@@ -93,16 +99,17 @@ def test_each_instance_gets_its_own_service_account_from_its_metadata_endpoint(
             md_get(port, "instance/zone")[1] == f"projects/{project_number(PROJECT)}/zones/{ZONE}"
         )
         assert md_get(port, "project/project-id")[1] == PROJECT
-        assert md_get(port, "instance/attributes/mlplane-command")[0] == 200
+        assert md_get(port, "instance/attributes/mlplane-args")[0] == 200
         assert md_get(port, "instance/no-such-thing")[0] == 404
         # like GCE: no Metadata-Flavor header, no answer
         status, body, _ = md_get(port, "instance/service-accounts/default/token", flavor=False)
         assert status == 403 and "Metadata-Flavor" in body and "access_token" not in body
-        # the token acts as that account at the agent's API
-        as_instance = AgentClient(client.base_url, token["access_token"])
+        # the token acts as that account at the agent's API (training-adhoc may get train-*)
+        as_instance = GoogleApis(agent.endpoints, StaticToken(token["access_token"], name))
         if name == "train-md":
-            assert as_instance.get(ResourceKey("instance", name)).name == name
-    ports = {metadata_port(client, n) for n in ("train-md", "nb-md")}
+            params = {"project": PROJECT, "zone": ZONE, "instance": name}
+            assert as_instance.call("compute.instances.get", params)["name"] == name
+    ports = {metadata_port(team, n) for n in ("train-md", "nb-md")}
     assert len(ports) == 2
 
 
@@ -117,20 +124,17 @@ def read_result(path: Path) -> dict[str, object]:
 
 
 def test_a_training_vm_running_as_training_adhoc_may_delete_itself(
-    alice: ProviderSet, agent: AgentHandle, tmp_path: Path
+    alice: ProviderSet, agent: AgentHandle, team: Team, tmp_path: Path
 ) -> None:
     result = tmp_path / "train.json"
     create(alice, self_deleting("train-self", TRAINING_ADHOC, result))
     outcome = read_result(result)
     assert outcome["status"] == 200, outcome
     assert json.loads(str(outcome["body"]))["operationType"] == "delete"
-    client = agent.client()
     wait_until(
-        lambda: not [r for r in client.status().resources if r.name == "train-self"],
-        10,
-        "train-self deleted",
+        lambda: ("instance", "train-self") not in resources(team), 10, "train-self deleted"
     )
-    assert not [r for r in client.status().replicas if r.name == "train-self"]
+    assert not [r for r in processes(team) if r.name == "train-self"]
     log = agent.paths.log.read_text()
     assert (
         f"delete instance/train-self by serviceAccount:{TRAINING_ADHOC} (instance train-self)"
@@ -139,21 +143,22 @@ def test_a_training_vm_running_as_training_adhoc_may_delete_itself(
 
 
 def test_the_condition_on_train_names_stops_other_self_deletes(
-    alice: ProviderSet, agent: AgentHandle, tmp_path: Path
+    alice: ProviderSet, team: Team, tmp_path: Path
 ) -> None:
     result = tmp_path / "web.json"
     create(alice, self_deleting("web-self", TRAINING_ADHOC, result))
     outcome = read_result(result)
     assert outcome["status"] == 403
     body = json.loads(str(outcome["body"]))["error"]["message"]
-    assert body.startswith(f"DENY serviceAccount:{TRAINING_ADHOC} ")
+    assert body.startswith("Required 'compute.instances.delete' permission for ")
+    assert f"DENY serviceAccount:{TRAINING_ADHOC} " in body
     assert "instance:web-self" in body and "missing compute.instances.delete" in body
-    running = [r for r in agent.client().status().replicas if r.name == "web-self"]
+    running = [r for r in processes(team) if r.name == "web-self"]
     assert running and running[0].status == "RUNNING"
 
 
 def test_a_serving_replica_may_not_delete_instances(
-    serving: ProviderSet, agent: AgentHandle, tmp_path: Path
+    serving: ProviderSet, agent: AgentHandle, team: Team, tmp_path: Path
 ) -> None:
     result = tmp_path / "replica.json"
     hc = health_check("sd-hc")
@@ -162,15 +167,26 @@ def test_a_serving_replica_may_not_delete_instances(
     outcome = read_result(result)
     assert outcome["status"] == 403
     explain = json.loads(str(outcome["body"]))["error"]["message"]
-    assert explain.startswith(f"DENY serviceAccount:{SERVING_RUNTIME} ")
+    assert f"DENY serviceAccount:{SERVING_RUNTIME} " in explain
     assert "missing compute.instances.delete" in explain
-    replicas = [r for r in agent.client().status().replicas if r.group == "sd-mig"]
+    replicas = [r for r in processes(team) if r.group == "sd-mig"]
     assert len(replicas) == 1 and replicas[0].restarts == 0 and replicas[0].pid
     pid = replicas[0].pid
-    # a workload cannot claim to be someone else
-    port = metadata_port(agent.client(), replicas[0].name)
+    # an instance's token is the instance's account, whatever the request says of itself
+    port = metadata_port(team, replicas[0].name)
     token = json.loads(md_get(port, "instance/service-accounts/default/token")[1])
-    forged = AgentClient(agent.client().base_url, token["access_token"], ALICE)
-    with pytest.raises(InvalidRequest, match="instance token acts as its service account"):
-        forged.delete(ResourceKey("instance", replicas[0].name), "forged")
-    assert [r.pid for r in agent.client().status().replicas if r.group == "sd-mig"] == [pid]
+    url = (
+        f"{agent.base_url}/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances/"
+        f"{replicas[0].name}"
+    )
+    headers = {"Authorization": f"Bearer {token['access_token']}",
+               "X-Mlplane-Principal": "user:alice@acme.com"}  # fmt: skip
+    resp = Transport().request("DELETE", url, headers=headers)
+    assert resp.status == 403 and SERVING_RUNTIME in resp.body["error"]["message"]
+    as_replica = GoogleApis(agent.endpoints, StaticToken(token["access_token"], "replica"))
+    with pytest.raises(PermissionDenied, match=r"compute\.instances\.delete"):
+        as_replica.call(
+            "compute.instances.delete",
+            {"project": PROJECT, "zone": ZONE, "instance": replicas[0].name},
+        )
+    assert [r.pid for r in processes(team) if r.group == "sd-mig"] == [pid]

@@ -24,9 +24,12 @@ from mlplane.providers.errors import InvalidRequest
 from mlplane.providers.local import lb
 from mlplane.providers.local.agent import lb_config
 from mlplane.providers.local.agent.health import Health, HealthTrack
-from mlplane.providers.local.agent.metadata import TokenRegistry
+from mlplane.model.principals import Principal
+from mlplane.providers.gcp.operations import compute_operation
+from mlplane.providers.local.agent.auth.tokens import TokenAuthority
+from mlplane.providers.local.agent.operations import Operations
+from mlplane.providers.local.agent.surfaces import compute_views
 from mlplane.providers.local.runtime import items_of, runtime_metadata, runtime_of
-from mlplane.providers.local.wire import operation_from_json, operation_to_json
 
 BES = "global/backendServices/"
 
@@ -136,49 +139,62 @@ def test_health_thresholds() -> None:
     assert states == [u, h, h, h, h, h, h, x, x, h]
 
 
-def test_tokens_expire_refresh_and_are_revoked() -> None:
+def test_tokens_expire_refresh_and_are_revoked(tmp_path: object) -> None:
+    from pathlib import Path
+
     now = [0.0]
-    tokens = TokenRegistry(ttl=3600, clock=lambda: now[0])
-    a = tokens.token_for("vm-a", "sa-a@p.iam.gserviceaccount.com")
-    assert tokens.token_for("vm-a", "sa-a@p.iam.gserviceaccount.com") == a
-    assert tokens.lookup(a.value) == a
+    store = Path(str(tmp_path)) / "tokens.json"
+    tokens = TokenAuthority(store, clock=lambda: now[0])
+    sa = Principal("serviceAccount", "sa-a@p.iam.gserviceaccount.com")
+    a = tokens.current(sa, "instance", "vm-a")
+    assert tokens.current(sa, "instance", "vm-a") == a
+    assert tokens.lookup(a.value) == a.token and a.token.principal == sa
     now[0] = 3400.0  # less than 300 s left: a fresh token, the old one still valid
-    b = tokens.token_for("vm-a", "sa-a@p.iam.gserviceaccount.com")
-    assert b != a and tokens.lookup(a.value) == a
+    b = tokens.current(sa, "instance", "vm-a")
+    assert b != a and tokens.lookup(a.value) == a.token
     now[0] = 3600.0
-    assert tokens.lookup(a.value) is None and tokens.lookup(b.value) == b
-    tokens.revoke("vm-a")
+    assert tokens.lookup(a.value) is None and tokens.lookup(b.value) == b.token
+    assert tokens.revoke("instance", "vm-a") == 2
     assert tokens.lookup(b.value) is None
+    # sign-in tokens are kept (hashed, 0600) for a restarted agent; instance tokens are not
+    user = tokens.issue(Principal("user", "alice@acme.com"), "signin", "alice@acme.com")
+    again = TokenAuthority(store, clock=lambda: now[0])
+    assert again.lookup(user.value) == user.token
+    assert user.value not in store.read_text() and oct(store.stat().st_mode)[-3:] == "600"
 
 
 def test_runtime_items_round_trip_and_errors() -> None:
+    import sys
+
     items = runtime_metadata(
         ["python", "serve.py", "--port", "$PORT"], {"MODE": "fast"}, "gs://b/m"
     )
     rt = runtime_of(items, "t")
-    assert rt.argv == ("python", "serve.py", "--port", "$PORT")
+    assert rt.argv == (sys.executable, "serve.py", "--port", "$PORT")  # the agent's python
     assert rt.env == {"MODE": "fast", "MLPLANE_MODEL_ARTIFACT": "gs://b/m"}
-    meta = Metadata(items=(MetadataItem(key="mlplane-command", value="python -m http.server"),))
-    assert runtime_of(items_of(meta), "t").argv == ("python", "-m", "http.server")
+    assert items["startup-script"].startswith("#!/bin/bash")  # what a COS VM would run
+    meta = Metadata(items=(MetadataItem(key="mlplane-args", value='["/bin/true", "x"]'),))
+    assert runtime_of(items_of(meta), "t").argv == ("/bin/true", "x")
     assert runtime_of({"startup-script": "echo hi"}, "t").argv == ("/bin/sh", "-c", "echo hi")
-    with pytest.raises(ValueError, match="has no 'mlplane-command'"):
+    with pytest.raises(ValueError, match="has no 'mlplane-args'"):
         runtime_of({}, "template x")
     with pytest.raises(ValueError, match="non-empty list of strings"):
-        runtime_of({"mlplane-command": "[]"}, "t")
+        runtime_of({"mlplane-args": "[]"}, "t")
     with pytest.raises(ValueError, match="environment variable"):
-        runtime_of({"mlplane-command": "x", "mlplane-env-A-B": "1"}, "t")
+        runtime_of({"mlplane-args": '["x"]', "mlplane-env-A-B": "1"}, "t")
 
 
 def test_operations_survive_the_wire() -> None:
-    op = Operation(
-        "operation-1",
-        ResourceKey("forwardingRule", "fr"),
-        Verb.CREATE,
-        OperationStatus.DONE,
-        OperationError("invalid", "port 80 on 127.0.0.1 is already in use", 400),
-        "global",
-        100,
+    """An operation the agent renders (Compute's JSON) reads back into the same operation."""
+    ops = Operations()
+    key = ResourceKey("forwardingRule", "fr")
+    rec = ops.start(key, Verb.CREATE, "global", "req-1", op_type="insert", user="a@b.c")
+    ops.finish(rec, OperationError("invalid", "port 80 on 127.0.0.1 is already in use", 400))
+    links = compute_views.Links("http://127.0.0.1:1/compute/v1/", "p")
+    data = compute_views.operation(rec, links, links.of("global/forwardingRules/fr"))
+    op = compute_operation(data, key, Verb.CREATE)
+    assert op == Operation(
+        rec.name, key, Verb.CREATE, OperationStatus.DONE, rec.error, "global", 100
     )
-    assert operation_from_json(operation_to_json(op)) == op
-    error = operation_error(operation_from_json(operation_to_json(op)), "create forwardingRule/fr")
+    error = operation_error(op, "create forwardingRule/fr")
     assert isinstance(error, InvalidRequest) and "port 80" in str(error)

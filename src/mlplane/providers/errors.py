@@ -103,6 +103,9 @@ def error_for_status(
     where = f"{key}: " if key else ""
     text = f"{where}{message}"
     if reason in _IN_USE_REASONS:
+        if not used_by:  # Google names the referrers in the message: "... being used by 'X'"
+            _, found, rest = message.partition("being used by ")
+            used_by = rest.strip() if found else ""
         return ResourceInUse(text, key, used_by=used_by)
     if reason in _TRANSIENT_REASONS:
         return ProviderUnavailable(text, key, delay=2.0)

@@ -36,6 +36,7 @@ from mlplane.providers.base import (
     SupportsOperationWait,
     wait_for_operation,
 )
+from mlplane.providers.errors import InvalidRequest
 
 from .client import GoogleApis
 from .operations import OperationPoller, compute_operation
@@ -110,8 +111,12 @@ class ComputeProvider(ResourceProvider[SpecT], SupportsOperationWait, Generic[Sp
 
     def update(self, spec: SpecT, *, fingerprint: str | None, request_id: str) -> Operation:
         how = self.METHODS.update
-        if how is None:
-            raise ConfigError("provider", spec.KIND, f"{spec.KIND} is immutable: replace it")
+        if how is None:  # the API has no update for this kind
+            raise InvalidRequest(
+                f"{spec.key} is immutable: create a new {spec.KIND} (e.g. one per revision) "
+                "instead of updating it",
+                spec.key,
+            )
         params = self._params(spec, requestId=request_id, **{self.METHODS.param: spec.name})
         if how == "setUrlMap":
             assert isinstance(spec, TargetHttpProxy)

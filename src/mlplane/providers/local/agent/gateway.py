@@ -116,7 +116,7 @@ class Gateway:
         gate: Gate,
         surfaces: list[Surface],
         plain: Mapping[tuple[str, str], PlainHandler],
-        public_prefixes: tuple[str, ...] = ("/_mlplane/", "/oauth2/"),
+        public_prefixes: tuple[str, ...] = ("/_mlplane/", "/oauth2/", "/openapi.json"),
     ) -> None:
         self.gate = gate
         self.surfaces = sorted(surfaces, key=lambda s: -len(s.mount))

@@ -143,9 +143,11 @@ class ResourceService:
         rec = self._idle(key)
         users = self.store.referrers(key)
         if users:
-            used_by = ", ".join(map(str, users))
+            project = self.gate.project
+            used_by = ", ".join(f"'{_path(self.store, u, project)}'" for u in users)
             raise ResourceInUse(
-                f"The {key.kind} resource '{key.name}' is already being used by {used_by}",
+                f"The {_snake(key.kind)} resource '{_path(self.store, key, project)}' is already "
+                f"being used by {used_by}",
                 key,
                 used_by=used_by,
             )
@@ -204,6 +206,17 @@ class ResourceService:
 
         self.runtime.host.background(run())
         return op
+
+
+def _snake(kind: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in kind)
+
+
+def _path(store: ResourceStore, key: ResourceKey, project: str) -> str:
+    """projects/P/global/urlMaps/NAME: a resource as Google's messages name it."""
+    rec = store.get(key)
+    link = rec.spec.link if rec is not None else f"global/{key.kind}/{key.name}"
+    return f"projects/{project}/{link}"
 
 
 def _scope(spec: ResourceSpec) -> str:

@@ -40,6 +40,8 @@ class AdminApi:
         return {
             ("GET", "/_mlplane/healthz"): self.healthz,
             ("GET", "/_mlplane/openapi.json"): self.openapi,
+            # what the load balancers route `GET /openapi.json` to (lb_config.OPENAPI_PATH)
+            ("GET", "/openapi.json"): self.openapi,
             ("GET", "/_mlplane/processes"): self.processes,
         }
 

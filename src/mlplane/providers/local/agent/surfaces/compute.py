@@ -16,12 +16,14 @@ from mlplane.apis.errors import ApiError, bad_request, not_found
 from mlplane.apis.schema import strip_output_only
 from mlplane.model.compute import (
     SPEC_TYPES,
+    Autoscaler,
     ForwardingRule,
     InstanceGroupManager,
     ResourceKey,
     ResourceSpec,
     TargetHttpProxy,
     Verb,
+    link_key,
 )
 
 from ..gateway import Call, Handler, Surface
@@ -98,7 +100,14 @@ class ComputeApi:
             raise bad_request(_first_error(exc)) from None
 
     def render(self, rec: Record) -> dict[str, Any]:
-        return views.resource(rec, self.links)
+        extra: dict[str, Any] = {}
+        spec = rec.spec
+        if isinstance(spec, Autoscaler):
+            target = link_key(spec.target)
+            group = self.service.runtime.groups.get(target.name) if target else None
+            if group is not None:
+                extra["recommendedSize"] = group.target_size
+        return views.resource(rec, self.links, extra)
 
     def operation(self, op: OperationRecord) -> dict[str, Any]:
         spec_type = SPEC_TYPES.get(op.target.kind)
