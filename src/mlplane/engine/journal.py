@@ -85,6 +85,7 @@ class JournalEvent:
     step_id: str
     key: ResourceKey
     seq: int
+    recovering: bool = False  # emitted while rolling forward an intent a dead process left open
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class Intent:
     operation: Operation | None
     principal: str
     status: IntentStatus
+    recovering: bool = False  # being rolled forward by a later run (not stored)
 
     @property
     def verb(self) -> Verb:
@@ -121,14 +123,26 @@ class Journal:
         with store.connection() as conn:
             conn.executescript(SCHEMA)
 
-    def emit(self, kind: EventKind, run_id: str, step_id: str, key: ResourceKey) -> None:
-        """Announce a crash point (tests hook here to kill the process at each one)."""
+    def emit(
+        self,
+        kind: EventKind,
+        run_id: str,
+        step_id: str,
+        key: ResourceKey,
+        *,
+        recovering: bool = False,
+    ) -> None:
+        """Announce a crash point (tests hook here to kill the process at a named one, see
+        `mlplane.engine.crashpoints`)."""
         if self.on_event is None:
             return
         with self._seq_lock:
             self._seq += 1
             seq = self._seq
-        self.on_event(JournalEvent(kind, run_id, step_id, key, seq))
+        self.on_event(JournalEvent(kind, run_id, step_id, key, seq, recovering))
+
+    def _emit(self, kind: EventKind, intent: Intent) -> None:
+        self.emit(kind, intent.run_id, intent.step_id, intent.key, recovering=intent.recovering)
 
     def begin(
         self,
@@ -172,7 +186,7 @@ class Journal:
         return intent
 
     def called(self, intent: Intent) -> None:
-        self.emit(EventKind.CALLED, intent.run_id, intent.step_id, intent.key)
+        self._emit(EventKind.CALLED, intent)
 
     def operation(self, intent: Intent, op: Operation) -> Intent:
         with self.store.transaction() as conn:
@@ -180,11 +194,11 @@ class Journal:
                 "UPDATE journal SET operation = ? WHERE id = ?",
                 (json.dumps(_op_to_data(op)), intent.id),
             )
-        self.emit(EventKind.OPERATION, intent.run_id, intent.step_id, intent.key)
+        self._emit(EventKind.OPERATION, intent)
         return replace(intent, operation=op)
 
     def finished(self, intent: Intent) -> None:
-        self.emit(EventKind.FINISHED, intent.run_id, intent.step_id, intent.key)
+        self._emit(EventKind.FINISHED, intent)
 
     def complete(
         self, intent: Intent, write: StateWrite | None, status: IntentStatus = IntentStatus.DONE
@@ -197,7 +211,7 @@ class Journal:
                 "UPDATE journal SET status = ?, finished_at = ? WHERE id = ?",
                 (status.value, time.time(), intent.id),
             )
-        self.emit(EventKind.RECORDED, intent.run_id, intent.step_id, intent.key)
+        self._emit(EventKind.RECORDED, intent)
 
     def fail(self, intent: Intent, error: BaseException) -> None:
         with self.store.transaction() as conn:
@@ -205,7 +219,7 @@ class Journal:
                 "UPDATE journal SET status = ?, error = ?, finished_at = ? WHERE id = ?",
                 (IntentStatus.FAILED.value, str(error), time.time(), intent.id),
             )
-        self.emit(EventKind.FAILED, intent.run_id, intent.step_id, intent.key)
+        self._emit(EventKind.FAILED, intent)
 
     def open_intents(self, stacks: Iterable[str]) -> list[Intent]:
         """Intents never closed (their process died), oldest first."""
