@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from mlplane.engine.crashpoints import CrashAt, CrashPoint, PointRecorder, reached, sigkill_self
+from mlplane.engine.journal import Journal
 from mlplane.providers.local.control import find_agent
 from mlplane.workflows.quickstart import predict
 from mlplane.workflows.serving import DeployRequest, deploy, undeploy
@@ -87,6 +88,7 @@ def test_kill_9_at_every_named_crash_point_then_rerun_converges(
         session = lp.fresh_session()
         result = deploy(session, DeployRequest("kappa", "r1", lp.v2), alice, QUIET)
         assert predict(result.revision_url + "predict")[0] == 200, k
+        assert Journal(session.store).open_intents() == [], k
         weights = {r.revision: r.weight for r in list_revisions(session) if r.service == "kappa"}
         assert weights == {"r0": 0, "r1": 100}, (k, weights)
         assert wait_until(lambda: len(replica_pids(lp)["kappa-r1-mig"]) == 1), (k, replica_pids(lp))

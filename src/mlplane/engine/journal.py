@@ -221,15 +221,14 @@ class Journal:
             )
         self._emit(EventKind.FAILED, intent)
 
-    def open_intents(self, stacks: Iterable[str]) -> list[Intent]:
-        """Intents never closed (their process died), oldest first."""
-        wanted = sorted(set(stacks))
-        marks = ",".join("?" * len(wanted))
+    def open_intents(self, stacks: Iterable[str] | None = None) -> list[Intent]:
+        """Intents never closed (their process died), oldest first; of `stacks`, else all."""
+        sql, args = "SELECT * FROM journal WHERE status = 'open'", []
+        if stacks is not None:
+            args = sorted(set(stacks))
+            sql += f" AND stack IN ({','.join('?' * len(args))})"
         with self.store.connection() as conn:
-            rows = conn.execute(
-                f"SELECT * FROM journal WHERE status = 'open' AND stack IN ({marks}) ORDER BY id",
-                wanted,
-            ).fetchall()
+            rows = conn.execute(sql + " ORDER BY id", args).fetchall()
         return [_intent(r) for r in rows]
 
     def entries(self, run_id: str | None = None) -> list[Intent]:
