@@ -36,30 +36,10 @@ from mlplane.model.compute import (
 )
 from mlplane.providers.base import Operation, OperationError, OperationStatus
 
-from .state import StateStore, StateWrite
+from .state import CHECK_HINT, StateCorrupt, StateStore, StateWrite, short_reason
 from .steps import Op
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    stack TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    step_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    op TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    operation TEXT,
-    principal TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    created_at REAL NOT NULL,
-    finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS journal_open ON journal (status, stack);
-"""
+REPAIR_HINT = "run `mlplane state check --repair` to close it as failed"
 
 
 class EventKind(StrEnum):
@@ -120,8 +100,6 @@ class Journal:
         self.on_event = on_event
         self._seq = 0
         self._seq_lock = threading.Lock()
-        with store.connection() as conn:
-            conn.executescript(SCHEMA)
 
     def emit(
         self,
@@ -229,7 +207,7 @@ class Journal:
             sql += f" AND stack IN ({','.join('?' * len(args))})"
         with self.store.connection() as conn:
             rows = conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [_intent(r) for r in rows]
+        return [self._decode(r) for r in rows]
 
     def entries(self, run_id: str | None = None) -> list[Intent]:
         sql, args = "SELECT * FROM journal ORDER BY id", []
@@ -237,7 +215,17 @@ class Journal:
             sql, args = "SELECT * FROM journal WHERE run_id = ? ORDER BY id", [run_id]
         with self.store.connection() as conn:
             rows = conn.execute(sql, args).fetchall()
-        return [_intent(r) for r in rows]
+        return [self._decode(r) for r in rows]
+
+    def _decode(self, row: tuple[Any, ...]) -> Intent:
+        try:
+            return intent_from_row(row)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            fix = REPAIR_HINT if row[12] == IntentStatus.OPEN else CHECK_HINT
+            raise StateCorrupt(
+                f"{self.store.path}: {describe_row(row)} is unreadable ({short_reason(exc)}); "
+                + fix
+            ) from None
 
 
 def _op_to_data(op: Operation) -> dict[str, Any]:
@@ -265,7 +253,13 @@ def _op_from_data(data: dict[str, Any]) -> Operation:
     )
 
 
-def _intent(row: tuple[Any, ...]) -> Intent:
+def describe_row(row: tuple[Any, ...]) -> str:
+    """`journal row 12 (open create of instanceTemplate/x)`, from the columns that are plain."""
+    id_, kind, name, op, status = row[0], row[5], row[6], row[7], row[12]
+    return f"journal row {id_} ({status} {op} of {kind}/{name})"
+
+
+def intent_from_row(row: tuple[Any, ...]) -> Intent:
     (id_, run_id, stack, owner, step_id, kind, name, op, request_id, payload, operation,
      principal, status, *_rest) = row  # fmt: skip
     data = json.loads(payload)
