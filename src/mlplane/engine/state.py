@@ -102,7 +102,8 @@ def private_file(path: Path) -> None:
 def private_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.stat().st_mode & 0o077:
-        os.chmod(path, 0o700)
+        with suppress(PermissionError):  # not ours to change: `mlplane state check` says so
+            os.chmod(path, 0o700)
 
 
 @dataclass(frozen=True)
