@@ -169,17 +169,16 @@ def _check_open(
 
 def _damaged(path: Path, why: object, found: tuple[Path, ...]) -> Problem:
     why = (str(why).splitlines() or ["unreadable"])[0]
+    salvage = f"salvage what is readable (sqlite3 {path} .recover | sqlite3 {path}.recovered)"
     if found:
         recovery = (
             f"restore the newest backup over it (cp {found[-1]} {path}; an apply then adopts "
-            "what was created since, if it matches), or salvage rows with `sqlite3 "
-            f"{path.name} .recover`"
+            f"what was created since, if it matches), or {salvage}"
         )
     else:
         recovery = (
-            f"salvage rows with `sqlite3 {path.name} .recover`, or move it aside (mv {path} "
-            f"{path}.damaged): the next apply adopts resources that exist exactly as declared "
-            "and refuses the rest"
+            f"{salvage}, or move it aside (mv {path} {path}.damaged): the next apply adopts "
+            "resources that exist exactly as declared and refuses the rest"
         )
     return Problem(f"{path}: the state database is damaged ({why})", recovery)
 
@@ -191,7 +190,7 @@ def _bad_record(
     restore = f"restore {found[-1].name}, or " if found else ""
     return Problem(
         f"{path}: the record of {kind}/{name} (stack {stack}) is unreadable ({short_reason(exc)})",
-        f'not repaired automatically: {restore}delete that row (sqlite3 {path.name} "DELETE '
+        f'not repaired automatically: {restore}delete that row (sqlite3 {path} "DELETE '
         f"FROM resources WHERE kind='{kind}' AND name='{name}'\"); the next apply of stack "
         f"{stack} adopts {kind}/{name} if it matches",
     )
