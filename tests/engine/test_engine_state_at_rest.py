@@ -248,8 +248,17 @@ def test_an_unreadable_record_is_named_and_not_guessed_at(tmp_path: Path) -> Non
 
 
 def test_the_check_finds_the_database_from_the_project_file(tmp_path: Path) -> None:
-    (tmp_path / "mlplane.toml").write_text("")
     project = tmp_path / "mlplane.toml"
+    done = subprocess.run(
+        [sys.executable, "-m", "mlplane", "-f", str(project), "state", "check"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        timeout=60,
+    )
+    hint = "no such file: run in a project, or give -f FILE or --db PATH"
+    assert (done.returncode, done.stderr) == (2, f"error: {project}: {hint}\n")
+    project.write_text("")
     done = subprocess.run(
         [sys.executable, "-m", "mlplane", "-f", str(project), "state", "check"],
         capture_output=True,

@@ -42,9 +42,16 @@ def run_check(ctx: Context, args: argparse.Namespace) -> int:
 
     from mlplane.engine.statecheck import check_state, repair_state
 
-    path = args.db or os.path.join(
-        os.path.dirname(os.path.abspath(ctx.project_file)), STATE_DIR, STATE_DB
-    )
+    path = args.db
+    if path is None:
+        project_file = ctx.project_file
+        if not os.path.isfile(project_file):
+            from mlplane.errors import ConfigError
+
+            raise ConfigError(
+                project_file, "", "no such file: run in a project, or give -f FILE or --db PATH"
+            )
+        path = os.path.join(os.path.dirname(os.path.abspath(project_file)), STATE_DIR, STATE_DB)
     report = repair_state(path) if args.repair else check_state(path)
     for line in report.summary():
         print(line)
