@@ -25,7 +25,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlplane.errors import PermanentError, TransientError
+from mlplane.errors import PermanentError, TransientError, one_line
 from mlplane.model.compute import ResourceKey, ResourceSpec, spec_from_data, spec_to_data
 
 from . import schema
@@ -42,7 +42,11 @@ class LockTimeout(TransientError):
 
 
 class StateError(PermanentError):
-    """The state database cannot be used (unwritable, full); the message names the file."""
+    """The state database cannot be used (unwritable, full); the message names the file. One
+    line, whatever a damaged row echoes into it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 class StateCorrupt(StateError):

@@ -23,11 +23,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mlplane.errors import one_line
+
 from . import schema
+from .desired import check_stack_name
 from .journal import IntentStatus, describe_row, intent_from_row
 from .state import StateStore, record_from_row, short_reason
+from .steps import Op
 
 _CLOSED = {s.value for s in IntentStatus if s is not IntentStatus.OPEN}
+_OPS = {o.value for o in Op}
+_REPAIRED = "unreadable row closed by `mlplane state check --repair`"
 EMPTY_PAYLOAD = json.dumps({"changes": [], "declared": None, "spec": None}, sort_keys=True)
 
 
@@ -39,7 +45,7 @@ class Problem:
     row: int | None = None  # an unreadable journal row's id
 
     def line(self) -> str:
-        return f"{self.message}; {self.recovery}"
+        return one_line(f"{self.message}; {self.recovery}")
 
 
 @dataclass(frozen=True)
@@ -263,21 +269,23 @@ def _close_unreadable_rows(path: Path, rows: list[int], lock_timeout: float) -> 
         with store.connection() as conn:
             marks = ",".join("?" * len(rows))
             found = conn.execute(
-                f"SELECT id, stack, status FROM journal WHERE id IN ({marks})", rows
+                f"SELECT id, stack, status, op FROM journal WHERE id IN ({marks})", rows
             ).fetchall()
             saved = schema.backup(conn, schema.backup_path(path, "repair"))
-        stacks = sorted({stack for _, stack, _ in found})
+        # Hold the stacks' locks, so no apply rolls these intents forward meanwhile (a name no
+        # stack can have is no apply's to hold).
+        stacks = sorted({stack for _, stack, _, _ in found if _valid_stack(stack)})
         done = [f"backup {saved.name}"]
         with store.lock(stacks, lock_timeout), store.transaction() as conn:
-            for id_, _, status in found:
+            for id_, _, status, op in found:
                 closed = status in _CLOSED
-                note = "unreadable row closed by `mlplane state check --repair`"
                 conn.execute(
-                    "UPDATE journal SET status = ?, payload = ?, operation = NULL, "
+                    "UPDATE journal SET status = ?, op = ?, payload = ?, operation = NULL, "
                     "error = ?, finished_at = COALESCE(finished_at, ?) WHERE id = ?",
                     (
                         status if closed else IntentStatus.FAILED.value,
-                        EMPTY_PAYLOAD, note, time.time(), id_,
+                        op if op in _OPS else Op.NONE.value,
+                        EMPTY_PAYLOAD, _REPAIRED, time.time(), id_,
                     ),
                 )  # fmt: skip
                 done.append(
@@ -286,3 +294,11 @@ def _close_unreadable_rows(path: Path, rows: list[int], lock_timeout: float) -> 
         return done
     finally:
         store.close()
+
+
+def _valid_stack(name: object) -> bool:
+    try:
+        check_stack_name(str(name))
+    except ValueError:
+        return False
+    return isinstance(name, str)
