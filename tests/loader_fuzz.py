@@ -4,13 +4,25 @@ unknown keys, deletions), TOML written from such data, and raw fragments glued t
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
 
 PYDANTIC_DOCS = "errors.pydantic.dev"
+_BASE = Path(tempfile.mkdtemp(prefix="mlplane-fuzz-"))
+atexit.register(shutil.rmtree, _BASE, True)  # one directory per example, all removed at exit
+
+
+def scratch() -> Path:
+    """A fresh directory for one example (hypothesis runs many; pytest's tmp_path is one)."""
+    return Path(tempfile.mkdtemp(dir=_BASE))
+
 
 # Text with every kind of character but lone surrogates (not encodable to a file as UTF-8).
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)

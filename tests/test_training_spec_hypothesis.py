@@ -4,7 +4,6 @@ pydantic documentation link; never another exception."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 
 from mlplane.errors import ConfigError
 from mlplane.workflows.training import load_spec
-from tests.loader_fuzz import TOML_SOUP, assert_clean, mutated, toml_document
+from tests.loader_fuzz import TOML_SOUP, assert_clean, mutated, scratch, toml_document
 
 SETTINGS = settings(
     max_examples=200,
@@ -35,7 +34,7 @@ SPEC: dict[str, Any] = {
 
 
 def spec_file(content: str | bytes) -> Path:
-    directory = Path(tempfile.mkdtemp(prefix="mlplane-fuzz-"))
+    directory = scratch()
     (directory / "train.py").write_text("print('training')\n")
     path = directory / "train.toml"
     path.write_bytes(content.encode() if isinstance(content, str) else content)

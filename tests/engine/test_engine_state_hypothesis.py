@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,15 @@ from mlplane.engine import schema
 from mlplane.engine.journal import Journal
 from mlplane.engine.state import StateCorrupt, StateStore
 from mlplane.engine.statecheck import check_state, repair_state
-from tests.loader_fuzz import JSON_SOUP, ODD_TEXT, TEXT, VALUES, assert_clean, json_text
+from tests.loader_fuzz import (
+    JSON_SOUP,
+    ODD_TEXT,
+    TEXT,
+    VALUES,
+    assert_clean,
+    json_text,
+    scratch,
+)
 
 SETTINGS = settings(
     max_examples=100,
@@ -42,8 +49,8 @@ CELLS = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def template() -> Path:
-    directory = Path(tempfile.mkdtemp(prefix="mlplane-state-fuzz-"))
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("state-template")
     w = make_world(directory)
     w.apply(bootstrap_state()).raise_for_failures()
     w.apply(deploy_state()).raise_for_failures()
@@ -55,7 +62,7 @@ def template() -> Path:
 
 
 def copy_db(template: Path) -> Path:
-    target = Path(tempfile.mkdtemp(prefix="mlplane-state-case-"))
+    target = scratch()
     shutil.copyfile(template / "state.db", target / "state.db")
     return target / "state.db"
 

@@ -5,9 +5,7 @@ no pydantic documentation link; never another exception."""
 from __future__ import annotations
 
 import json
-import tempfile
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +24,7 @@ from tests.loader_fuzz import (
     assert_clean,
     json_text,
     mutated,
+    scratch,
     toml_document,
 )
 
@@ -72,10 +71,6 @@ ROLES = [
         "stage": "GA",
     }
 ]
-
-
-def scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="mlplane-fuzz-"))
 
 
 def load_project_text(content: str | bytes) -> None:
