@@ -9,12 +9,29 @@ class MlplaneError(Exception):
     exit_code = 1
 
 
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+    0x85: "\\x85",
+}
+
+
+def one_line(text: str) -> str:
+    """`text` as one line: line breaks and other control characters escaped (`\\n`)."""
+    return text.translate(_CONTROLS)
+
+
 class ConfigError(MlplaneError):
-    """Bad input in a file or argument: names the source and the field path."""
+    """Bad input in a file or argument: names the source and the field path. Always one line:
+    input echoed in the message cannot break it (control characters are escaped)."""
 
     exit_code = 2
 
     def __init__(self, source: str, location: str, message: str) -> None:
+        source, location, message = one_line(source), one_line(location), one_line(message)
         self.source = source
         self.location = location
         self.message = message

@@ -10,6 +10,9 @@
   fingerprint fails with FingerprintConflict (412).
 - Faults can be injected: 412, resourceInUse, 503 (sync or as an operation error), permanent.
 - Every applied effect is logged, so tests can prove nothing was created twice or leaked.
+- All of it lives in the SQLite file, so a client killed mid-apply finds the cloud as a real one
+  would be: requests it sent were taken, and `elapse()` lets the operations it left in flight
+  finish while nobody watches (time passing at the cloud between the crash and the re-run).
 """
 
 from __future__ import annotations
@@ -387,6 +390,28 @@ class FakeCloud:
                 break
         return op
 
+    def elapse(self) -> int:
+        """Time passes at the cloud: every operation in flight finishes (its effect applied).
+        Returns how many did."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("UPDATE meta SET v = v + ? WHERE k = 'tick'", (self.background_ticks + 1,))
+            pending = conn.execute(
+                "SELECT COUNT(*) FROM operations WHERE status != 'DONE'"
+            ).fetchone()[0]
+            conn.execute("UPDATE operations SET ready_at = 0 WHERE status != 'DONE'")
+            self._settle(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(pending)
+
+    def in_flight(self) -> int:
+        row = self._conn().execute("SELECT COUNT(*) FROM operations WHERE status != 'DONE'")
+        return int(row.fetchone()[0])
+
     def list(self, kind: str) -> list[Observed[Any]]:
         rows = self._conn().execute(
             "SELECT spec, fingerprint FROM resources WHERE kind = ? ORDER BY name", (kind,)
@@ -660,29 +685,30 @@ def make_world(
     return World(directory, cloud, store, engine, clock, authorizer)
 
 
+SCENARIOS: dict[str, Callable[[str, str], Any]] = {
+    "deploy": deploy_state,
+    "retire": retire_state,
+}
+
+
 def run_child(
     directory: str,
     scenario: str,
     service: str,
     rev: str,
-    crash_at: int = 0,
+    crash_point: Any = None,
     barrier: str = "",
     read_delay: float = 0.0,
-    crash_kind: str = "",
+    marker: str = "",
 ) -> None:
-    """Body of a crash/concurrency child process: apply a scenario, die at event `crash_at`
-    (counting only events of `crash_kind`, when given)."""
+    """Body of a crash/concurrency child process: apply a scenario; with `crash_point` (a
+    `mlplane.engine.crashpoints.CrashPoint`), die there with status 137 as abruptly as kill -9
+    (no cleanup, no flush, no `finally`), after writing the point's name to `marker`."""
     import os
 
-    seen = [0]
+    from mlplane.engine.crashpoints import CrashAt
 
-    def hook(event: Any) -> None:
-        if crash_kind and event.kind != crash_kind:
-            return
-        seen[0] += 1
-        if seen[0] == crash_at:
-            os._exit(137)  # as abrupt as kill -9: no cleanup, no flush, no finally
-
+    hook = None if crash_point is None else CrashAt(crash_point, marker=marker or None)
     world = make_world(
         Path(directory),
         clock=FastClock(),
@@ -696,14 +722,17 @@ def run_child(
             if time.monotonic() > deadline:
                 os._exit(3)
             time.sleep(0.002)
-    desired = {"deploy": deploy_state, "retire": retire_state}[scenario](service, rev)
+    desired = SCENARIOS[scenario](service, rev)
     report = world.apply(desired)
     os._exit(0 if report.ok else 1)
 
 
 def child_main() -> None:
-    """`python -c 'import fake_provider; fake_provider.child_main()' DIR SCENARIO ...`."""
+    """`python -c 'import fake_provider; fake_provider.child_main()' DIR SCENARIO SERVICE REV
+    KIND STEP PHASE MARKER`: run_child in a fresh interpreter, dying at the named point."""
     import sys
 
-    directory, scenario, service, rev, crash_at = sys.argv[1:6]
-    run_child(directory, scenario, service, rev, int(crash_at))
+    from mlplane.engine.crashpoints import CrashPoint
+
+    directory, scenario, service, rev, kind, step, phase, marker = sys.argv[1:9]
+    run_child(directory, scenario, service, rev, CrashPoint(kind, step, phase), marker=marker)

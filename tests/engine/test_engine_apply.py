@@ -231,9 +231,16 @@ def test_drift_is_repaired_and_passive_teardown_needs_the_flag(world: World) -> 
     world.apply(retire_state()).raise_for_failures()
     with pytest.raises(PlanError, match="never delete a passive"):
         world.apply(DesiredState.of(StackSpec(FRONTEND_STACK)))
+    endpoints = ResourceKey("endpointsService", ENDPOINTS)
+    assert endpoints in world.cloud.resources() and world.store.get(endpoints) is not None
     world.apply(DesiredState.of(StackSpec(FRONTEND_STACK)), allow_passive=True).raise_for_failures()
     assert world.cloud.resources() == {} and world.store.load() == {}
-    assert ENDPOINTS  # the Endpoints service went too (it was part of the stack)
+    # The Endpoints service went too (it was part of the stack): deleted once, by this teardown.
+    history = [e for e in world.cloud.effects() if e[:2] == ("endpointsService", ENDPOINTS)]
+    assert history == [
+        ("endpointsService", ENDPOINTS, "create"),
+        ("endpointsService", ENDPOINTS, "delete"),
+    ]
 
 
 def test_route_removed_outside_mlplane_is_restored(world: World) -> None:

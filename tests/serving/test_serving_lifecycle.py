@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -91,33 +90,29 @@ def test_port_defaults_to_the_port_environment_variable(sentiment_artifact: Path
         assert srv.terminate() == 0
 
 
-def first_healthy_ms(artifact: Path) -> float:
-    """Milliseconds from spawning the process to its first 200 on /healthz."""
+def healthy(port: int, proc: subprocess.Popen[bytes]) -> bool:
+    assert proc.poll() is None, f"the server exited with {proc.returncode} before it was healthy"
+    try:
+        return call(port, "GET", "/healthz").status == 200
+    except OSError:
+        return False
+
+
+def test_a_started_server_becomes_healthy_and_stops_cleanly(sentiment_artifact: Path) -> None:
+    """Functional only: a spawned server answers 200 on /healthz, then exits 0 on SIGTERM. How
+    fast it starts is measured by bench/bench_serving.py (beside `python -c pass`), not here."""
     port = free_port()
-    started = time.perf_counter()
     proc = subprocess.Popen(
-        server_cmd(artifact, "--port", str(port)),
+        server_cmd(sentiment_artifact, "--port", str(port)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=server_env(),
     )
     try:
-        while True:
-            try:
-                if call(port, "GET", "/healthz").status == 200:
-                    return (time.perf_counter() - started) * 1e3
-            except OSError:
-                time.sleep(0.002)
-            if proc.poll() is not None or time.perf_counter() - started > 10:
-                raise AssertionError("server never became healthy")
+        wait_for(lambda: healthy(port, proc), timeout=60, what="the first 200 on /healthz")
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-
-
-def test_start_to_first_healthy_response_is_under_half_a_second(sentiment_artifact: Path) -> None:
-    ms = statistics.median(first_healthy_ms(sentiment_artifact) for _ in range(3))
-    assert ms < 500, f"median start-up {ms:.0f} ms"
+    assert proc.wait(10) == 0
 
 
 def test_server_imports_no_control_plane_or_heavy_modules() -> None:

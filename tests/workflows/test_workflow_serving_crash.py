@@ -1,5 +1,9 @@
-"""kill -9 of the applying process at each journal event of a deploy; a re-run converges, with
-nothing duplicated and no process leaked. Real agent, real replicas, real load balancer."""
+"""kill -9 of the applying process at each named crash point of a deploy; a re-run converges,
+with nothing duplicated and no process leaked. Real agent, real replicas, real load balancer.
+
+Crash points are named (kind, step, phase[, occurrence]) from a counting deploy and matched by
+name in the child (mlplane.engine.crashpoints), so every one is reached whatever the order of
+the apply threads; the sweep asserts it reached all of them."""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import multiprocessing
 import os
 import signal
 import time
+from pathlib import Path
 
-from mlplane.engine.journal import JournalEvent
+from mlplane.engine.crashpoints import CrashAt, CrashPoint, PointRecorder, reached, sigkill_self
+from mlplane.engine.journal import Journal
 from mlplane.providers.local.control import find_agent
 from mlplane.workflows.quickstart import predict
 from mlplane.workflows.serving import DeployRequest, deploy, undeploy
@@ -19,20 +25,12 @@ from tests.workflows.conftest import LocalProject, alive, supervised_pids
 QUIET = lambda *_: None  # noqa: E731
 
 
-def _deploy_and_die_at(project_file: str, artifact: str, k: int) -> None:
+def _deploy_and_die_at(project_file: str, artifact: str, point: CrashPoint, marker: str) -> None:
     session = Session.open(project_file)
-    seen = 0
-
-    def hook(event: JournalEvent) -> None:
-        nonlocal seen
-        seen += 1
-        if seen == k:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    session.engine_hook = hook
+    session.engine_hook = CrashAt(point, die=sigkill_self, marker=marker)
     deploy(
         session,
-        DeployRequest("kappa", "r1", __import__("pathlib").Path(artifact)),
+        DeployRequest("kappa", "r1", Path(artifact)),
         session.user(),
         QUIET,
     )
@@ -60,29 +58,37 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-unt
     return bool(predicate())
 
 
-def test_kill_9_at_every_journal_event_then_rerun_converges(local_project: LocalProject) -> None:
+def test_kill_9_at_every_named_crash_point_then_rerun_converges(
+    local_project: LocalProject, tmp_path: Path
+) -> None:
     lp = local_project
     s, alice = lp.session, lp.session.user()
     deploy(s, DeployRequest("kappa", "r0", lp.v1), alice, QUIET)
-    events: list[JournalEvent] = []
-    s.engine_hook = events.append
+    recorder = PointRecorder()
+    s.engine_hook = recorder
     deploy(s, DeployRequest("kappa", "r1", lp.v2), alice, QUIET)
     s.engine_hook = None
     undeploy(s, "kappa", "r1", alice, QUIET)
-    total = len(events)
-    assert total >= 30, total  # both phases: resources, then the traffic switch
+    points = list(recorder.points)
+    assert len(points) >= 30, points  # resources, then the traffic switch
     base_pids = set(supervised_pids(lp.root))
 
     ctx = multiprocessing.get_context("fork")
-    for k in range(1, total + 1):
-        child = ctx.Process(target=_deploy_and_die_at, args=(str(s.project_file), str(lp.v2), k))
+    hit: list[CrashPoint] = []
+    for i, k in enumerate(points):
+        marker = tmp_path / f"crashed-at-{i}"
+        args = (str(s.project_file), str(lp.v2), k, str(marker))
+        child = ctx.Process(target=_deploy_and_die_at, args=args)
         child.start()
         child.join(60)
         assert child.exitcode == -signal.SIGKILL, (k, child.exitcode)
+        assert reached(marker) == str(k)
+        hit.append(k)
 
         session = lp.fresh_session()
         result = deploy(session, DeployRequest("kappa", "r1", lp.v2), alice, QUIET)
         assert predict(result.revision_url + "predict")[0] == 200, k
+        assert Journal(session.store).open_intents() == [], k
         weights = {r.revision: r.weight for r in list_revisions(session) if r.service == "kappa"}
         assert weights == {"r0": 0, "r1": 100}, (k, weights)
         assert wait_until(lambda: len(replica_pids(lp)["kappa-r1-mig"]) == 1), (k, replica_pids(lp))
@@ -95,4 +101,6 @@ def test_kill_9_at_every_journal_event_then_rerun_converges(local_project: Local
                 set(supervised_pids(lp.root)) <= base_pids | set(replica_pids(lp)["kappa-r0-mig"])
             )
         ), k
+    assert hit == points  # 100 % of the named points, each in its own killed deploy
+    print(f"\nserving deploy: {len(hit)}/{len(points)} named crash points reached")
     undeploy(s, "kappa", "r0", alice, QUIET)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlplane.errors import MlplaneError, TransientError
@@ -173,7 +173,8 @@ class Engine:
         for intent in intents:
             rec = self.store.get(intent.key)
             try:
-                runner.resume(intent, rec.version if rec else None, IntentStatus.RECOVERED)
+                resumed = replace(intent, recovering=True)
+                runner.resume(resumed, rec.version if rec else None, IntentStatus.RECOVERED)
             except MlplaneError:
                 continue  # journaled as failed; the plan that follows sees the real state
             done.append(f"{intent.op} {intent.key} (run {intent.run_id})")

@@ -36,30 +36,10 @@ from mlplane.model.compute import (
 )
 from mlplane.providers.base import Operation, OperationError, OperationStatus
 
-from .state import StateStore, StateWrite
+from .state import CHECK_HINT, StateCorrupt, StateStore, StateWrite, short_reason
 from .steps import Op
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    stack TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    step_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    op TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    operation TEXT,
-    principal TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    created_at REAL NOT NULL,
-    finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS journal_open ON journal (status, stack);
-"""
+REPAIR_HINT = "run `mlplane state check --repair` to close it as failed"
 
 
 class EventKind(StrEnum):
@@ -85,6 +65,7 @@ class JournalEvent:
     step_id: str
     key: ResourceKey
     seq: int
+    recovering: bool = False  # emitted while rolling forward an intent a dead process left open
 
 
 @dataclass(frozen=True)
@@ -103,6 +84,7 @@ class Intent:
     operation: Operation | None
     principal: str
     status: IntentStatus
+    recovering: bool = False  # being rolled forward by a later run (not stored)
 
     @property
     def verb(self) -> Verb:
@@ -118,17 +100,27 @@ class Journal:
         self.on_event = on_event
         self._seq = 0
         self._seq_lock = threading.Lock()
-        with store.connection() as conn:
-            conn.executescript(SCHEMA)
 
-    def emit(self, kind: EventKind, run_id: str, step_id: str, key: ResourceKey) -> None:
-        """Announce a crash point (tests hook here to kill the process at each one)."""
+    def emit(
+        self,
+        kind: EventKind,
+        run_id: str,
+        step_id: str,
+        key: ResourceKey,
+        *,
+        recovering: bool = False,
+    ) -> None:
+        """Announce a crash point (tests hook here to kill the process at a named one, see
+        `mlplane.engine.crashpoints`)."""
         if self.on_event is None:
             return
         with self._seq_lock:
             self._seq += 1
             seq = self._seq
-        self.on_event(JournalEvent(kind, run_id, step_id, key, seq))
+        self.on_event(JournalEvent(kind, run_id, step_id, key, seq, recovering))
+
+    def _emit(self, kind: EventKind, intent: Intent) -> None:
+        self.emit(kind, intent.run_id, intent.step_id, intent.key, recovering=intent.recovering)
 
     def begin(
         self,
@@ -172,7 +164,7 @@ class Journal:
         return intent
 
     def called(self, intent: Intent) -> None:
-        self.emit(EventKind.CALLED, intent.run_id, intent.step_id, intent.key)
+        self._emit(EventKind.CALLED, intent)
 
     def operation(self, intent: Intent, op: Operation) -> Intent:
         with self.store.transaction() as conn:
@@ -180,11 +172,11 @@ class Journal:
                 "UPDATE journal SET operation = ? WHERE id = ?",
                 (json.dumps(_op_to_data(op)), intent.id),
             )
-        self.emit(EventKind.OPERATION, intent.run_id, intent.step_id, intent.key)
+        self._emit(EventKind.OPERATION, intent)
         return replace(intent, operation=op)
 
     def finished(self, intent: Intent) -> None:
-        self.emit(EventKind.FINISHED, intent.run_id, intent.step_id, intent.key)
+        self._emit(EventKind.FINISHED, intent)
 
     def complete(
         self, intent: Intent, write: StateWrite | None, status: IntentStatus = IntentStatus.DONE
@@ -197,7 +189,7 @@ class Journal:
                 "UPDATE journal SET status = ?, finished_at = ? WHERE id = ?",
                 (status.value, time.time(), intent.id),
             )
-        self.emit(EventKind.RECORDED, intent.run_id, intent.step_id, intent.key)
+        self._emit(EventKind.RECORDED, intent)
 
     def fail(self, intent: Intent, error: BaseException) -> None:
         with self.store.transaction() as conn:
@@ -205,18 +197,17 @@ class Journal:
                 "UPDATE journal SET status = ?, error = ?, finished_at = ? WHERE id = ?",
                 (IntentStatus.FAILED.value, str(error), time.time(), intent.id),
             )
-        self.emit(EventKind.FAILED, intent.run_id, intent.step_id, intent.key)
+        self._emit(EventKind.FAILED, intent)
 
-    def open_intents(self, stacks: Iterable[str]) -> list[Intent]:
-        """Intents never closed (their process died), oldest first."""
-        wanted = sorted(set(stacks))
-        marks = ",".join("?" * len(wanted))
+    def open_intents(self, stacks: Iterable[str] | None = None) -> list[Intent]:
+        """Intents never closed (their process died), oldest first; of `stacks`, else all."""
+        sql, args = "SELECT * FROM journal WHERE status = 'open'", []
+        if stacks is not None:
+            args = sorted(set(stacks))
+            sql += f" AND stack IN ({','.join('?' * len(args))})"
         with self.store.connection() as conn:
-            rows = conn.execute(
-                f"SELECT * FROM journal WHERE status = 'open' AND stack IN ({marks}) ORDER BY id",
-                wanted,
-            ).fetchall()
-        return [_intent(r) for r in rows]
+            rows = conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [self._decode(r) for r in rows]
 
     def entries(self, run_id: str | None = None) -> list[Intent]:
         sql, args = "SELECT * FROM journal ORDER BY id", []
@@ -224,7 +215,17 @@ class Journal:
             sql, args = "SELECT * FROM journal WHERE run_id = ? ORDER BY id", [run_id]
         with self.store.connection() as conn:
             rows = conn.execute(sql, args).fetchall()
-        return [_intent(r) for r in rows]
+        return [self._decode(r) for r in rows]
+
+    def _decode(self, row: tuple[Any, ...]) -> Intent:
+        try:
+            return intent_from_row(row)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            fix = REPAIR_HINT if row[12] == IntentStatus.OPEN else CHECK_HINT
+            raise StateCorrupt(
+                f"{self.store.path}: {describe_row(row)} is unreadable ({short_reason(exc)}); "
+                + fix
+            ) from None
 
 
 def _op_to_data(op: Operation) -> dict[str, Any]:
@@ -252,7 +253,13 @@ def _op_from_data(data: dict[str, Any]) -> Operation:
     )
 
 
-def _intent(row: tuple[Any, ...]) -> Intent:
+def describe_row(row: tuple[Any, ...]) -> str:
+    """`journal row 12 (open create of instanceTemplate/x)`, from the columns that are plain."""
+    id_, kind, name, op, status = row[0], row[5], row[6], row[7], row[12]
+    return f"journal row {id_} ({status} {op} of {kind}/{name})"
+
+
+def intent_from_row(row: tuple[Any, ...]) -> Intent:
     (id_, run_id, stack, owner, step_id, kind, name, op, request_id, payload, operation,
      principal, status, *_rest) = row  # fmt: skip
     data = json.loads(payload)

@@ -5,6 +5,11 @@ version=?`), zero rows updated means someone else wrote first (`StaleWrite`: re-
 Commands on the same stack are serialized by a per-stack advisory lock (`flock`, released by the
 kernel when a process dies, even by kill -9); commands on different stacks run concurrently and
 meet only on shared rows, which the guards protect.
+
+At rest: the database, its WAL and shared-memory files, the lock files and any backup are
+owner-only (0600; directories 0700). A damaged file is one `StateCorrupt` line naming the file and
+`mlplane state check`, never an sqlite3 traceback; the schema is versioned and migrated, with a
+backup first (`schema.py`).
 """
 
 from __future__ import annotations
@@ -16,26 +21,14 @@ import queue
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlplane.errors import TransientError
+from mlplane.errors import PermanentError, TransientError, one_line
 from mlplane.model.compute import ResourceKey, ResourceSpec, spec_from_data, spec_to_data
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS resources (
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    stack TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (kind, name)
-);
-CREATE INDEX IF NOT EXISTS resources_stack ON resources (stack);
-"""
-
+from . import schema
 
 _COLUMNS = "kind, name, stack, spec, version, updated_at"
 
@@ -46,6 +39,75 @@ class StaleWrite(TransientError):
 
 class LockTimeout(TransientError):
     """Another mlplane command holds the lock of a stack this command needs."""
+
+
+class StateError(PermanentError):
+    """The state database cannot be used (unwritable, full); the message names the file. One
+    line, whatever a damaged row echoes into it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+class StateCorrupt(StateError):
+    """The state database, or a row in it, is damaged; the message names the file, the row and
+    the way to recover."""
+
+
+class StateBusy(TransientError):
+    """Another process held the state database's write lock for longer than the busy timeout."""
+
+
+_CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+_BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+_UNUSABLE = {"SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_PERM", "SQLITE_READONLY"}
+CHECK_HINT = "run `mlplane state check` to see what can be recovered"
+
+
+def database_error(path: Path, exc: sqlite3.DatabaseError) -> Exception:
+    """The mlplane error for an sqlite3 error on the state database (programming errors, such
+    as bad SQL, are returned as they are)."""
+    code = (getattr(exc, "sqlite_errorname", "") or "").split("_")[:2]
+    name = "_".join(code)
+    reason = str(exc).splitlines()[0] if str(exc) else name
+    if name in _CORRUPT:
+        return StateCorrupt(f"{path}: the state database is damaged ({reason}); {CHECK_HINT}")
+    if name in _BUSY:
+        return StateBusy(f"{path}: the state database stayed locked by another process ({reason})")
+    if name in _UNUSABLE:
+        return StateError(f"{path}: cannot use the state database ({reason})")
+    return exc
+
+
+def short_reason(exc: BaseException) -> str:
+    """One line for a decoding error (a pydantic error's first problem, without its URL)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            loc = ".".join(str(p) for p in first.get("loc", ()))
+            return f"{loc}: {first.get('msg', '')}" if loc else str(first.get("msg", ""))
+        except Exception:  # fall back to the text below
+            pass
+    text = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+    return text[:200]
+
+
+def private_file(path: Path) -> None:
+    """Create `path` owner-only if it is missing; take group/other access away if it exists."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        with suppress(PermissionError):  # not ours to change: `mlplane state check` says so
+            os.chmod(path, 0o700)
 
 
 @dataclass(frozen=True)
@@ -71,37 +133,50 @@ class StateWrite:
 class StateStore:
     def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self.locks_dir = self.path.with_name(self.path.name + ".locks")
-        self.locks_dir.mkdir(exist_ok=True)
+        private_dir(self.locks_dir)
+        # SQLite creates the WAL and shared-memory files with the database file's mode.
+        private_file(self.path)
+        for suffix in ("-wal", "-shm"):
+            if (extra := self.path.with_name(self.path.name + suffix)).exists():
+                private_file(extra)
         self._busy = busy_timeout
         # Idle connections; a caller borrows one for a read or a transaction and returns it,
         # so the pool never holds more connections than there were concurrent callers.
         self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         with self.connection() as conn:
-            conn.executescript(SCHEMA)
+            self.backup = schema.migrate(conn, self.path)  # the copy made before migrating
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=self._busy, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout={int(self._busy * 1000)}")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy * 1000)}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise database_error(self.path, exc) from None
         return conn
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
-        """Borrow a connection (autocommit mode) for reads or your own statements."""
+        """Borrow a connection (autocommit mode) for reads or your own statements. sqlite3
+        errors that mean a damaged, locked or unusable file become StateCorrupt/StateBusy/
+        StateError naming the file."""
         try:
             conn = self._idle.get_nowait()
         except queue.Empty:
             conn = self._open()
         try:
             yield conn
+        except sqlite3.DatabaseError as exc:
+            raise database_error(self.path, exc) from None
         finally:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # the error being raised says more
+                    conn.execute("ROLLBACK")
             self._idle.put(conn)
 
     def close(self) -> None:
@@ -132,7 +207,7 @@ class StateStore:
     def load(self) -> dict[ResourceKey, RecordedResource]:
         with self.connection() as conn:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM resources").fetchall()
-        return {r.key: r for r in map(_row, rows)}
+        return {r.key: r for r in map(self._decode, rows)}
 
     def get(self, key: ResourceKey) -> RecordedResource | None:
         with self.connection() as conn:
@@ -140,14 +215,23 @@ class StateStore:
                 f"SELECT {_COLUMNS} FROM resources WHERE kind = ? AND name = ?",
                 (key.kind, key.name),
             ).fetchone()
-        return _row(row) if row else None
+        return self._decode(row) if row else None
 
     def stack(self, stack: str) -> list[RecordedResource]:
         with self.connection() as conn:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM resources WHERE stack = ? ORDER BY kind, name", (stack,)
             ).fetchall()
-        return [_row(r) for r in rows]
+        return [self._decode(r) for r in rows]
+
+    def _decode(self, row: tuple[str, str, str, str, int, float]) -> RecordedResource:
+        try:
+            return record_from_row(row)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise StateCorrupt(
+                f"{self.path}: the record of {row[0]}/{row[1]} (stack {row[2]}) is unreadable "
+                f"({short_reason(exc)}); {CHECK_HINT}"
+            ) from None
 
     # -- guarded writes ------------------------------------------------------------------------
 
@@ -219,7 +303,9 @@ class StateStore:
 
     def _acquire(self, name: str, what: str, timeout: float) -> int:
         path = self.locks_dir / (name.replace("/", "%") + ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.fstat(fd).st_mode & 0o077:  # made by an older mlplane
+            os.fchmod(fd, 0o600)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -240,7 +326,7 @@ def _release(fd: int) -> None:
     os.close(fd)
 
 
-def _row(row: tuple[str, str, str, str, int, float]) -> RecordedResource:
+def record_from_row(row: tuple[str, str, str, str, int, float]) -> RecordedResource:
     kind, name, stack, spec, version, updated_at = row
     key = ResourceKey(kind, name)
     return RecordedResource(key, stack, spec_from_data(kind, json.loads(spec)), version, updated_at)

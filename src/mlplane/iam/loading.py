@@ -6,6 +6,8 @@ nothing is written by loading.
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,10 +27,21 @@ SHIPPED = "operational_model.toml (shipped with mlplane)"
 _M = TypeVar("_M", bound=BaseModel)
 
 
+_INSTANCE_OF = re.compile(r" or instance of \w+")
+_PLAIN_KEY = re.compile(r"[^\s\"'\[\].\\]+")
+
+
 def format_loc(loc: Sequence[int | str]) -> str:
+    """`actions[3].grants[0]`; a key that is empty or has spaces, dots, quotes or brackets is
+    quoted (`team.groups[""]`), so the path always names the field."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(str(part)) or not str(part).isprintable():
+            out += f"[{json.dumps(str(part))[:80]}]"
+        else:
+            out += f".{part}" if out else str(part)
     return out
 
 
@@ -41,6 +54,7 @@ def parse_model(cls: type[_M], data: Any, source: str) -> _M:
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (not part of the schema; check its spelling)"
+        msg = _INSTANCE_OF.sub("", msg)  # "... or instance of GcloudPolicy": our class names
         more = f" (and {len(exc.errors()) - 1} more errors)" if len(exc.errors()) > 1 else ""
         raise ConfigError(source, format_loc(err["loc"]), msg + more) from None
 
@@ -58,6 +72,12 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except ValueError:  # tomllib converting an integer of more than 4300 digits
+        raise ConfigError(str(path), "", "not valid TOML: a number is too long") from None
+    except RecursionError:
+        raise ConfigError(
+            str(path), "", "not valid TOML: arrays or tables nested too deeply"
+        ) from None
 
 
 def load_shipped_model() -> OperationalModel:

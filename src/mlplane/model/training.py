@@ -39,6 +39,12 @@ class TrainingSpec(Spec):
     def _entrypoint(cls, v: str) -> str:
         if not (v.endswith(".py") or _MODULE.fullmatch(v)):
             raise ValueError(f"'{v}' is neither a Python module (a.b.c) nor a .py script")
+        too_long = len(v.encode()) > 4096 or any(len(p.encode()) > 255 for p in v.split("/"))
+        if not v.isprintable() or too_long:
+            raise ValueError(
+                "a script path has no control characters, at most 255 bytes per part and "
+                "4096 in all"
+            )
         return v
 
     @field_validator("env")

@@ -111,6 +111,10 @@ def read_json(path: Path) -> Any:
         raise ConfigError(
             str(path), f"line {exc.lineno}", f"not valid JSON: {exc.msg} (column {exc.colno}){hint}"
         ) from None
+    except ValueError:  # json converting an integer of more than 4300 digits
+        raise ConfigError(str(path), "", "not valid JSON: a number is too long") from None
+    except RecursionError:
+        raise ConfigError(str(path), "", "not valid JSON: nested too deeply") from None
 
 
 def policy_from_data(data: Any, scope: Scope, source: str) -> Policy:
