@@ -10,20 +10,23 @@ from pathlib import Path
 import pytest
 
 from mlplane.examples.sentiment.train import train
-from mlplane.providers.local.control import start_agent, stop_agent
 from mlplane.workflows.project_file import write_project_file
 from mlplane.workflows.session import Session
+from tests.harness import Team, with_admin
+
+ALICE = "alice@acme.com"
 
 
 @dataclass
 class LocalProject:
     root: Path
-    session: Session
+    team: Team
+    session: Session  # acting as alice, signed in
     v1: Path
     v2: Path
 
-    def fresh_session(self) -> Session:
-        return Session.open(self.session.project_file)
+    def fresh_session(self, who: str = ALICE) -> Session:
+        return self.team.session(who)
 
 
 def alive(pid: int) -> bool:
@@ -48,15 +51,18 @@ def local_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPro
     project_file = root / "mlplane.toml"
     members = ["user:alice@acme.com", "user:bob@acme.com"]
     write_project_file(project_file, project_id="acme-ml", members=members)
+    project_file.write_text(with_admin(project_file.read_text()))
     quiet = lambda *_: None  # noqa: E731
     v1 = train(root / "artifacts" / "v1", seed=7, progress=quiet)
     v2 = train(root / "artifacts" / "v2", seed=11, progress=quiet)
-    up = start_agent(project_file)
+    team = Team(project_file, root / "config")
+    handle = team.up()
     try:
-        yield LocalProject(root, Session.open(project_file), Path(v1), Path(v2))
+        with team.acting(ALICE):  # what the data SDK (artifact checks) finds in-process
+            yield LocalProject(root, team, team.session(ALICE), Path(v1), Path(v2))
     finally:
         pids = supervised_pids(root)
-        stop_agent(project_file)
-        assert not alive(up.agent.info.pid), "agent still alive after stop"
+        team.down()
+        assert not alive(handle.info.pid), "agent still alive after stop"
         leaked = [p for p in pids if alive(p)]
         assert not leaked, f"processes left behind: {leaked}"

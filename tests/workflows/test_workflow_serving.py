@@ -12,7 +12,6 @@ import pytest
 
 from mlplane.errors import ConfigError, PermissionDenied
 from mlplane.model.compute import ResourceKey
-from mlplane.providers.local.control import find_agent
 from mlplane.workflows.ci import list_builds
 from mlplane.workflows.quickstart import predict
 from mlplane.workflows.serving import (
@@ -25,6 +24,8 @@ from mlplane.workflows.serving import (
     undeploy,
 )
 from mlplane.workflows.serving_status import list_revisions
+from tests.harness import ADMIN
+from tests.local.local_helpers import processes, resources
 from tests.workflows.conftest import LocalProject, alive
 
 QUIET = lambda *_: None  # noqa: E731
@@ -38,25 +39,22 @@ REVISION_KINDS = (
 
 
 def agent_names(lp: LocalProject) -> dict[str, set[str]]:
-    handle = find_agent(lp.session.project_file)
-    assert handle is not None
+    """Every resource the agent holds, listed through Google's APIs by the project's admin."""
     out: dict[str, set[str]] = {}
-    for r in handle.client().status().resources:
-        out.setdefault(r.kind, set()).add(r.name)
+    for kind, name in resources(lp.team):
+        out.setdefault(kind, set()).add(name)
     return out
 
 
 def replicas(lp: LocalProject, service: str, rev: str) -> list[tuple[int, int]]:
-    handle = find_agent(lp.session.project_file)
-    assert handle is not None
-    views = handle.client().managed_instances(f"{service}-{rev}-mig")
+    views = [v for v in processes(lp.team) if v.group == f"{service}-{rev}-mig"]
     return [(v.pid, v.port) for v in views if v.pid and v.port]
 
 
 def test_deploy_serves_and_undeploy_frees_everything(local_project: LocalProject) -> None:
     lp = local_project
-    s, alice = lp.session, lp.session.user()
-    result = deploy(s, DeployRequest("alpha", "r1", lp.v1), alice, QUIET)
+    s = lp.session
+    result = deploy(s, DeployRequest("alpha", "r1", lp.v1), QUIET)
     assert result.seconds_to_ready < 10
     assert predict(result.revision_url + "predict")[0] == 200
     assert predict(result.service_url + "predict")[0] == 200
@@ -70,16 +68,13 @@ def test_deploy_serves_and_undeploy_frees_everything(local_project: LocalProject
     [row] = [r for r in list_revisions(s) if r.service == "alpha"]
     assert row.weight == 100 and all(x.health == "HEALTHY" for x in row.replicas)
     build = list_builds(s)[-1]
-    assert (build.trigger, build.status, build.invoker) == (
-        "deploy",
-        "SUCCESS",
-        "user:alice@acme.com",
-    )
-    assert build.runs_as.startswith("serviceAccount:mlplane-serving@")
+    assert (build.trigger, build.status, build.invoker) == ("deploy", "SUCCESS", "alice@acme.com")
+    assert build.runs_as.startswith("mlplane-serving@")
+    assert build.id == result.build.id
     procs = replicas(lp, "alpha", "r1")
     assert procs
 
-    undeploy(s, "alpha", "r1", alice, QUIET)
+    undeploy(s, "alpha", "r1", QUIET)
     names = agent_names(lp)
     for kind in REVISION_KINDS:
         assert not any(n.startswith("alpha-r1") for n in names.get(kind, ())), kind
@@ -132,17 +127,17 @@ class Load:
 
 def test_rollout_under_steady_load_fails_no_request(local_project: LocalProject) -> None:
     lp = local_project
-    s, alice = lp.session, lp.session.user()
-    first = deploy(s, DeployRequest("beta", "r1", lp.v1), alice, QUIET)
+    s = lp.session
+    first = deploy(s, DeployRequest("beta", "r1", lp.v1), QUIET)
     with Load(first.service_url + "predict") as load:
         time.sleep(0.3)
-        deploy(s, DeployRequest("beta", "r2", lp.v2), alice, QUIET)  # the route switches to r2
+        deploy(s, DeployRequest("beta", "r2", lp.v2), QUIET)  # the route switches to r2
         time.sleep(0.3)
-        undeploy(s, "beta", "r1", alice, QUIET)
+        undeploy(s, "beta", "r1", QUIET)
         time.sleep(0.3)
     assert load.failures == [], load.failures[:5]
     assert load.ok > 20
-    undeploy(s, "beta", "r2", alice, QUIET)
+    undeploy(s, "beta", "r2", QUIET)
 
 
 def test_kill_9_of_a_replica_under_load(local_project: LocalProject) -> None:
@@ -150,9 +145,9 @@ def test_kill_9_of_a_replica_under_load(local_project: LocalProject) -> None:
     import signal
 
     lp = local_project
-    s, alice = lp.session, lp.session.user()
+    s = lp.session
     result = deploy(
-        s, DeployRequest("gamma", "r1", lp.v1, min_replicas=2, max_replicas=2), alice, QUIET
+        s, DeployRequest("gamma", "r1", lp.v1, min_replicas=2, max_replicas=2), QUIET
     )
     deadline = time.monotonic() + 15
     while len(replicas(lp, "gamma", "r1")) < 2 and time.monotonic() < deadline:
@@ -169,8 +164,8 @@ def test_kill_9_of_a_replica_under_load(local_project: LocalProject) -> None:
             now = replicas(lp, "gamma", "r1")
             healthy = [
                 v
-                for v in find_agent(s.project_file).client().managed_instances("gamma-r1-mig")  # type: ignore[union-attr]
-                if v.health == "HEALTHY" and v.pid != victim
+                for v in processes(lp.team)
+                if v.group == "gamma-r1-mig" and v.health == "HEALTHY" and v.pid != victim
             ]
             if len(healthy) == 2 and victim not in [p for p, _ in now]:
                 replaced_after = time.monotonic() - killed_at
@@ -179,18 +174,17 @@ def test_kill_9_of_a_replica_under_load(local_project: LocalProject) -> None:
         time.sleep(0.3)
     assert load.failures == [], load.failures[:5]
     assert replaced_after is not None and replaced_after <= 2 * 1.0 + 0.5, replaced_after
-    undeploy(s, "gamma", "r1", alice, QUIET)
+    undeploy(s, "gamma", "r1", QUIET)
 
 
 def test_two_concurrent_deploys_both_end_with_their_routes(local_project: LocalProject) -> None:
     lp = local_project
-    alice = lp.session.user()
     results: dict[str, object] = {}
 
     def run(service: str) -> None:
         try:
             session = lp.fresh_session()
-            results[service] = deploy(session, DeployRequest(service, "r1", lp.v1), alice, QUIET)
+            results[service] = deploy(session, DeployRequest(service, "r1", lp.v1), QUIET)
         except Exception as exc:  # reported below
             results[service] = exc
 
@@ -205,14 +199,14 @@ def test_two_concurrent_deploys_both_end_with_their_routes(local_project: LocalP
         assert predict(f"{base}/v1/models/{service}/predict")[0] == 200
         assert predict(f"{base}/v1/revisions/{service}-r1/predict")[0] == 200
     for service in ("delta", "epsilon"):
-        undeploy(lp.session, service, "r1", alice, QUIET)
+        undeploy(lp.session, service, "r1", QUIET)
 
 
 def test_a_user_cannot_create_the_stack_directly(local_project: LocalProject) -> None:
     lp = local_project
     before = agent_names(lp)
     with pytest.raises(PermissionDenied) as info:
-        deploy_direct(lp.session, DeployRequest("zeta", "r1", lp.v1), lp.session.user())
+        deploy_direct(lp.session, DeployRequest("zeta", "r1", lp.v1))
     assert "trigger 'deploy'" in (info.value.decision.sanctioned_path or "")  # type: ignore[attr-defined]
     assert agent_names(lp) == before
 
@@ -236,7 +230,7 @@ def test_bad_input_creates_nothing(
     before = agent_names(lp)
     builds = len(list_builds(lp.session))
     with pytest.raises(Exception) as info:
-        deploy(lp.session, req, lp.session.user(), QUIET)
+        deploy(lp.session, req, QUIET)
     assert needle in str(info.value)
     assert agent_names(lp) == before
     assert len(list_builds(lp.session)) == builds
@@ -244,7 +238,7 @@ def test_bad_input_creates_nothing(
 
 def test_undeploy_of_unknown_revision(local_project: LocalProject) -> None:
     with pytest.raises(ConfigError) as info:
-        undeploy(local_project.session, "nope", "r9", local_project.session.user(), QUIET)
+        undeploy(local_project.session, "nope", "r9", QUIET)
     assert "no revision 'r9'" in str(info.value)
     assert ResourceKey("urlMap", "mlplane-urlmap")
 
@@ -253,16 +247,19 @@ def test_canary_splits_traffic_and_the_status_shows_the_routes(local_project: Lo
     import json
 
     lp = local_project
-    s, alice = lp.session, lp.session.user()
-    deploy(s, DeployRequest("theta", "r1", lp.v1), alice, QUIET)
-    result = deploy(s, DeployRequest("theta", "r2", lp.v2, traffic=10), alice, QUIET)
+    s = lp.session
+    deploy(s, DeployRequest("theta", "r1", lp.v1), QUIET)
+    result = deploy(s, DeployRequest("theta", "r2", lp.v2, traffic=10), QUIET)
     weights = {r.revision: r.weight for r in list_revisions(s) if r.service == "theta"}
     assert weights == {"r1": 90, "r2": 10}
-    handle = find_agent(s.project_file)
-    assert handle is not None
-    [url_map] = [r for r in handle.client().status().resources if r.kind == "urlMap"]
-    assert "/v1/models/theta/ -> theta-r1-bes 90%, theta-r2-bes 10%" in url_map.detail
-    assert "/v1/revisions/theta-r2/ -> theta-r2-bes" in url_map.detail
+    live = lp.team.api(ADMIN).call(
+        "compute.urlMaps.get", {"project": "acme-ml", "urlMap": "mlplane-urlmap"}
+    )
+    [rule] = [r for r in live["pathMatchers"][0]["routeRules"]
+              if r["matchRules"][0]["prefixMatch"] == "/v1/models/theta/"]  # fmt: skip
+    split = {w["backendService"].rsplit("/", 1)[-1]: w["weight"]
+             for w in rule["routeAction"]["weightedBackendServices"]}  # fmt: skip
+    assert split == {"theta-r1-bes": 90, "theta-r2-bes": 10}
     versions: dict[str, int] = {}
     for _ in range(300):
         status, body = predict(result.service_url + "predict")
@@ -272,5 +269,5 @@ def test_canary_splits_traffic_and_the_status_shows_the_routes(local_project: Lo
     assert len(versions) == 2, versions
     canary = versions[max(versions, key=lambda v: v == "1.0.11")]
     assert 5 <= canary <= 70, versions  # 10% of 300 = 30, generous bounds for a random split
-    undeploy(s, "theta", "r1", alice, QUIET)
-    undeploy(s, "theta", "r2", alice, QUIET)
+    undeploy(s, "theta", "r1", QUIET)
+    undeploy(s, "theta", "r2", QUIET)

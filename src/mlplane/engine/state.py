@@ -94,13 +94,17 @@ def short_reason(exc: BaseException) -> str:
 
 
 def private_file(path: Path) -> None:
-    """Create `path` owner-only if it is missing; take group/other access away if it exists."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    """Create `path` owner-only if it is missing; take group/other access away if it exists.
+
+    An existing file is only chmod-ed by path, never opened: closing any descriptor of a file
+    drops every POSIX lock this process holds on it, and SQLite's locks on the database, its
+    WAL and shared memory are POSIX locks (a second StateStore in a process that already has
+    the database open would otherwise corrupt it under concurrent writers)."""
     try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
 
 
 def private_dir(path: Path) -> None:

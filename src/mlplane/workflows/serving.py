@@ -95,7 +95,31 @@ def frontend_stack(session: Session) -> StackSpec:
     elif session.provider != "local":
         port = "80"
     else:
-        wanted = session.loaded.project.local.lb_port
+        port = _local_lb_port(session)
+    front = frontend(url_map=URL_MAP, endpoints_service=session.endpoints_service())
+    rule = front.forwarding_rule.model_copy(update={"port_range": port})
+    resources = tuple(rule if r is front.forwarding_rule else r for r in front.resources)
+    return StackSpec(FRONTEND_STACK, resources)
+
+
+def _local_lb_port(session: Session) -> str:
+    """The local front end's port, chosen once per project under a lock (`.mlplane/lb-port`),
+    so that concurrent first deploys bootstrap the same forwarding rule."""
+    import fcntl
+    import os
+
+    wanted = session.loaded.project.local.lb_port
+    session.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    chosen = session.state_dir / "lb-port"
+    fd = os.open(session.state_dir / "lb-port.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            existing = chosen.read_text().strip()
+        except OSError:
+            existing = ""
+        if existing and (not wanted or existing == str(wanted)):
+            return existing  # chosen by an earlier (or concurrent) bootstrap
         if wanted and not port_free(wanted):  # fail before any resource is created
             raise ConfigError(
                 str(session.project_file),
@@ -103,10 +127,10 @@ def frontend_stack(session: Session) -> StackSpec:
                 f"port {wanted} on 127.0.0.1 is in use; choose another, or 0 for any free port",
             )
         port = str(wanted or _free_port())
-    front = frontend(url_map=URL_MAP, endpoints_service=session.endpoints_service())
-    rule = front.forwarding_rule.model_copy(update={"port_range": port})
-    resources = tuple(rule if r is front.forwarding_rule else r for r in front.resources)
-    return StackSpec(FRONTEND_STACK, resources)
+        chosen.write_text(port + "\n")
+        return port
+    finally:
+        os.close(fd)
 
 
 def _route(service: str, prefix: str, backends: list[tuple[BackendService, int]]) -> SetRoute:
