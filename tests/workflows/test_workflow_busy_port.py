@@ -26,7 +26,7 @@ def test_busy_lb_port(tmp_path: Path) -> None:
         session = Session.open(project)
         artifact = train(tmp_path / "m", progress=lambda *_: None)
         with pytest.raises(ConfigError) as info:
-            deploy(session, DeployRequest("svc", "r1", Path(artifact)), session.user(), print)
+            deploy(session, DeployRequest("svc", "r1", Path(artifact)), print)
     assert f"port {port}" in str(info.value) and "local.lb_port" in str(info.value)
     assert session.store.load() == {}
     assert not (tmp_path / ".mlplane" / "builds").exists() or not list(

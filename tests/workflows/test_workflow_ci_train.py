@@ -7,10 +7,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from mlplane.data.artifacts import ArtifactStore
 from mlplane.errors import ConfigError
 from mlplane.workflows import training as T
 from mlplane.workflows.ci import list_builds
@@ -31,28 +33,46 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
+def project_spec(lp: LocalProject) -> Path:
+    """The example's training spec, in the project's own source (what `train` builds run)."""
+    target = lp.root / "examples" / "sentiment"
+    if not target.exists():
+        shutil.copytree(EXAMPLE.parent, target)
+    return target / "train.toml"
+
+
 def test_ci_train_persists_with_checksums_and_serve_deploys_it(local_project: LocalProject) -> None:
     lp = local_project
-    s, alice = lp.session, lp.session.user()
-    run = T.run_ci(s, T.load_spec(EXAMPLE), EXAMPLE.parent, alice, QUIET)
+    s = lp.session
+    run = T.run_ci(s, project_spec(lp), QUIET)
     build = next(b for b in list_builds(s) if b.id == run.build_id)
     assert (build.trigger, build.status) == ("train", "SUCCESS")
-    assert build.runs_as == f"serviceAccount:{s.email('training')}"
-    assert run.prefix.startswith("gs://acme-ml-mlplane-artifacts/sentiment/")
-    local = s.state_dir / "builds" / "train"
+    assert (build.invoker, build.runs_as) == ("alice@acme.com", s.email("training"))
+    # the code ran from a snapshot of the project stored with the build, recorded by hash
+    assert build.source.startswith("snapshot sha256:") and len(build.source.split(":")[1]) >= 64
+    assert run.prefix == f"gs://acme-ml-mlplane-artifacts/sentiment/{run.build_id}/"
+    # every object the build's identity wrote, from the store's own audit log
     names = {uri.rsplit("/", 1)[1] for uri, *_ in run.objects}
     assert {"model.json", "checksums.json"} <= names
+    assert {o.uri for o in build.objects} == {uri for uri, *_ in run.objects}
+    store = ArtifactStore.open(s.project_file)  # as alice: she may read the bucket
     for uri, size, md5, crc in run.objects:
-        [src] = list(local.rglob(uri.rsplit("/", 1)[1]))
-        data = src.read_bytes()
-        assert size == len(data)
+        data = store.read_bytes(uri)
+        assert uri.startswith(run.prefix) and size == len(data)
         assert md5 == base64.b64encode(hashlib.md5(data).digest()).decode()
         assert crc == base64.b64encode(crc32c(data).to_bytes(4, "big")).decode()
 
-    result = deploy(s, DeployRequest("iota", "r1", run.prefix), alice, QUIET)
+    result = deploy(s, DeployRequest("iota", "r1", run.prefix), QUIET)
     status, body = predict(result.revision_url + "predict")
     assert status == 200 and json.loads(body)["model"]["name"] == "sentiment"
-    undeploy(s, "iota", "r1", alice, QUIET)
+    undeploy(s, "iota", "r1", QUIET)
+
+
+def test_a_spec_outside_the_project_source_is_refused(local_project: LocalProject) -> None:
+    builds = len(list_builds(local_project.session))
+    with pytest.raises(ConfigError, match="inside that directory"):
+        T.run_ci(local_project.session, EXAMPLE, QUIET)
+    assert len(list_builds(local_project.session)) == builds
 
 
 def test_a_users_own_run_cannot_write_the_artifact_bucket(
@@ -73,7 +93,7 @@ def test_a_users_own_run_cannot_write_the_artifact_bucket(
     )
     (tmp_path / "train.toml").write_text('name = "sneaky"\nentrypoint = "job.py"\n')
     spec = T.load_spec(tmp_path / "train.toml")
-    code, _ = T.run_local(lp.session, spec, tmp_path, lp.session.user())
+    code, _ = T.run_local(lp.session, spec, tmp_path)
     assert code == 42  # denied, as the model says: only the trigger `train` persists
 
 
@@ -86,7 +106,6 @@ def test_a_prefix_without_a_model_is_refused_before_anything_is_created(
         deploy(
             lp.session,
             DeployRequest("kappa2", "r1", "gs://acme-ml-mlplane-artifacts/nothing/"),
-            lp.session.user(),
             QUIET,
         )
     assert "no model.json" in str(info.value)

@@ -30,9 +30,8 @@ def status(port: int, token: str | None) -> int:
 
 def test_create_list_guard_and_delete(local_project: LocalProject) -> None:
     lp = local_project
-    s = lp.session
-    alice, bob = s.authz.principal("alice@acme.com"), s.authz.principal("bob@acme.com")
-    info = N.create(s, "lab", alice)
+    s, as_bob = lp.session, lp.fresh_session("bob@acme.com")
+    info = N.create(s, "lab")
     assert info.state == "RUNNING" and info.port is not None
     assert info.url.startswith(f"http://127.0.0.1:{info.port}/lab?token=")
     [listed] = [n for n in N.list_notebooks(s) if n.instance == info.instance]
@@ -45,9 +44,9 @@ def test_create_list_guard_and_delete(local_project: LocalProject) -> None:
     spec = next(r.spec for r in s.store.load().values() if r.key.name == info.instance)
     assert token not in spec.model_dump_json()
     with pytest.raises(PermissionDenied) as denied:
-        N.delete(s, "lab", bob)
+        N.delete(as_bob, "lab")
     assert "only its owner" in str(denied.value)
-    N.delete(s, "lab", alice)
+    N.delete(s, "lab")
     deadline = time.monotonic() + 15
     while not port_free(info.port) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -71,4 +70,4 @@ def test_bad_notebook_names(local_project: LocalProject) -> None:
 
     for bad in ("Lab", "lab_1", "-lab", "x" * 31):
         with pytest.raises(ConfigError):
-            N.instance_name(bad, local_project.session.user())
+            N.instance_name(bad, local_project.session.principal)

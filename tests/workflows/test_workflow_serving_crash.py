@@ -1,6 +1,10 @@
 """kill -9 of the applying process at each named crash point of a deploy; a re-run converges,
 with nothing duplicated and no process leaked. Real agent, real replicas, real load balancer.
 
+The applying process is the `deploy` build's step (`deploy_step`, as the serving service account,
+with a token the project's admin obtained for it); the re-run goes through the trigger, as a
+user would run it again.
+
 Crash points are named (kind, step, phase[, occurrence]) from a counting deploy and matched by
 name in the child (mlplane.engine.crashpoints), so every one is reached whatever the order of
 the apply threads; the sweep asserts it reached all of them."""
@@ -15,38 +19,29 @@ from pathlib import Path
 
 from mlplane.engine.crashpoints import CrashAt, CrashPoint, PointRecorder, reached, sigkill_self
 from mlplane.engine.journal import Journal
-from mlplane.providers.local.control import find_agent
 from mlplane.workflows.quickstart import predict
-from mlplane.workflows.serving import DeployRequest, deploy, undeploy
+from mlplane.workflows.serving import DeployRequest, deploy, deploy_step, undeploy
 from mlplane.workflows.serving_status import list_revisions
-from mlplane.workflows.session import Session
+from tests.harness import Team
+from tests.local.local_helpers import processes
 from tests.workflows.conftest import LocalProject, alive, supervised_pids
 
 QUIET = lambda *_: None  # noqa: E731
 
 
-def _deploy_and_die_at(project_file: str, artifact: str, point: CrashPoint, marker: str) -> None:
-    session = Session.open(project_file)
+def _deploy_and_die_at(team: Team, artifact: str, point: CrashPoint, marker: str) -> None:
+    session = team.session("serving")
     session.engine_hook = CrashAt(point, die=sigkill_self, marker=marker)
-    deploy(
-        session,
-        DeployRequest("kappa", "r1", Path(artifact)),
-        session.user(),
-        QUIET,
-    )
+    deploy_step(session, DeployRequest("kappa", "r1", Path(artifact)), QUIET)
     os._exit(0)
 
 
 def replica_pids(lp: LocalProject) -> dict[str, list[int]]:
-    handle = find_agent(lp.session.project_file)
-    assert handle is not None
-    out = {}
-    for mig in ("kappa-r0-mig", "kappa-r1-mig"):
-        try:
-            out[mig] = [v.pid for v in handle.client().managed_instances(mig) if v.pid]
-        except Exception:
-            out[mig] = []
-    return out
+    views = processes(lp.team)
+    return {
+        mig: [v.pid for v in views if v.group == mig and v.pid]
+        for mig in ("kappa-r0-mig", "kappa-r1-mig")
+    }
 
 
 def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -62,13 +57,13 @@ def test_kill_9_at_every_named_crash_point_then_rerun_converges(
     local_project: LocalProject, tmp_path: Path
 ) -> None:
     lp = local_project
-    s, alice = lp.session, lp.session.user()
-    deploy(s, DeployRequest("kappa", "r0", lp.v1), alice, QUIET)
+    s = lp.session
+    deploy(s, DeployRequest("kappa", "r0", lp.v1), QUIET)
     recorder = PointRecorder()
-    s.engine_hook = recorder
-    deploy(s, DeployRequest("kappa", "r1", lp.v2), alice, QUIET)
-    s.engine_hook = None
-    undeploy(s, "kappa", "r1", alice, QUIET)
+    step = lp.fresh_session("serving")
+    step.engine_hook = recorder
+    deploy_step(step, DeployRequest("kappa", "r1", lp.v2), QUIET)
+    undeploy(s, "kappa", "r1", QUIET)
     points = list(recorder.points)
     assert len(points) >= 30, points  # resources, then the traffic switch
     base_pids = set(supervised_pids(lp.root))
@@ -77,7 +72,7 @@ def test_kill_9_at_every_named_crash_point_then_rerun_converges(
     hit: list[CrashPoint] = []
     for i, k in enumerate(points):
         marker = tmp_path / f"crashed-at-{i}"
-        args = (str(s.project_file), str(lp.v2), k, str(marker))
+        args = (lp.team, str(lp.v2), k, str(marker))
         child = ctx.Process(target=_deploy_and_die_at, args=args)
         child.start()
         child.join(60)
@@ -86,7 +81,7 @@ def test_kill_9_at_every_named_crash_point_then_rerun_converges(
         hit.append(k)
 
         session = lp.fresh_session()
-        result = deploy(session, DeployRequest("kappa", "r1", lp.v2), alice, QUIET)
+        result = deploy(session, DeployRequest("kappa", "r1", lp.v2), QUIET)
         assert predict(result.revision_url + "predict")[0] == 200, k
         assert Journal(session.store).open_intents() == [], k
         weights = {r.revision: r.weight for r in list_revisions(session) if r.service == "kappa"}
@@ -94,7 +89,7 @@ def test_kill_9_at_every_named_crash_point_then_rerun_converges(
         assert wait_until(lambda: len(replica_pids(lp)["kappa-r1-mig"]) == 1), (k, replica_pids(lp))
         r1 = replica_pids(lp)["kappa-r1-mig"]
 
-        undeploy(session, "kappa", "r1", alice, QUIET)
+        undeploy(session, "kappa", "r1", QUIET)
         assert wait_until(lambda r1=r1: not any(alive(p) for p in r1)), (k, "r1 left behind")
         assert wait_until(
             lambda: (
@@ -103,4 +98,4 @@ def test_kill_9_at_every_named_crash_point_then_rerun_converges(
         ), k
     assert hit == points  # 100 % of the named points, each in its own killed deploy
     print(f"\nserving deploy: {len(hit)}/{len(points)} named crash points reached")
-    undeploy(s, "kappa", "r0", alice, QUIET)
+    undeploy(s, "kappa", "r0", QUIET)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from mlplane.errors import ConfigError, PermissionDenied
-from mlplane.providers.local.control import find_agent
+from mlplane.providers.gcp.client import Unauthorized
 from mlplane.workflows import training as T
+from tests.local.local_helpers import processes
 from tests.workflows.conftest import LocalProject, alive
 
 QUIET = lambda *_: None  # noqa: E731
@@ -34,7 +35,7 @@ def vm_exists(lp: LocalProject, name: str) -> bool:
 
 def test_local_run_as_the_user_writes_only_scratch(local_project: LocalProject) -> None:
     lp = local_project
-    code, out = T.run_local(lp.session, T.load_spec(EXAMPLE), EXAMPLE.parent, lp.session.user())
+    code, out = T.run_local(lp.session, T.load_spec(EXAMPLE), EXAMPLE.parent)
     assert code == 0 and (out / "model.json").is_file()
     assert out.is_relative_to(lp.root / ".mlplane" / "scratch")
 
@@ -43,10 +44,10 @@ def test_remote_run_deletes_its_own_vm_as_the_training_identity(
     local_project: LocalProject,
 ) -> None:
     lp = local_project
-    s, alice = lp.session, lp.session.user()
-    run = T.run_remote(s, T.load_spec(EXAMPLE), EXAMPLE.parent, alice, QUIET)
+    s = lp.session
+    run = T.run_remote(s, T.load_spec(EXAMPLE), EXAMPLE.parent, QUIET)
     assert run.instance.startswith("train-sentiment-")
-    assert T.wait(s, run, alice, 60) == 0
+    assert T.wait(s, run, 60) == 0
     assert not vm_exists(lp, run.instance)
     agent_log = (lp.root / ".mlplane" / "agent" / "agent.log").read_text()
     assert (
@@ -65,12 +66,12 @@ def test_remote_run_deletes_its_own_vm_as_the_training_identity(
 
 def test_a_crashing_job_still_removes_its_vm(local_project: LocalProject, tmp_path: Path) -> None:
     lp = local_project
-    s, alice = lp.session, lp.session.user()
+    s = lp.session
     path = spec_file(
         tmp_path, "crash", 'name = "crash"\nentrypoint = "job.py"\n', "raise SystemExit(3)\n"
     )
-    run = T.run_remote(s, T.load_spec(path), path.parent, alice, QUIET)
-    assert T.wait(s, run, alice, 60) == 3
+    run = T.run_remote(s, T.load_spec(path), path.parent, QUIET)
+    assert T.wait(s, run, 60) == 3
     assert not vm_exists(lp, run.instance)
 
 
@@ -78,22 +79,18 @@ def test_a_runner_killed_with_9_is_reaped_and_nothing_leaks(
     local_project: LocalProject, tmp_path: Path
 ) -> None:
     lp = local_project
-    s, alice = lp.session, lp.session.user()
+    s = lp.session
     path = spec_file(
         tmp_path,
         "sleepy",
         'name = "sleepy"\nentrypoint = "job.py"\n',
         "import time\ntime.sleep(60)\n",
     )
-    run = T.run_remote(s, T.load_spec(path), path.parent, alice, QUIET)
-    handle = find_agent(s.project_file)
-    assert handle is not None
+    run = T.run_remote(s, T.load_spec(path), path.parent, QUIET)
     deadline = time.monotonic() + 10
     pid = None
     while pid is None and time.monotonic() < deadline:
-        pid = next(
-            (r.pid for r in handle.client().status().replicas if r.name == run.instance), None
-        )
+        pid = next((r.pid for r in processes(lp.team) if r.name == run.instance), None)
         time.sleep(0.05)
     assert pid is not None
     time.sleep(0.5)  # the job has started under the runner
@@ -103,7 +100,7 @@ def test_a_runner_killed_with_9_is_reaped_and_nothing_leaks(
         r.instance == run.instance and r.state == "EXITED" for r in T.list_runs(s)
     ):
         time.sleep(0.05)
-    assert T.reap(s, alice) == [run.instance]
+    assert T.reap(s) == [run.instance]
     assert not vm_exists(lp, run.instance)
     assert not alive(pid)
 
@@ -135,22 +132,23 @@ def test_bad_specs_name_file_and_field(tmp_path: Path, body: str, field: str, ne
 
 def test_outsiders_cannot_start_training_vms(local_project: LocalProject) -> None:
     lp = local_project
-    mallory = lp.session.authz.principal("mallory@evil.example")
-    with pytest.raises(PermissionDenied) as info:
-        T.run_remote(lp.session, T.load_spec(EXAMPLE), EXAMPLE.parent, mallory, QUIET)
-    assert "compute.instances.create" in str(info.value)
+    mallory = lp.fresh_session("mallory@evil.example")  # signed in here, but not a member
+    with pytest.raises((PermissionDenied, Unauthorized)) as info:
+        T.run_remote(mallory, T.load_spec(EXAMPLE), EXAMPLE.parent, QUIET)
+    assert info.value.exit_code == 3 and "mallory@evil.example" in str(info.value)
+    with pytest.raises(Unauthorized, match="not a member of project acme-ml"):
+        mallory.api.call("compute.instances.list", {"project": "acme-ml", "zone": "us-central1-a"})
     assert not [r for r in T.list_runs(lp.session) if r.state == "RUNNING"]
 
 
 def test_only_the_owner_cancels(local_project: LocalProject, tmp_path: Path) -> None:
     lp = local_project
-    s, alice = lp.session, lp.session.user()
+    s = lp.session
     path = spec_file(
         tmp_path, "long", 'name = "long"\nentrypoint = "job.py"\n', "import time\ntime.sleep(60)\n"
     )
-    run = T.run_remote(s, T.load_spec(path), path.parent, alice, QUIET)
-    bob = s.authz.principal("bob@acme.com")
+    run = T.run_remote(s, T.load_spec(path), path.parent, QUIET)
     with pytest.raises(PermissionDenied):
-        T.cancel(s, run.instance, bob)
-    T.cancel(s, run.instance, alice)
+        T.cancel(lp.fresh_session("bob@acme.com"), run.instance)
+    T.cancel(s, run.instance)
     assert not vm_exists(lp, run.instance)

@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlplane-fetch: {exc}", file=sys.stderr, flush=True)
         return 1
     print(f"mlplane-fetch: {n} objects from {prefix} into {dest}", flush=True)
-    os.execv(command[0], command)
+    if command[0] in ("python", "python3"):  # the workload's interpreter: this one
+        command[0] = sys.executable
+    os.execvp(command[0], command)
     return 0  # not reached
 
 

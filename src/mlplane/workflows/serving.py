@@ -259,7 +259,9 @@ def bootstrap_step(session: Session, progress: Progress = print) -> None:
     apply_as(session, DesiredState.of(frontend_stack(session)), progress)
 
 
-def _deploy_stacks(session: Session, req: DeployRequest) -> tuple[StackSpec, StackSpec]:
+def _deploy_stacks(
+    session: Session, req: DeployRequest, *, read_artifact: bool = True
+) -> tuple[StackSpec, StackSpec]:
     """The revision's stack before and after its traffic switch: first with its own route only
     (plus the service route when it is the service's first revision), then with the service
     route's new weights. Raises ConfigError on bad input before anything is created."""
@@ -269,7 +271,8 @@ def _deploy_stacks(session: Session, req: DeployRequest) -> tuple[StackSpec, Sta
         bundle = revision_bundle(req.service, req.revision, _settings(session, req))
     except ValueError as exc:
         raise ConfigError("arguments", "SERVICE/--revision", str(exc)) from None
-    check_artifact(session, req.artifact)
+    if read_artifact or not artifact_uri(req.artifact).startswith("gs://"):
+        check_artifact(session, req.artifact)
     others = [r for r in recorded_revisions(session, req.service) if r.revision != req.revision]
     weights: list[tuple[BackendService, int]] = [(bundle.backend_service, req.traffic)]
     if req.traffic < 100:
@@ -347,8 +350,10 @@ def deploy(session: Session, req: DeployRequest, progress: Progress = print) -> 
 def deploy_step(session: Session, req: DeployRequest, progress: Progress = print) -> str:
     """In the `deploy` build, as the serving account: create the front end if it is missing
     and the revision's resources with the revision's own route; wait until it answers through
-    the load balancer; only then move the service route's traffic to it."""
-    before, after = _deploy_stacks(session, req)
+    the load balancer; only then move the service route's traffic to it. (The serving account
+    does not read the artifact bucket: the invoker's command checked a gs:// artifact, and each
+    replica fetches it as serving-runtime.)"""
+    before, after = _deploy_stacks(session, req, read_artifact=False)
     _check_unchanged(session, before, req)
     front = frontend_stack(session)
     apply_as(session, DesiredState.of(front, before), progress)

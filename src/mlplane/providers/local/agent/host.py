@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,9 @@ def workload_environment(host: Host, name: str, metadata_port: int) -> dict[str,
     config = host.paths.root / "workloads" / name
     config.mkdir(parents=True, exist_ok=True, mode=0o700)
     env.update(Endpoints.agent(host.api_url).environment(host.project_id))
+    # `python` in a workload's command is this interpreter, as it is the image's in a container
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join([bindir, *(p for p in env.get("PATH", "").split(os.pathsep) if p)])
     env.update(
         {
             "GCE_METADATA_HOST": f"127.0.0.1:{metadata_port}",
