@@ -9,6 +9,8 @@ import pytest
 from mlplane.data.artifacts import ArtifactStore, ObjectNotFound
 from mlplane.errors import PermissionDenied
 from tests.data.conftest_artifacts import ROOT, files_under, make_project, store_for
+from tests.harness import Team
+from tests.teams import ALICE, team_fixture, wipe
 
 OBJ = f"{ROOT}/runs/1/model.pt"
 # principal -> (may read and list, may create)
@@ -21,6 +23,8 @@ MATRIX = {
     "cicd": (False, False),
     "mallory@evil.example": (False, False),
 }
+
+team = team_fixture()
 
 
 @pytest.fixture
@@ -102,14 +106,43 @@ def test_denial_happens_before_the_backend_is_touched(project: Path) -> None:
             call()
 
 
-def test_acting_principal_from_the_environment(
-    project: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_default_identity_is_the_signed_in_user(team: Team) -> None:
+    """Without an explicit principal the store acts as whoever the credentials belong to: the
+    signed-in user; the variables that named an identity in earlier versions are ignored."""
+    wipe(team.project_file)
+    with team.environment(MLPLANE_PRINCIPAL="training", MLPLANE_USER="training"):
+        store = ArtifactStore.open(team.project_file, backend="local")
+        assert (str(store.caller.principal), store.caller.origin) == (f"user:{ALICE}", "signin")
+        with pytest.raises(PermissionDenied) as info:
+            store.write_bytes(f"{ROOT}/x", b"x")
+    message = str(info.value)
+    assert f"user:{ALICE}" in message and "storage.objects.create" in message
+    assert "CI trigger 'train'" in message and "mlplane ci trigger train" in message
+    assert files_under(team.project_file.parent / ".mlplane" / "buckets") == []
+
+
+@pytest.mark.parametrize(("identity", "may_write"), [("training-adhoc", False), ("training", True)])
+def test_a_service_account_token_acts_as_that_account(
+    team: Team, identity: str, may_write: bool
 ) -> None:
-    monkeypatch.setenv("MLPLANE_PRINCIPAL", "training-adhoc")
-    store = ArtifactStore.open(project, backend="local")
-    assert store.caller.principal.email.startswith("mlplane-training-adhoc@")
-    with pytest.raises(PermissionDenied):
-        store.write_bytes(f"{ROOT}/x", b"x")
+    """A process holding a service account's token (CLOUDSDK_AUTH_ACCESS_TOKEN_FILE, as gcloud
+    takes one) acts as that account, as the token authority says."""
+    wipe(team.project_file)
+    with team.acting(identity):
+        store = ArtifactStore.open(team.project_file, backend="local")
+        assert store.caller.principal.email == f"mlplane-{identity}@acme-ml.iam.gserviceaccount.com"
+        assert store.caller.origin == "impersonation"  # the admin's generateAccessToken
+        if may_write:
+            assert store.write_bytes(f"{ROOT}/{identity}/x", b"x").size == 1
+        else:
+            with pytest.raises(PermissionDenied, match=r"storage\.objects\.create"):
+                store.write_bytes(f"{ROOT}/{identity}/x", b"x")
+    reader = store_for(team.project_file, "training")
+    if may_write:
+        assert reader.read_bytes(f"{ROOT}/{identity}/x") == b"x"
+    else:
+        with pytest.raises(ObjectNotFound):
+            reader.stat(f"{ROOT}/{identity}/x")
 
 
 def test_copies_between_buckets_and_to_local_directories(project: Path, tmp_path: Path) -> None:

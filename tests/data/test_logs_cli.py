@@ -1,4 +1,5 @@
-"""`mlplane logs RESOURCE`: --since, --severity, --format, a bounded -f, who may read."""
+"""`mlplane logs RESOURCE`: --since, --severity, --format, a bounded -f, and who may read: the
+command acts as whoever its credentials belong to (the signed-in user by default)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,20 @@ import pytest
 from mlplane.cli.main import main
 from mlplane.data.logs import LocalLogStore, LogEntry, LogWriter, MonitoredResource, Severity
 from mlplane.data.logs.entry import log_name
+from tests.harness import Team
+from tests.teams import ALICE, BOB, OUTSIDER, team_fixture, wipe
 
 RES = MonitoredResource("train-s", "1000000000000000001", "us-central1-a", "acme-ml")
 HOUR = 3600 * 10**9
 
+team = team_fixture(users=(BOB, OUTSIDER))
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("GCE_METADATA_HOST", "MLPLANE_INSTANCE_NAME", "MLPLANE_PROJECT", "MLPLANE_USER"):
-        monkeypatch.delenv(var, raising=False)
+
+@pytest.fixture
+def project_file(team: Team, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The team's project, its log store emptied."""
+    monkeypatch.delenv("MLPLANE_INSTANCE_NAME", raising=False)
+    return wipe(team.project_file)
 
 
 def put(project_file: Path, ns: int, sev: Severity, text: str) -> None:
@@ -38,16 +44,20 @@ def history(project_file: Path) -> Path:
     return project_file
 
 
-def logs(project_file: Path, *args: str) -> int:
-    return main(["-f", str(project_file), "logs", *args])
+def logs(team: Team, *args: str, who: str | None = None) -> int:
+    """`mlplane logs ARGS` as `who` (default: the signed-in user, alice@acme.com)."""
+    with team.environment(**(team.env(who) if who else {})):
+        return main(["-f", str(team.project_file), "logs", *args])
 
 
 def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
     return [ln.split(maxsplit=2)[2] for ln in capsys.readouterr().out.splitlines()]
 
 
-def test_all_entries_oldest_first(history: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert logs(history, "train-s") == 0
+def test_all_entries_oldest_first(
+    team: Team, history: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert logs(team, "train-s") == 0
     assert lines(capsys) == ["three hours ago", "half an hour ago", "a minute ago"]
 
 
@@ -62,19 +72,25 @@ def test_all_entries_oldest_first(history: Path, capsys: pytest.CaptureFixture[s
     ],
 )
 def test_since(
-    history: Path, capsys: pytest.CaptureFixture[str], since: str, expected: list[str]
+    team: Team,
+    history: Path,
+    capsys: pytest.CaptureFixture[str],
+    since: str,
+    expected: list[str],
 ) -> None:
-    assert logs(history, "train-s", "--since", since) == 0
+    assert logs(team, "train-s", "--since", since) == 0
     assert lines(capsys) == expected
 
 
-def test_since_rejects_nonsense(history: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert logs(history, "train-s", "--since", "last week") == 2
+def test_since_rejects_nonsense(
+    team: Team, history: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert logs(team, "train-s", "--since", "last week") == 2
     assert "--since" in capsys.readouterr().err
 
 
-def test_severity_and_json(history: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert logs(history, "train-s", "--severity", "info", "--format", "json") == 0
+def test_severity_and_json(team: Team, history: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert logs(team, "train-s", "--severity", "info", "--format", "json") == 0
     got = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     assert [(d["severity"], d["textPayload"]) for d in got] == [
         ("INFO", "three hours ago"),
@@ -84,46 +100,78 @@ def test_severity_and_json(history: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_unknown_resource_prints_nothing(
-    project_file: Path, capsys: pytest.CaptureFixture[str]
+    team: Team, project_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     put(project_file, time.time_ns(), Severity.INFO, "x")
-    assert logs(project_file, "train-none") == 0
+    assert logs(team, "train-none") == 0
     out, err = capsys.readouterr()
     assert out == ""
     assert "no logs for instance 'train-none' (instances with logs: train-s)" in err
 
 
-@pytest.mark.parametrize("who", ["alice@acme.com", "bob@acme.com"])
-def test_team_members_may_read(history: Path, who: str) -> None:
-    assert logs(history, "train-s", "--as", who) == 0
+@pytest.mark.parametrize("who", [ALICE, BOB])
+def test_team_members_may_read(
+    team: Team, history: Path, capsys: pytest.CaptureFixture[str], who: str
+) -> None:
+    assert logs(team, "train-s", who=who) == 0
+    assert lines(capsys) == ["three hours ago", "half an hour ago", "a minute ago"]
 
 
-@pytest.mark.parametrize("who", ["training", "mallory@example.com"])
-def test_others_may_not_read(history: Path, capsys: pytest.CaptureFixture[str], who: str) -> None:
-    assert logs(history, "train-s", "--as", who) == 3
-    assert "only the team's members read logs" in capsys.readouterr().err
+@pytest.mark.parametrize("who", ["training", "training-adhoc"])
+def test_service_accounts_may_not_read(
+    team: Team, history: Path, capsys: pytest.CaptureFixture[str], who: str
+) -> None:
+    """A workload's token (a service account's) writes logs but does not read them."""
+    assert logs(team, "train-s", who=who) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"DENY serviceAccount:mlplane-{who}@acme-ml.iam.gserviceaccount.com reading logs" in err
+    assert "only the team's members read logs" in err
+
+
+def test_an_outsider_gets_no_token(
+    team: Team, history: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Signed in on this machine but not on the project's team: the token endpoint refuses,
+    so nothing is read."""
+    assert logs(team, "train-s", who=OUTSIDER) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"{OUTSIDER} is not a member of project acme-ml's team" in err
+
+
+def test_identity_variables_of_earlier_versions_are_ignored(
+    team: Team, history: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MLPLANE_USER and MLPLANE_PRINCIPAL name nobody: the signed-in user still reads."""
+    with team.environment(MLPLANE_USER=OUTSIDER, MLPLANE_PRINCIPAL="training"):
+        assert main(["-f", str(team.project_file), "logs", "train-s"]) == 0
+    assert lines(capsys) == ["three hours ago", "half an hour ago", "a minute ago"]
 
 
 def test_bounded_follow_prints_new_entries(
-    project_file: Path, capsys: pytest.CaptureFixture[str]
+    team: Team, project_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     put(project_file, time.time_ns(), Severity.INFO, "before")
     codes: list[int] = []
-    t = threading.Thread(
-        target=lambda: codes.append(logs(project_file, "train-s", "-f", "--follow-seconds", "1.5"))
-    )
-    t.start()
-    time.sleep(0.4)
-    with LogWriter(RES, project_file=project_file, principal="training") as w:
-        w.write("during", "WARNING")
-    t.join(timeout=10)
+    with team.environment():  # os.environ is the process's: the reader's thread sees it
+        t = threading.Thread(
+            target=lambda: codes.append(
+                main(["-f", str(project_file), "logs", "train-s", "-f", "--follow-seconds", "1.5"])
+            )
+        )
+        t.start()
+        time.sleep(0.4)
+        with LogWriter(RES, project_file=project_file, principal="training") as w:
+            w.write("during", "WARNING")
+        t.join(timeout=10)
     assert codes == [0]
     assert lines(capsys) == ["before", "during"]
 
 
 def test_without_a_resource_it_lists_the_instances_with_logs(
-    history: Path, capsys: pytest.CaptureFixture[str]
+    team: Team, history: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     put(history, time.time_ns(), Severity.INFO, "x")
-    assert logs(history) == 0
+    assert logs(team) == 0
     assert capsys.readouterr().out.split() == ["train-s"]

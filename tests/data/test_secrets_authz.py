@@ -12,10 +12,14 @@ from mlplane.data.secrets import Secrets, SecretValue, open_secrets
 from mlplane.data.secrets.local import LocalSecretStore
 from mlplane.errors import PermissionDenied
 from mlplane.iam.loading import load_project
+from tests.harness import Team
+from tests.teams import ALICE, team_fixture, wipe
 
 ORDINARY = "openai-api-key"
 PRINCIPALS = ["alice@acme.com", "experimentation", "training", "training-adhoc", "serving-runtime"]
 FULL = {"alice@acme.com", "experimentation"}
+
+team = team_fixture()
 
 
 def graph_secret(project_file: Path) -> str:
@@ -106,15 +110,30 @@ def test_creating_a_secret_needs_create_as_well_as_add(seeded: tuple[Path, str])
     assert not (store.root / "another").exists()
 
 
-def test_the_default_principal_is_the_team_user(
-    seeded: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    project_file, _ = seeded
-    for var in ("GCE_METADATA_HOST", "MLPLANE_PRINCIPAL", "MLPLANE_USER"):
-        monkeypatch.delenv(var, raising=False)
-    secrets = open_secrets(project_file)
-    assert secrets.principal.email == "alice@acme.com"
-    assert secrets.get(ORDINARY).reveal() == b"sk-ordinary"
-    monkeypatch.setenv("MLPLANE_PRINCIPAL", "training")
-    with pytest.raises(PermissionDenied):
-        open_secrets(project_file).get(ORDINARY)
+def test_the_default_principal_is_the_signed_in_user(team: Team) -> None:
+    """Without an explicit principal, secrets are read as whoever the credentials belong to:
+    the signed-in user; MLPLANE_PRINCIPAL, which named one in earlier versions, is ignored."""
+    project_file = wipe(team.project_file)
+    graph = graph_secret(project_file)
+    seed = open_secrets(project_file, ALICE, "local")
+    seed.set(ORDINARY, SecretValue(b"sk-ordinary"))
+    seed.set(graph, SecretValue(b"neo4j-password"))
+    with team.environment(MLPLANE_PRINCIPAL="training", MLPLANE_USER="training"):
+        secrets = open_secrets(project_file)
+        assert str(secrets.principal) == f"user:{ALICE}"
+        assert secrets.get(ORDINARY).reveal() == b"sk-ordinary"
+
+
+def test_a_service_account_token_reads_as_that_account(team: Team) -> None:
+    """A process holding training's token reads the graph credential, and nothing else."""
+    project_file = wipe(team.project_file)
+    graph = graph_secret(project_file)
+    seed = open_secrets(project_file, ALICE, "local")
+    seed.set(ORDINARY, SecretValue(b"sk-ordinary"))
+    seed.set(graph, SecretValue(b"neo4j-password"))
+    with team.acting("training"):
+        secrets = open_secrets(project_file)
+        assert secrets.principal.email == "mlplane-training@acme-ml.iam.gserviceaccount.com"
+        assert secrets.get(graph).reveal() == b"neo4j-password"
+        with pytest.raises(PermissionDenied, match=r"secretmanager.versions.access"):
+            secrets.get(ORDINARY)

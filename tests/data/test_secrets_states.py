@@ -11,6 +11,9 @@ import pytest
 from mlplane.cli.main import main
 from mlplane.data.secrets import SecretValue, open_secrets
 from mlplane.errors import ConfigError, PermanentError, PermissionDenied
+from tests.conftest import PROJECT_TOML
+from tests.harness import Team
+from tests.teams import team_fixture, wipe
 
 RETIRE = """
 [[actions]]
@@ -26,15 +29,12 @@ grants = [{ scope = "project", permissions = [
 ] }]
 """
 
+team = team_fixture(PROJECT_TOML + RETIRE)  # for the CLI, which acts by tokens
+
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in (
-        "GCE_METADATA_HOST",
-        "MLPLANE_PRINCIPAL",
-        "MLPLANE_USER",
-        "MLPLANE_SECRETS_BACKEND",
-    ):
+    for var in ("GCE_METADATA_HOST", "MLPLANE_SECRETS_BACKEND"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -82,12 +82,18 @@ def test_no_shipped_principal_may_retire_versions(project_file: Path, who: str) 
     assert open_secrets(project_file, "alice@acme.com", "local").get("openai", 1).reveal()
 
 
-def test_the_cli(retiring: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli(team: Team, capsys: pytest.CaptureFixture[str]) -> None:
+    """As the signed-in user (granted retire-secrets by the project file), and as a process
+    holding training's token (denied)."""
+    retiring = wipe(team.project_file)
     seed(retiring)
     args = ["-f", str(retiring), "secrets"]
-    assert main([*args, "disable", "openai", "--version", "3"]) == 0
+    with team.environment():
+        assert main([*args, "disable", "openai", "--version", "3"]) == 0
     assert "openai: version 3 disabled" in capsys.readouterr().err
-    assert main([*args, "destroy", "openai", "--version", "3", "--as", "training"]) == 3
+    with team.acting("training"):
+        assert main([*args, "destroy", "openai", "--version", "3"]) == 3
     assert "secretmanager.versions.destroy" in capsys.readouterr().err
-    assert main([*args, "destroy", "openai", "--version", "3"]) == 0
+    with team.environment():
+        assert main([*args, "destroy", "openai", "--version", "3"]) == 0
     assert "openai: version 3 destroyed" in capsys.readouterr().err

@@ -51,7 +51,7 @@ def test_check_exit_codes(project_file: Path, capsys: pytest.CaptureFixture[str]
         f,
         "iam",
         "check",
-        "--as",
+        "--principal",
         "alice@acme.com",
         "experimentation.create-instances",
     )
@@ -62,7 +62,7 @@ def test_check_exit_codes(project_file: Path, capsys: pytest.CaptureFixture[str]
         f,
         "iam",
         "check",
-        "--as",
+        "--principal",
         "alice@acme.com",
         "storage.objects.create",
         "-r",
@@ -75,7 +75,7 @@ def test_check_exit_codes(project_file: Path, capsys: pytest.CaptureFixture[str]
         f,
         "iam",
         "check",
-        "--as",
+        "--principal",
         "training",
         "--format",
         "json",
@@ -88,12 +88,18 @@ def test_check_exit_codes(project_file: Path, capsys: pytest.CaptureFixture[str]
     ("argv", "needle"),
     [
         (
-            ["--as", "alice@acme.com", "compute.instanes.create"],
+            ["--principal", "alice@acme.com", "compute.instanes.create"],
             "closest: compute.instances.create",
         ),
-        (["--as", "nobody", "compute.instances.create"], "not an IAM member"),
-        (["--as", "alice@acme.com", "-r", "bucket", "compute.instances.create"], "KIND:NAME"),
-        (["--as", "alice@acme.com", "-r", "gs://b/../x", "storage.objects.get"], "inside a bucket"),
+        (["--principal", "nobody", "compute.instances.create"], "not an IAM member"),
+        (
+            ["--principal", "alice@acme.com", "-r", "bucket", "compute.instances.create"],
+            "KIND:NAME",
+        ),
+        (
+            ["--principal", "alice@acme.com", "-r", "gs://b/../x", "storage.objects.get"],
+            "inside a bucket",
+        ),
     ],
 )
 def test_check_bad_input(
@@ -101,6 +107,20 @@ def test_check_bad_input(
 ) -> None:
     code, _, err = run(capsys, "-f", str(project_file), "iam", "check", *argv)
     assert code == 2 and needle in err
+
+
+@pytest.mark.parametrize("flag", ["--as", "--as=alice@acme.com"])
+def test_check_refuses_as(
+    project_file: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    """`--as` named an identity in earlier versions: it is refused (exit 3, nothing decided),
+    pointing at signing in; a what-if names its subject with `--principal`."""
+    argv = [flag] if "=" in flag else [flag, "alice@acme.com"]
+    code, out, err = run(
+        capsys, "-f", str(project_file), "iam", "check", *argv, "experimentation.create-instances"
+    )
+    assert (code, out) == (3, "")
+    assert err.startswith("error: `--as` is refused") and "mlplane auth login" in err
 
 
 def test_explain(project_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,7 +174,7 @@ def test_compare_covers_and_is_narrower(
 def test_check_path_imports_neither_pydantic_nor_cloud_sdks(project_file: Path) -> None:
     code = (
         "import sys; from mlplane.cli.main import main; "
-        f"rc = main(['-f', {str(project_file)!r}, 'iam', 'check', '--as', 'training', "
+        f"rc = main(['-f', {str(project_file)!r}, 'iam', 'check', '--principal', 'training', "
         "'training.write-artifacts']); "
         "bad = [m for m in sys.modules if m.startswith(('pydantic', 'google', 'rich'))]; "
         "print('BAD', bad) if bad else None; sys.exit(rc or (1 if bad else 0))"
@@ -178,7 +198,7 @@ def test_cache_follows_the_project_file(
             f,
             "iam",
             "check",
-            "--as",
+            "--principal",
             "carol@acme.com",
             "experimentation.list-instances",
         )[0]
@@ -196,7 +216,7 @@ def test_cache_follows_the_project_file(
             f,
             "iam",
             "check",
-            "--as",
+            "--principal",
             "carol@acme.com",
             "experimentation.list-instances",
         )[0]
