@@ -56,30 +56,55 @@ SUBSET: dict[str, tuple[str, ...]] = {
     "servicemanagement.v1": tuple(
         "servicemanagement." + m
         for m in (
-            "operations.get", "operations.list", "services.create", "services.delete",
-            "services.get", "services.list", "services.getConfig", "services.configs.create",
-            "services.configs.get", "services.configs.list", "services.configs.submit",
-            "services.rollouts.create", "services.rollouts.get", "services.rollouts.list",
+            "operations.get",
+            "operations.list",
+            "services.create",
+            "services.delete",
+            "services.get",
+            "services.list",
+            "services.getConfig",
+            "services.configs.create",
+            "services.configs.get",
+            "services.configs.list",
+            "services.configs.submit",
+            "services.rollouts.create",
+            "services.rollouts.get",
+            "services.rollouts.list",
         )
-    ),  # fmt: skip
+    ),
     "serviceusage.v1": tuple(
         "serviceusage." + m
-        for m in ("operations.get", "services.enable", "services.disable", "services.get",
-                  "services.list")
-    ),  # fmt: skip
+        for m in (
+            "operations.get",
+            "services.enable",
+            "services.disable",
+            "services.get",
+            "services.list",
+        )
+    ),
     "cloudbuild.v1": tuple(
         "cloudbuild." + m
         for m in (
-            "operations.get", "projects.builds.get", "projects.builds.list",
-            "projects.builds.cancel", "projects.triggers.create", "projects.triggers.get",
-            "projects.triggers.list", "projects.triggers.run", "projects.triggers.delete",
-            "projects.locations.builds.get", "projects.locations.builds.list",
-            "projects.locations.builds.cancel", "projects.locations.operations.get",
-            "projects.locations.triggers.get", "projects.locations.triggers.list",
-            "projects.locations.triggers.run", "projects.locations.triggers.create",
+            "operations.get",
+            "projects.builds.get",
+            "projects.builds.list",
+            "projects.builds.cancel",
+            "projects.triggers.create",
+            "projects.triggers.get",
+            "projects.triggers.list",
+            "projects.triggers.run",
+            "projects.triggers.delete",
+            "projects.locations.builds.get",
+            "projects.locations.builds.list",
+            "projects.locations.builds.cancel",
+            "projects.locations.operations.get",
+            "projects.locations.triggers.get",
+            "projects.locations.triggers.list",
+            "projects.locations.triggers.run",
+            "projects.locations.triggers.create",
             "projects.locations.triggers.delete",
         )
-    ),  # fmt: skip
+    ),
     "iamcredentials.v1": ("iamcredentials.projects.serviceAccounts.generateAccessToken",),
 }
 

@@ -84,10 +84,14 @@ class Team:
             os.environ.clear()
             os.environ.update(saved)
 
-    def login(self, email: str) -> Path:
+    def login(self, email: str, *, activate: bool = False) -> Path:
+        """Sign `email` in on this test machine; the active account changes only if asked
+        (an admin signed in for a token must not become the default identity)."""
         with self.environment():
             if read_credential(email) is None:
-                signin.login(email)
+                signin.login(email, activate=activate)
+            elif activate:
+                signin.make_active(email)
             return self.config_dir / "credentials" / f"{email}.json"
 
     def _user_credentials(self, email: str) -> UserCredentials:

@@ -56,7 +56,7 @@ def team_fixture(
 def activate(team: Team, email: str) -> None:
     """Make `email` (signed in) the active account of the team's config directory."""
     with team.environment():
-        signin.activate(email)
+        signin.make_active(email)
 
 
 def wipe(project_file: Path, stores: tuple[str, ...] = DATA_STORES) -> Path:

@@ -72,7 +72,7 @@ def metadata(team: Team, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, 
     server = metadata_server(values)
     # Callers are remembered by their credential variables; a port the OS hands out again
     # must not bring back an earlier test's instance.
-    identity._RESOLVED.clear()
+    identity.forget()
     try:
         with team.environment(GCE_METADATA_HOST=f"127.0.0.1:{server.server_port}"):
             yield values

@@ -40,7 +40,8 @@ def self_delete() -> None:
     zone = metadata("instance/zone").rsplit("/", 1)[-1]
     project = metadata("project/project-id")
     token = json.loads(metadata("instance/service-accounts/default/token"))["access_token"]
-    url = f"{os.environ['CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE']}projects/{project}/zones/{zone}/instances/{name}"
+    base = os.environ["CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE"]
+    url = f"{base}projects/{project}/zones/{zone}/instances/{name}"
     req = urllib.request.Request(url, method="DELETE", headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:

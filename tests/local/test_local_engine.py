@@ -38,8 +38,10 @@ from tests.local.local_helpers import (
     assert_all_gone,
     processes,
     providers_as,
-    resources as listed,
     wait_until,
+)
+from tests.local.local_helpers import (
+    resources as listed,
 )
 
 pytestmark = pytest.mark.timeout(60)

@@ -29,8 +29,8 @@ from mlplane.model.compute import (
     revision_bundle,
     route_to,
 )
-from mlplane.providers.errors import FingerprintConflict, InvalidRequest, ResourceInUse
 from mlplane.model.workload import workload_metadata
+from mlplane.providers.errors import FingerprintConflict, InvalidRequest, ResourceInUse
 from mlplane.providers.local.control import AgentHandle
 from mlplane.providers.registry import ProviderSet
 from tests.harness import ADMIN, Team
@@ -215,9 +215,7 @@ def test_health_changes_are_pushed_into_the_load_balancer(
     wait_until(lambda: len(spread()) == 2, 10, f"traffic to return to {sick}")
 
 
-def test_the_autoscaler_scales_out_under_load_and_back_in(
-    deployed: Deployment, team: Team
-) -> None:
+def test_the_autoscaler_scales_out_under_load_and_back_in(deployed: Deployment, team: Team) -> None:
     group_name = deployed.bundle.instance_group_manager.name
 
     def size() -> int:

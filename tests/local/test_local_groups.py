@@ -59,7 +59,9 @@ def get_json(port: int, path: str) -> dict[str, object]:
         return data
 
 
-def test_group_brings_n_replicas_to_healthy_each_on_its_own_port(serving: ProviderSet, team: Team) -> None:
+def test_group_brings_n_replicas_to_healthy_each_on_its_own_port(
+    serving: ProviderSet, team: Team
+) -> None:
     hc, tmpl = health_check("n-hc"), template("n-tmpl")
     create(serving, hc, tmpl, group("n-mig", tmpl, hc, size=3))
     replicas = healthy(team, "n-mig", 3)
@@ -74,7 +76,9 @@ def test_group_brings_n_replicas_to_healthy_each_on_its_own_port(serving: Provid
     assert {m.health_state for m in listed} == {"HEALTHY"}
 
 
-def test_killed_replica_is_replaced_within_two_health_check_intervals(serving: ProviderSet, team: Team) -> None:
+def test_killed_replica_is_replaced_within_two_health_check_intervals(
+    serving: ProviderSet, team: Team
+) -> None:
     interval = 2
     hc, tmpl = health_check("kill-hc", interval=interval), template("kill-tmpl")
     create(serving, hc, tmpl, group("kill-mig", tmpl, hc, size=2))
@@ -95,7 +99,9 @@ def test_killed_replica_is_replaced_within_two_health_check_intervals(serving: P
     assert next(r for r in processes(team) if r.name == victim).restarts == 1
 
 
-def test_replica_failing_its_health_check_is_replaced(serving: ProviderSet, team: Team, tmp_path: Path) -> None:
+def test_replica_failing_its_health_check_is_replaced(
+    serving: ProviderSet, team: Team, tmp_path: Path
+) -> None:
     hc = health_check("sick-hc", interval=1, unhealthy=2)
     tmpl = template("sick-tmpl", env={"FAIL_DIR": str(tmp_path)})
     create(serving, hc, tmpl, group("sick-mig", tmpl, hc, size=2))

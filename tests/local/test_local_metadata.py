@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from mlplane.apis.credentials import StaticToken
+from mlplane.apis.transport import Transport
+from mlplane.errors import PermissionDenied
 from mlplane.model.compute import (
     Instance,
     Metadata,
     MetadataItem,
-    ResourceKey,
     ServiceAccount,
 )
-from mlplane.apis.credentials import StaticToken
-from mlplane.apis.transport import Transport
-from mlplane.errors import PermissionDenied
 from mlplane.model.workload import workload_metadata
 from mlplane.providers.gcp.client import GoogleApis
 from mlplane.providers.local.agent.metadata import project_number
@@ -131,9 +130,7 @@ def test_a_training_vm_running_as_training_adhoc_may_delete_itself(
     outcome = read_result(result)
     assert outcome["status"] == 200, outcome
     assert json.loads(str(outcome["body"]))["operationType"] == "delete"
-    wait_until(
-        lambda: ("instance", "train-self") not in resources(team), 10, "train-self deleted"
-    )
+    wait_until(lambda: ("instance", "train-self") not in resources(team), 10, "train-self deleted")
     assert not [r for r in processes(team) if r.name == "train-self"]
     log = agent.paths.log.read_text()
     assert (
@@ -176,8 +173,7 @@ def test_a_serving_replica_may_not_delete_instances(
     port = metadata_port(team, replicas[0].name)
     token = json.loads(md_get(port, "instance/service-accounts/default/token")[1])
     url = (
-        f"{agent.base_url}/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances/"
-        f"{replicas[0].name}"
+        f"{agent.base_url}/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances/{replicas[0].name}"
     )
     headers = {"Authorization": f"Bearer {token['access_token']}",
                "X-Mlplane-Principal": "user:alice@acme.com"}  # fmt: skip

@@ -19,14 +19,14 @@ from mlplane.model.compute import (
     UrlMap,
     Verb,
 )
+from mlplane.model.principals import Principal
 from mlplane.providers.base import Operation, OperationError, OperationStatus, operation_error
 from mlplane.providers.errors import InvalidRequest
+from mlplane.providers.gcp.operations import compute_operation
 from mlplane.providers.local import lb
 from mlplane.providers.local.agent import lb_config
-from mlplane.providers.local.agent.health import Health, HealthTrack
-from mlplane.model.principals import Principal
-from mlplane.providers.gcp.operations import compute_operation
 from mlplane.providers.local.agent.auth.tokens import TokenAuthority
+from mlplane.providers.local.agent.health import Health, HealthTrack
 from mlplane.providers.local.agent.operations import Operations
 from mlplane.providers.local.agent.surfaces import compute_views
 from mlplane.providers.local.runtime import items_of, runtime_metadata, runtime_of

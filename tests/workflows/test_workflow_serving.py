@@ -146,9 +146,7 @@ def test_kill_9_of_a_replica_under_load(local_project: LocalProject) -> None:
 
     lp = local_project
     s = lp.session
-    result = deploy(
-        s, DeployRequest("gamma", "r1", lp.v1, min_replicas=2, max_replicas=2), QUIET
-    )
+    result = deploy(s, DeployRequest("gamma", "r1", lp.v1, min_replicas=2, max_replicas=2), QUIET)
     deadline = time.monotonic() + 15
     while len(replicas(lp, "gamma", "r1")) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

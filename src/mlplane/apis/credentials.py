@@ -19,15 +19,13 @@ import os
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-
-from collections.abc import Callable
 
 from . import signin
 from .endpoints import Endpoints
 from .errors import ApiError
-
 from .transport import Transport, TransportError
 
 EARLY = 60.0  # refresh this long before expiry
@@ -145,9 +143,13 @@ class MetadataCredentials(_Cached):
         try:
             resp = self.transport.request("GET", url, headers={"Metadata-Flavor": "Google"})
         except TransportError as exc:
-            raise CredentialError(f"the metadata server {self.host} does not answer: {exc}") from None
+            raise CredentialError(
+                f"the metadata server {self.host} does not answer: {exc}"
+            ) from None
         if resp.status != 200:
-            raise CredentialError(f"the metadata server {self.host} answered {resp.status} for {path}")
+            raise CredentialError(
+                f"the metadata server {self.host} answered {resp.status} for {path}"
+            )
         return resp.body if isinstance(resp.body, str) else json.dumps(resp.body)
 
     def _fetch(self) -> tuple[str, float]:
@@ -159,7 +161,8 @@ class MetadataCredentials(_Cached):
 
 def _token_file(path: str) -> StaticToken:
     try:
-        value = open(path).read().strip()
+        with open(path) as f:
+            value = f.read().strip()
     except OSError as exc:
         raise NotSignedIn(f"CLOUDSDK_AUTH_ACCESS_TOKEN_FILE={path}: {exc.strerror}") from None
     if not value:
@@ -172,10 +175,10 @@ def signed_in_user(endpoints: Endpoints, transport: Transport) -> UserCredential
     credential = signin.read_credential(account) if account else None
     if credential is None:
         accounts = signin.signed_in_accounts()
-        hint = f" (signed in: {', '.join(accounts)}; `mlplane auth login EMAIL`)" if accounts else ""
-        raise NotSignedIn(
-            f"you are not signed in: run `mlplane auth login`{hint}"
+        hint = (
+            f" (signed in: {', '.join(accounts)}; `mlplane auth login EMAIL`)" if accounts else ""
         )
+        raise NotSignedIn(f"you are not signed in: run `mlplane auth login`{hint}")
     return UserCredentials(credential, endpoints.token_uri, transport)
 
 
@@ -194,12 +197,18 @@ def default_credentials(
     key_file = env.get("GOOGLE_APPLICATION_CREDENTIALS")
     if key_file and not endpoints.is_google:
         try:
-            credential = signin.UserCredential.from_json(open(key_file).read(), key_file)
+            with open(key_file) as f:
+                text = f.read()
         except OSError as exc:
-            raise NotSignedIn(f"GOOGLE_APPLICATION_CREDENTIALS={key_file}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise NotSignedIn(str(exc)) from None
-        return UserCredentials(credential, endpoints.token_uri, transport)
+            raise NotSignedIn(
+                f"GOOGLE_APPLICATION_CREDENTIALS={key_file}: {exc.strerror}"
+            ) from None
+        if f'"{signin.CREDENTIAL_TYPE}"' in text:  # else a Google key, for Google's libraries
+            try:
+                credential = signin.UserCredential.from_json(text, key_file)
+            except ValueError as exc:
+                raise NotSignedIn(str(exc)) from None
+            return UserCredentials(credential, endpoints.token_uri, transport)
     if endpoints.is_google:
         if google is None:
             raise NotSignedIn("Google's endpoints need Application Default Credentials")

@@ -62,7 +62,9 @@ class Endpoints:
 
     def environment(self, project: str | None = None) -> dict[str, str]:
         """The variables that point gcloud (and mlplane) at these endpoints."""
-        env = {f"{OVERRIDE_PREFIX}{api.upper()}": self.url(api) for api in APIS if api in self.roots}
+        env = {
+            f"{OVERRIDE_PREFIX}{api.upper()}": self.url(api) for api in APIS if api in self.roots
+        }
         if self.token_uri != GOOGLE_TOKEN_URI:
             env[TOKEN_HOST] = self.token_uri
         if project:

@@ -49,7 +49,7 @@ def run_up(ctx: Context, args: argparse.Namespace) -> int:
         f"agent {verb}: pid {info.pid}, Google APIs at {info.base_url}, "
         f"state {result.agent.paths.root}"
     )
-    print("sign in: mlplane auth login | point gcloud at it: eval \"$(mlplane env gcloud)\"")
+    print('sign in: mlplane auth login | point gcloud at it: eval "$(mlplane env gcloud)"')
     return 0
 
 

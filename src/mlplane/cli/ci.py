@@ -108,7 +108,9 @@ def run_builds(ctx: Context, args: argparse.Namespace) -> int:
     for b in builds:
         when = time.strftime("%H:%M:%S", time.localtime(b.started or 0))
         took = f"{b.finished - b.started:.2f}s" if b.finished and b.started else "-"
-        print(f"{b.id}  {when}  {b.trigger:10} {b.status:8} {took:>7}  by {b.invoker} as {b.runs_as}")
+        print(
+            f"{b.id}  {when}  {b.trigger:10} {b.status:8} {took:>7}  by {b.invoker} as {b.runs_as}"
+        )
         if b.source:
             print(f"    source: {b.source}")
         for o in b.objects:

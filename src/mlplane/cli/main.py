@@ -147,7 +147,8 @@ def _identity_claim(args: Sequence[str]) -> str | None:
             return (
                 "`--as` is refused: no flag names an identity. Sign in as a team member with "
                 "`mlplane auth login EMAIL`; act as a service account only through a CI trigger, "
-                "or with --impersonate-service-account where IAM allows it"
+                "or with --impersonate-service-account where IAM allows it. To ask whether "
+                "someone may do something: `mlplane iam check --principal P ACTION`"
             )
     return None
 

@@ -75,8 +75,8 @@ def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
     print(f"revision {args.revision} of {args.service} answers in {result.seconds_to_ready:.2f} s")
     print(f"  service route:  {result.service_url}predict")
     print(f"  revision route: {result.revision_url}predict")
-    print(f"  build {result.build.id}: trigger deploy by {result.build.invoker or session.principal},"
-          f" as {result.build.runs_as}")  # fmt: skip
+    invoker = result.build.invoker or session.principal
+    print(f"  build {result.build.id}: trigger deploy by {invoker}, as {result.build.runs_as}")
     return 0
 
 

@@ -11,13 +11,16 @@ boundary: any local process of the same user can read the state directory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlplane.apis.credentials import (
     CredentialError,
+    Credentials,
     NotSignedIn,
     default_credentials,
     tokeninfo,
@@ -55,25 +58,52 @@ def agent_endpoints(project_file: Path) -> Endpoints | None:
 
 
 def _google_credentials() -> object:
-    from mlplane.data.adc.gcp_credentials import application_default
+    # By name, as the data SDK's cloud backends are loaded (decision 0009): google-auth stays
+    # out of the static import graph of everything that resolves an identity.
+    import importlib
 
-    return application_default()
+    module = importlib.import_module("mlplane.data.adc.gcp_credentials")
+    return module.application_default()
+
+
+_CREDENTIALS: dict[str, tuple[Endpoints, Credentials, Transport]] = {}
+_IDENTITIES: dict[str, tuple[Principal, str, str, float]] = {}  # sha256(token) -> ..., expiry
+
+
+def _credentials(project_file: Path) -> tuple[Endpoints, Credentials, Transport]:
+    """The caller's credentials (kept per process and setting: they cache their token)."""
+    key = json.dumps([str(project_file.resolve()), sorted(_env_key().items())])
+    found = _CREDENTIALS.get(key)
+    if found is None:
+        endpoints = Endpoints.from_environment(os.environ) or agent_endpoints(project_file)
+        if endpoints is None:
+            if _provider(project_file) == "local":
+                raise NoIdentity(
+                    f"no local agent is running for {project_file}: start it with `mlplane up` "
+                    "(locally, the agent is the token authority that says whose credentials "
+                    "these are)"
+                )
+            endpoints = Endpoints.google()
+        transport = Transport(timeout=10.0)
+        try:
+            creds = default_credentials(endpoints, transport, google=_google_credentials)  # type: ignore[arg-type]
+        except (NotSignedIn, CredentialError) as exc:
+            raise NoIdentity(str(exc)) from None
+        found = _CREDENTIALS[key] = (endpoints, creds, transport)
+    return found
 
 
 def token_identity(project_file: Path) -> tuple[Principal, str, str]:
-    """(principal, origin, detail) of the caller's credentials, as the token authority says."""
-    endpoints = Endpoints.from_environment(os.environ) or agent_endpoints(project_file)
-    if endpoints is None:
-        if _provider(project_file) == "local":
-            raise NoIdentity(
-                f"no local agent is running for {project_file}: start it with `mlplane up` "
-                "(locally, the agent is the token authority that says whose credentials these are)"
-            )
-        endpoints = Endpoints.google()
-    transport = Transport(timeout=10.0)
+    """(principal, origin, detail) of the caller's current token, as the token authority says
+    (remembered per token until the token expires)."""
+    endpoints, creds, transport = _credentials(project_file)
     try:
-        creds = default_credentials(endpoints, transport, google=_google_credentials)  # type: ignore[arg-type]
-        info = tokeninfo(endpoints, transport, creds.token())
+        token = creds.token()
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        known = _IDENTITIES.get(digest)
+        if known is not None and known[3] > time.time():
+            return known[0], known[1], known[2]
+        info = tokeninfo(endpoints, transport, token)
     except (NotSignedIn, CredentialError) as exc:
         raise NoIdentity(str(exc)) from None
     member = info.get("mlplane_principal")
@@ -85,7 +115,20 @@ def token_identity(project_file: Path) -> tuple[Principal, str, str]:
         principal = Principal(kind, email)
     else:
         raise NoIdentity(f"{endpoints.tokeninfo_uri} does not say whose token this is")
-    return principal, info.get("mlplane_origin", ""), info.get("mlplane_detail", "")
+    try:
+        expires = float(info.get("exp") or 0.0)
+    except ValueError:
+        expires = 0.0
+    expires = min(expires, time.time() + 300.0) if expires else time.time() + 60.0
+    origin, detail = info.get("mlplane_origin", ""), info.get("mlplane_detail", "")
+    _IDENTITIES[digest] = (principal, origin, detail, expires)
+    return principal, origin, detail
+
+
+def forget() -> None:
+    """Forget remembered credentials and identities (a process that switches accounts)."""
+    _CREDENTIALS.clear()
+    _IDENTITIES.clear()
 
 
 def _provider(project_file: Path) -> str:
@@ -96,9 +139,6 @@ def _provider(project_file: Path) -> str:
             return str(tomllib.load(f).get("project", {}).get("provider", "local"))
     except (OSError, ValueError):
         return "local"
-
-
-_RESOLVED: dict[tuple[str, str], tuple[Principal, str, str]] = {}
 
 
 @dataclass
@@ -121,11 +161,8 @@ class Caller:
             if isinstance(principal, str):
                 principal = authz.principal(principal)
             return cls(principal, authz, path)
-        key = (str(path.resolve()), json.dumps(sorted(_env_key().items())))
-        found = _RESOLVED.get(key)
-        if found is None:
-            found = _RESOLVED[key] = token_identity(path)
-        return cls(found[0], authz, path, found[1], found[2])
+        principal, origin, detail = token_identity(path)
+        return cls(principal, authz, path, origin, detail)
 
     @property
     def project(self) -> str:
@@ -143,8 +180,13 @@ def _env_key() -> dict[str, str]:
     """What decides the identity: the credential variables and the active signed-in account."""
     from mlplane.apis.signin import active_account
 
-    names = ("GCE_METADATA_HOST", "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "GOOGLE_APPLICATION_CREDENTIALS",
-             "MLPLANE_CONFIG_DIR", "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE")  # fmt: skip
+    names = (
+        "GCE_METADATA_HOST",
+        "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "MLPLANE_CONFIG_DIR",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE",
+    )
     key = {n: os.environ.get(n, "") for n in names}
     key["active"] = active_account() or ""
     return key
@@ -154,4 +196,4 @@ def dumps(data: object) -> str:
     return json.dumps(data, sort_keys=True)
 
 
-__all__ = ["Caller", "ConfigError", "NoIdentity", "dumps", "token_identity"]
+__all__ = ["Caller", "ConfigError", "NoIdentity", "dumps", "forget", "token_identity"]

@@ -90,9 +90,12 @@ class Authorizer:
         """The role granting `permission` on `resource` to `principal`, or None. `[team] admins`
         hold roles/owner on the project, as on GCP (outside the model; the audit says so)."""
         members = self.members_of(principal)
-        if self.policy.admins and any(m in self.policy.admins for m in members):
-            if not resource.project or resource.project == self.policy.project:
-                return "roles/owner"
+        if (
+            self.policy.admins
+            and any(m in self.policy.admins for m in members)
+            and (not resource.project or resource.project == self.policy.project)
+        ):
+            return "roles/owner"
         for member in members:
             for grant in self.policy.grants.get(member, {}).get(permission, ()):
                 if self._covers(grant, resource):

@@ -193,7 +193,9 @@ class EndpointsConfig(ResourceSpec):
         for f in files:
             if isinstance(f, Mapping) and f.get("fileType") in ("OPEN_API_JSON", 2):
                 doc = json.loads(base64.b64decode(str(f.get("fileContents", ""))))
-                return cls(name=str(body.get("name", "")), openapi=OpenApiDocument.model_validate(doc))
+                return cls(
+                    name=str(body.get("name", "")), openapi=OpenApiDocument.model_validate(doc)
+                )
         raise ValueError(f"service config of '{body.get('name')}' holds no OpenAPI JSON source")
 
     def merge_live(self, live: Self) -> Self:

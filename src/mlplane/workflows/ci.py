@@ -69,9 +69,12 @@ def _source(d: Mapping[str, Any]) -> str:
 def _from_record(d: Mapping[str, Any]) -> Build:
     objects = tuple(
         WrittenObject(
-            str(o.get("resource", "")), int(o.get("size", 0)), str(o.get("md5Hash", "")),
-            str(o.get("crc32c", "")), int(o.get("generation", 0)),
-        )  # fmt: skip
+            str(o.get("resource", "")),
+            int(o.get("size", 0)),
+            str(o.get("md5Hash", "")),
+            str(o.get("crc32c", "")),
+            int(o.get("generation", 0)),
+        )
         for o in d.get("objects", ())
     )
     return Build(
@@ -124,7 +127,9 @@ def check_trigger(session: Session, trigger: str) -> None:
         known = ", ".join(sorted(triggers))
         raise ConfigError("argument", "TRIGGER", f"no trigger '{trigger}' (triggers: {known})")
     if info.event != "manual":
-        raise ConfigError("argument", "TRIGGER", f"trigger '{trigger}' is not manual: it {info.usage}")
+        raise ConfigError(
+            "argument", "TRIGGER", f"trigger '{trigger}' is not manual: it {info.usage}"
+        )
 
 
 class _LogTail:

@@ -9,6 +9,7 @@ local agent's lifecycle and this machine's sign-in.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,12 +62,14 @@ def client(
     from mlplane.apis.transport import Transport
     from mlplane.errors import PermissionDenied
     from mlplane.providers.gcp.client import GoogleApis, Unauthorized
-    from mlplane.providers.gcp.credentials import GoogleAuthCredentials
+
+    # Application Default Credentials (google-auth) by name: only `provider = "gcp"` loads them.
+    google = importlib.import_module("mlplane.providers.gcp.credentials").GoogleAuthCredentials
 
     ends = endpoints or Endpoints.from_environment(os.environ) or platform(session).endpoints()
     transport = Transport()
     try:
-        creds: Any = default_credentials(ends, transport, google=GoogleAuthCredentials)
+        creds: Any = default_credentials(ends, transport, google=google)
         if impersonate:
             account = session.authz.policy.identities.get(impersonate, impersonate)
             creds = impersonated(creds, account, ends, transport)
@@ -138,7 +141,7 @@ def login(account: str) -> None:
 def activate(account: str) -> None:
     from mlplane.providers.local import signin
 
-    signin.activate(account)
+    signin.make_active(account)
 
 
 def revoke(account: str) -> bool:

@@ -208,7 +208,11 @@ def list_notebooks(session: Session) -> list[NotebookInfo]:
         token = token_of(session, rec.key.name) or ""
         port = int(endpoint.rpartition(":")[2]) if endpoint else None
         api = _api_status(port, token) if port else None
-        state = "RUNNING" if api else ("STARTING" if status in ("RUNNING", "STAGING", "PROVISIONING") else "STOPPED")
+        state = (
+            "RUNNING"
+            if api
+            else ("STARTING" if status in ("RUNNING", "STAGING", "PROVISIONING") else "STOPPED")
+        )
         out.append(
             NotebookInfo(
                 labels.get("mlplane-notebook", rec.key.name),

@@ -39,6 +39,8 @@ def first_user(session: Session) -> str:
     from mlplane.errors import ConfigError
 
     raise ConfigError(str(session.project_file), "team.principals", "no user member to sign in")
+
+
 SAMPLE = {"positive_words": 3, "negative_words": 0, "negations": 0, "exclamations": 1, "length": 20}
 
 

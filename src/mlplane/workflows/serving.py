@@ -407,7 +407,9 @@ def undeploy(session: Session, service: str, revision: str, progress: Progress =
     return run_trigger(session, "undeploy", {"_SERVICE": service, "_REVISION": revision}, progress)
 
 
-def undeploy_step(session: Session, service: str, revision: str, progress: Progress = print) -> None:
+def undeploy_step(
+    session: Session, service: str, revision: str, progress: Progress = print
+) -> None:
     apply_as(session, _undeploy_desired(session, service, revision), progress)
 
 

@@ -45,7 +45,9 @@ def _weights(url_map: UrlMap | None, service: str) -> dict[str, int]:
             assert rule.route_action is not None
             wbs = rule.route_action.weighted_backend_services
             total = sum(w.weight for w in wbs) or 1
-            return {w.backend_service.rsplit("/", 1)[-1]: round(100 * w.weight / total) for w in wbs}
+            return {
+                w.backend_service.rsplit("/", 1)[-1]: round(100 * w.weight / total) for w in wbs
+            }
     return {}
 
 

@@ -287,7 +287,11 @@ def reap(session: Session) -> list[str]:
     me = owner_label(session.principal)
     for run in list_runs(session):
         stack = STACK_PREFIX + run.instance
-        if run.state != "RUNNING" and run.owner == me and (stack in recorded or run.state == "EXITED"):
+        if (
+            run.state != "RUNNING"
+            and run.owner == me
+            and (stack in recorded or run.state == "EXITED")
+        ):
             forget(session, stack)
             reaped.append(run.instance)
     return reaped
@@ -315,9 +319,7 @@ def spec_in_source(session: Session, spec_path: Path) -> str:
         ) from None  # fmt: skip
 
 
-def run_ci(
-    session: Session, spec_path: Path, progress: Progress = print
-) -> PersistedRun:
+def run_ci(session: Session, spec_path: Path, progress: Progress = print) -> PersistedRun:
     """Run the CI trigger `train`: its build runs the spec from the project's recorded source
     as the training service account and persists the job's outputs to the artifact bucket."""
     from mlplane.workflows.ci import run_trigger
@@ -326,7 +328,9 @@ def run_ci(
     relative = spec_in_source(session, spec_path)
     build = run_trigger(session, "train", {"_SPEC": relative}, progress)
     objects = tuple((o.uri, o.size, o.md5_hash, o.crc32c) for o in build.objects)
-    return PersistedRun(build.id, artifact_prefix(session, spec.name, build.id), objects, build.source)
+    return PersistedRun(
+        build.id, artifact_prefix(session, spec.name, build.id), objects, build.source
+    )
 
 
 def artifact_prefix(session: Session, spec_name: str, build_id: str) -> str:

@@ -47,7 +47,5 @@ class GoogleAuthCredentials:
         return f"Application Default Credentials ({account})"
 
 
-
-
 def application_default() -> GoogleAuthCredentials:
     return GoogleAuthCredentials()

@@ -51,8 +51,10 @@ class LogQuery:
 
 
 def require_reader(caller: Caller) -> None:
-    """Team members (users named in the project, directly or through a group or domain)."""
+    """Team members (users named in the project, directly or through a group or domain), and
+    the project's admins (roles/owner reads logs on GCP)."""
     team = {m for ms in caller.authz.policy.process_members.values() for m in ms}
+    team |= set(caller.authz.policy.admins)
     if not team.intersection(caller.authz.members_of(caller.principal)):
         raise PermissionDenied(
             f"DENY {caller.principal} reading logs: only the team's members read logs "

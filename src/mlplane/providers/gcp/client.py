@@ -14,15 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mlplane.apis.credentials import CredentialError, Credentials, NotSignedIn
 from mlplane.apis.discovery import method as discovery_method
 from mlplane.apis.endpoints import Endpoints
 from mlplane.apis.errors import ApiError
+from mlplane.apis.transport import HttpResponse, Transport, TransportError
 from mlplane.errors import MlplaneError, PermanentError
 from mlplane.model.compute import ResourceKey
 from mlplane.providers.errors import ProviderUnavailable, error_for_status
-
-from mlplane.apis.credentials import CredentialError, Credentials, NotSignedIn
-from mlplane.apis.transport import HttpResponse, Transport, TransportError
 
 
 class Unauthorized(PermanentError):
@@ -106,9 +105,7 @@ class GoogleApis:
     def error(self, resp: HttpResponse, key: ResourceKey | None) -> MlplaneError:
         err = ApiError.from_json(resp.status, resp.body)
         if resp.status == 401:
-            return Unauthorized(
-                f"{err.message} (credentials: {self.credentials.describe()})"
-            )
+            return Unauthorized(f"{err.message} (credentials: {self.credentials.describe()})")
         return error_for_status(resp.status, err.message, reason=err.reason, key=key)
 
 

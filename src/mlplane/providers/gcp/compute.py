@@ -107,7 +107,12 @@ class ComputeProvider(ResourceProvider[SpecT], SupportsOperationWait, Generic[Sp
 
     def observed(self, data: dict[str, Any]) -> Observed[SpecT]:
         spec: Any = self.SPEC.from_api(data, self.ctx.project)
-        return Observed(spec, data.get("fingerprint"), str(data.get("status", "READY")), str(data.get("selfLink", "")))
+        return Observed(
+            spec,
+            data.get("fingerprint"),
+            str(data.get("status", "READY")),
+            str(data.get("selfLink", "")),
+        )
 
     def update(self, spec: SpecT, *, fingerprint: str | None, request_id: str) -> Operation:
         how = self.METHODS.update
@@ -185,13 +190,13 @@ class ComputeInstances(ComputeProvider[Instance]):
     METHODS = KindMethods("instances", "instance", zonal=True)
 
 
-class ComputeInstanceGroupManagers(
-    ComputeProvider[InstanceGroupManager], SupportsManagedInstances
-):
+class ComputeInstanceGroupManagers(ComputeProvider[InstanceGroupManager], SupportsManagedInstances):
     """A MIG: insert (or patch), then its instance group's named ports."""
 
     SPEC = InstanceGroupManager
-    METHODS = KindMethods("instanceGroupManagers", "instanceGroupManager", zonal=True, update="patch")
+    METHODS = KindMethods(
+        "instanceGroupManagers", "instanceGroupManager", zonal=True, update="patch"
+    )
     WAIT = 600.0
 
     def create(self, spec: InstanceGroupManager, *, request_id: str) -> Operation:
@@ -235,4 +240,3 @@ def _derived(request_id: str) -> str:
         return str(uuid.uuid5(uuid.UUID(request_id), "namedPorts"))
     except ValueError:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, request_id + "/namedPorts"))
-

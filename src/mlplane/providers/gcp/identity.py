@@ -3,12 +3,12 @@ server's account), else asked of the token endpoint's `tokeninfo` (as Google's i
 
 from __future__ import annotations
 
+from mlplane.apis.credentials import MetadataCredentials, UserCredentials
+from mlplane.apis.credentials import tokeninfo as token_info
 from mlplane.errors import PermanentError
 from mlplane.model.principals import Principal
 
 from .client import GoogleApis
-from mlplane.apis.credentials import MetadataCredentials, UserCredentials
-from mlplane.apis.credentials import tokeninfo as token_info
 
 
 class UnknownIdentity(PermanentError):

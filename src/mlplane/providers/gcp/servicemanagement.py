@@ -44,7 +44,9 @@ class _Endpoints(SupportsOperationWait):
     def wait_operation(self, op: Operation, timeout: float) -> Operation:
         return self.poller.wait(op, timeout)
 
-    def _lro(self, data: Mapping[str, Any], key: ResourceKey, verb: Verb, api: str = API) -> Operation:
+    def _lro(
+        self, data: Mapping[str, Any], key: ResourceKey, verb: Verb, api: str = API
+    ) -> Operation:
         return long_running(data, api, key, verb)
 
     def _result(self, data: Mapping[str, Any], key: ResourceKey, api: str = API) -> dict[str, Any]:
@@ -80,7 +82,9 @@ class EndpointsServices(_Endpoints, ResourceProvider[EndpointsService]):
             raise
         return Observed(EndpointsService.from_api(data, self.ctx.project))
 
-    def update(self, spec: EndpointsService, *, fingerprint: str | None, request_id: str) -> Operation:
+    def update(
+        self, spec: EndpointsService, *, fingerprint: str | None, request_id: str
+    ) -> Operation:
         raise OperationFailed(f"{spec.key} is static: a managed service is never updated", spec.key)
 
     def delete(self, key: ResourceKey, *, request_id: str) -> Operation:
@@ -102,7 +106,9 @@ class EndpointsConfigs(_Endpoints, ResourceProvider[EndpointsConfig]):
 
     def _submit_and_roll_out(self, spec: EndpointsConfig, verb: Verb) -> Operation:
         params = {"serviceName": spec.name}
-        submitted = self.apis.call(f"{API}.services.configs.submit", params, spec.config_source(), key=spec.key)
+        submitted = self.apis.call(
+            f"{API}.services.configs.submit", params, spec.config_source(), key=spec.key
+        )
         config_id = str(self._result(submitted, spec.key).get("serviceConfig", {}).get("id", ""))
         rollout = {
             "serviceName": spec.name,
@@ -119,7 +125,9 @@ class EndpointsConfigs(_Endpoints, ResourceProvider[EndpointsConfig]):
 
     def _raw(self, op: Operation) -> dict[str, Any]:
         api = op.scope.removeprefix("lro:")
-        raw: dict[str, Any] = self.apis.call(f"{api}.operations.get", {"name": op.name}, key=op.target)
+        raw: dict[str, Any] = self.apis.call(
+            f"{api}.operations.get", {"name": op.name}, key=op.target
+        )
         return raw
 
     def get(self, key: ResourceKey) -> Observed[EndpointsConfig]:
@@ -132,7 +140,9 @@ class EndpointsConfigs(_Endpoints, ResourceProvider[EndpointsConfig]):
             raise
         return Observed(EndpointsConfig.from_api(data, self.ctx.project))
 
-    def update(self, spec: EndpointsConfig, *, fingerprint: str | None, request_id: str) -> Operation:
+    def update(
+        self, spec: EndpointsConfig, *, fingerprint: str | None, request_id: str
+    ) -> Operation:
         return self._submit_and_roll_out(spec, Verb.UPDATE)
 
     def delete(self, key: ResourceKey, *, request_id: str) -> Operation:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from mlplane.apis.credentials import default_credentials
 from mlplane.apis.endpoints import Endpoints
+from mlplane.apis.transport import Transport
 from mlplane.errors import ConfigError
 from mlplane.providers.base import ProviderContext
 
 from .client import GoogleApis
-from mlplane.apis.credentials import default_credentials
-from mlplane.apis.transport import Transport
-
 from .credentials import GoogleAuthCredentials
 
 
@@ -28,5 +27,7 @@ def apis_for(ctx: ProviderContext) -> GoogleApis:
     if ctx.apis is None:
         return apis_from_environment()
     if not isinstance(ctx.apis, GoogleApis):
-        raise ConfigError("provider context", "apis", f"not a GoogleApis: {type(ctx.apis).__name__}")
+        raise ConfigError(
+            "provider context", "apis", f"not a GoogleApis: {type(ctx.apis).__name__}"
+        )
     return ctx.apis

@@ -55,9 +55,9 @@ def _registry() -> Iterator[dict[str, list[str]]]:
         os.close(fd)
 
 
-def login(account: str) -> UserCredential:
-    """Sign `account` in (a new refresh token; an older one of the account stays valid until
-    `revoke`) and make it the active account."""
+def login(account: str, *, activate: bool = True) -> UserCredential:
+    """Sign `account` in (a new refresh token replaces the account's older one) and, unless
+    told otherwise, make it the active account."""
     credential = UserCredential(account, "1//mlplane-" + secrets.token_urlsafe(40))
     with _registry() as data:
         hashes = set(data.get(account, ()))
@@ -67,11 +67,12 @@ def login(account: str) -> UserCredential:
         hashes.add(signin.token_hash(credential.refresh_token))
         data[account] = sorted(hashes)
     _write(signin.credential_path(account), credential.to_json())
-    activate(account)
+    if activate:
+        make_active(account)
     return credential
 
 
-def activate(account: str) -> None:
+def make_active(account: str) -> None:
     if signin.read_credential(account) is None:
         raise ValueError(f"{account} is not signed in on this machine (`mlplane auth login`)")
     _write(signin.active_path(), account + "\n")

@@ -36,8 +36,10 @@ from .metadata import InstanceIdentity, MetadataServer
 from .processes import spawn
 
 log = logging.getLogger(__name__)
-SNAPSHOT_EXCLUDE = {".mlplane", ".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache",
-                    ".pytest_cache", ".ruff_cache", "demo"}  # fmt: skip
+SNAPSHOT_EXCLUDE = {
+    ".mlplane", ".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache",
+    ".pytest_cache", ".ruff_cache", "demo",
+}  # fmt: skip
 SNAPSHOT_MAX = 256 * 1024 * 1024
 TERMINAL = ("SUCCESS", "FAILURE", "INTERNAL_ERROR", "TIMEOUT", "CANCELLED", "EXPIRED")
 
@@ -122,9 +124,12 @@ class BuildRunner:
         build_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
         steps = [
             StepRecord(
-                str(s.get("id") or f"step-{i}"), str(s.get("name", "")), list(s.get("args", [])),
-                str(s.get("entrypoint", "")), list(s.get("env", [])),
-            )  # fmt: skip
+                str(s.get("id") or f"step-{i}"),
+                str(s.get("name", "")),
+                list(s.get("args", [])),
+                str(s.get("entrypoint", "")),
+                list(s.get("env", [])),
+            )
             for i, s in enumerate(config.get("steps", []))
         ]
         rec = BuildRecord(
@@ -242,7 +247,8 @@ class BuildRunner:
         step.status, step.started = "WORKING", time.time()
         self._save(rec)
         with open(log_path, "a") as f:
-            f.write(f"mlplane-build: step {step.id} as {rec.service_account}: mlplane {' '.join(args)}\n")
+            command = " ".join(args)
+            f.write(f"mlplane-build: step {step.id} as {rec.service_account}: mlplane {command}\n")
         proc = await spawn(argv, env, cwd, log_path, self.host.children)
         self._running[rec.id] = proc.proc
         try:
@@ -286,7 +292,9 @@ def _git(root: Path, *args: str) -> str:
 def _walk(root: Path) -> list[Path]:
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in SNAPSHOT_EXCLUDE and not d.endswith(".egg-info")]
+        dirnames[:] = [
+            d for d in dirnames if d not in SNAPSHOT_EXCLUDE and not d.endswith(".egg-info")
+        ]
         for name in filenames:
             path = Path(dirpath) / name
             if path.is_file() and not path.is_symlink() and not name.endswith((".pyc", ".log")):

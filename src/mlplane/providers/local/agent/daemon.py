@@ -1,9 +1,10 @@
 """The agent process: one per project, holding `agent.lock` for its whole life.
 
 Start-up: take the lock (or exit 3 if another agent holds it), kill what a crashed predecessor
-left in `children.json`, listen on 127.0.0.1 (ephemeral port) with Google's APIs behind one
-gateway (`gateway.py`), then publish `agent.json`. Callers authenticate with tokens of the
-agent's token authority (`auth/`); sign-in and impersonation tokens survive a restart. SIGTERM/SIGINT: stop accepting, stop every supervised process
+left in `children.json`, listen on 127.0.0.1 (ephemeral port) with Google's APIs behind
+one gateway (`gateway.py`), then publish `agent.json`. Callers authenticate with tokens of
+the agent's token authority (`auth/`); sign-in and impersonation tokens survive a restart.
+SIGTERM/SIGINT: stop accepting, stop every supervised process
 (SIGTERM, SIGKILL after the grace period), close the load balancers, remove the files. The same
 happens when the state directory is deleted under a running agent.
 """
@@ -20,11 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlplane.errors import ConfigError
-from mlplane.providers.local.paths import AgentInfo, AgentPaths, write_atomic, write_info
-from mlplane.iam.loading import load_project
-
 from mlplane.data.artifacts.audit import writes_by
+from mlplane.errors import ConfigError
+from mlplane.iam.loading import load_project
+from mlplane.providers.local.paths import AgentInfo, AgentPaths, write_atomic, write_info
 
 from .auth import Gate, TokenAuthority
 from .builds import BuildRunner

@@ -166,7 +166,9 @@ class Gateway:
             from urllib.parse import unquote
 
             return surface, method, {k: unquote(v) for k, v in params.items()}
-        raise ApiError(404, f"The requested URL {req.path} was not found on this server.", "notFound")
+        raise ApiError(
+            404, f"The requested URL {req.path} was not found on this server.", "notFound"
+        )
 
     async def _api(self, req: Request) -> Response:
         surface, method, path_params = self._find(req)
@@ -188,7 +190,9 @@ class Gateway:
                 )
         handler = surface.handlers.get(method.id)
         if handler is None:
-            raise ApiError(501, f"{method.id} is not implemented by the local agent", "notImplemented")
+            raise ApiError(
+                501, f"{method.id} is not implemented by the local agent", "notImplemented"
+            )
         result = await handler(Call(caller, method, params, body, req))
         if isinstance(result, Response):
             return result

@@ -104,7 +104,9 @@ def workload_environment(host: Host, name: str, metadata_port: int) -> dict[str,
     env.update(Endpoints.agent(host.api_url).environment(host.project_id))
     # `python` in a workload's command is this interpreter, as it is the image's in a container
     bindir = os.path.dirname(sys.executable)
-    env["PATH"] = os.pathsep.join([bindir, *(p for p in env.get("PATH", "").split(os.pathsep) if p)])
+    env["PATH"] = os.pathsep.join(
+        [bindir, *(p for p in env.get("PATH", "").split(os.pathsep) if p)]
+    )
     env.update(
         {
             "GCE_METADATA_HOST": f"127.0.0.1:{metadata_port}",

@@ -150,9 +150,7 @@ class LongRunning:
             out["response"] = self.response or {}
         return out
 
-    def finish(
-        self, response: dict[str, Any] | None = None, error: ApiError | None = None
-    ) -> None:
+    def finish(self, response: dict[str, Any] | None = None, error: ApiError | None = None) -> None:
         self.response, self.error, self.done = response, error, True
         self.finished.set()
 
@@ -165,7 +163,9 @@ class LongRunningOperations:
     def __init__(self) -> None:
         self._ops: OrderedDict[str, LongRunning] = OrderedDict()
 
-    def start(self, prefix: str = "operations", metadata: dict[str, Any] | None = None) -> LongRunning:
+    def start(
+        self, prefix: str = "operations", metadata: dict[str, Any] | None = None
+    ) -> LongRunning:
         name = f"{prefix}/{secrets.token_hex(8)}"
         op = LongRunning(name, dict(metadata or {}))
         self._ops[name] = op
@@ -174,7 +174,10 @@ class LongRunningOperations:
         return op
 
     def done(
-        self, response: dict[str, Any], metadata: dict[str, Any] | None = None, prefix: str = "operations"
+        self,
+        response: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        prefix: str = "operations",
     ) -> LongRunning:
         op = self.start(prefix, metadata)
         op.finish(response)

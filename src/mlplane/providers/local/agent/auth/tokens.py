@@ -62,9 +62,7 @@ class Issued:
 
 
 class TokenAuthority:
-    def __init__(
-        self, store: Path | None = None, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, store: Path | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
         self._lock = threading.Lock()
@@ -98,7 +96,9 @@ class TokenAuthority:
         """Revoke every token of an instance or build; how many were revoked."""
         with self._lock:
             self._current.pop((origin, detail), None)
-            gone = [h for h, t in self._by_hash.items() if t.origin == origin and t.detail == detail]
+            gone = [
+                h for h, t in self._by_hash.items() if t.origin == origin and t.detail == detail
+            ]
             for h in gone:
                 del self._by_hash[h]
             if origin in _PERSISTED and gone:

@@ -1,11 +1,11 @@
 """The emulator's own host, under /_mlplane/ (no Google API has these):
 
-    GET /_mlplane/healthz       liveness: {"status", "pid", "startedAt"} (no token)
-    GET /_mlplane/openapi.json  the Endpoints configs merged, as the load balancer serves it
-    GET /_mlplane/processes     the processes the agent runs (instances, replicas, builds):
-                                pid, port, metadata port, status, health, identity. Any valid
-                                token may read it: it is this machine's process table, which
-                                its OS user can read with `ps` anyway; no Google resource is in it.
+GET /_mlplane/healthz       liveness: {"status", "pid", "startedAt"} (no token)
+GET /_mlplane/openapi.json  the Endpoints configs merged, as the load balancer serves it
+GET /_mlplane/processes     the processes the agent runs (instances, replicas, builds):
+                            pid, port, metadata port, status, health, identity. Any valid
+                            token may read it: it is this machine's process table, which
+                            its OS user can read with `ps` anyway; no Google resource is in it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ class AdminApi:
         }
 
     async def healthz(self, req: Request) -> Response:
-        return Response.json(200, {"status": "ok", "pid": os.getpid(), "startedAt": self.started_at})
+        return Response.json(
+            200, {"status": "ok", "pid": os.getpid(), "startedAt": self.started_at}
+        )
 
     async def openapi(self, req: Request) -> Response:
         return Response.json(200, self.openapi_doc())

@@ -73,7 +73,9 @@ class CloudBuildApi:
         if not project and call.param("parent"):
             project = call.param("parent").split("/")[1]
         if project and project != self.project:
-            raise ApiError(403, f"The caller does not have permission on project {project}", "forbidden")
+            raise ApiError(
+                403, f"The caller does not have permission on project {project}", "forbidden"
+            )
 
     def _trigger_of(self, call: Call) -> TriggerInfo:
         self._check(call)
@@ -133,7 +135,9 @@ class CloudBuildApi:
         subs = {str(k): str(v) for k, v in (source.get("substitutions") or {}).items()}
         for key in subs:
             if not USER_SUBSTITUTION.fullmatch(key):
-                raise bad_request(f"invalid substitution '{key}': user substitutions start with '_'")
+                raise bad_request(
+                    f"invalid substitution '{key}': user substitutions start with '_'"
+                )
         step = step_of(info.name)
         config = build_config(info.name, self.project, self.region, info.runs_as)
         values = {**step.defaults, **subs}

@@ -168,9 +168,7 @@ class ComputeApi:
         self.service.gate.require_project(call.caller, perm)
         zone = call.param("zone")
         return [
-            r
-            for r in self.service.store.of_kind(kind)
-            if not zone or views.zone_of(r.spec) == zone
+            r for r in self.service.store.of_kind(kind) if not zone or views.zone_of(r.spec) == zone
         ]
 
     def _list(self, kind: str, res: str) -> Handler:
@@ -209,9 +207,13 @@ class ComputeApi:
             raise bad_request(f"Required parameter '{param}' not specified", "required")
         return name
 
-    def _write(self, kind: str, call: Call, name: str, body: dict[str, Any], op_type: str) -> object:
+    def _write(
+        self, kind: str, call: Call, name: str, body: dict[str, Any], op_type: str
+    ) -> object:
         if str(body.get("name", name)) != name:
-            raise bad_request(f"The resource name in the body ('{body.get('name')}') must be '{name}'")
+            raise bad_request(
+                f"The resource name in the body ('{body.get('name')}') must be '{name}'"
+            )
         spec = self.spec_of(kind, body | {"name": name}, call)
         fingerprint = body.get("fingerprint")
         op = self.service.update(
@@ -284,12 +286,16 @@ class ComputeApi:
     def _op(self, call: Call) -> OperationRecord:
         self.check_project(call)
         scope = f"zones/{call.param('zone')}" if call.param("zone") else "global"
-        perm = "compute.zoneOperations.get" if call.param("zone") else "compute.globalOperations.get"
+        perm = (
+            "compute.zoneOperations.get" if call.param("zone") else "compute.globalOperations.get"
+        )
         self.service.gate.require_project(call.caller, perm)
         try:
             op = self.service.ops.get(call.param("operation"))
         except Exception:
-            raise not_found(f"projects/{self.project}/{scope}/operations/{call.param('operation')}") from None
+            raise not_found(
+                f"projects/{self.project}/{scope}/operations/{call.param('operation')}"
+            ) from None
         if op.scope != scope:
             raise not_found(f"projects/{self.project}/{scope}/operations/{op.name}")
         return op
@@ -315,7 +321,9 @@ class ComputeApi:
         self.check_project(call)
         self.service.gate.require_project(call.caller, "compute.globalOperations.list")
         scoped = [(op.scope, self.operation(op)) for op in self.service.ops.in_scope("global")]
-        return views.aggregated("operation", "operations", scoped, self.links.of("aggregated/operations"))
+        return views.aggregated(
+            "operation", "operations", scoped, self.links.of("aggregated/operations")
+        )
 
 
 def _list_permission(kind: str) -> str:

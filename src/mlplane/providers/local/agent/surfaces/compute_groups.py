@@ -96,7 +96,7 @@ class GroupsApi:
     def _instance(self, call: Call) -> dict[str, Any]:
         self.compute.check_project(call)
         name, zone = call.param("instance"), call.param("zone")
-        for z, body in self._all_instances(zone):
+        for _, body in self._all_instances(zone):
             if body["name"] == name:
                 return body
         raise not_found(f"projects/{self.compute.project}/zones/{zone}/instances/{name}")
@@ -118,7 +118,9 @@ class GroupsApi:
         return self.compute.operation(op)
 
     async def _instance_get(self, call: Call) -> object:
-        self.service.gate.authorize(call.caller, Verb.GET, ResourceKey(Instance.KIND, call.param("instance")))
+        self.service.gate.authorize(
+            call.caller, Verb.GET, ResourceKey(Instance.KIND, call.param("instance"))
+        )
         return self._instance(call)
 
     async def _instance_list(self, call: Call) -> object:
@@ -145,7 +147,9 @@ class GroupsApi:
         body = self._instance(call)
         name = body["name"]
         key = ResourceKey(Instance.KIND, name)
-        self.service.gate.require(call.caller, ("compute.instances.reset",), self.service.gate.ref(key))
+        self.service.gate.require(
+            call.caller, ("compute.instances.reset",), self.service.gate.ref(key)
+        )
         op = self.service.ops.start(
             key, Verb.UPDATE, f"zones/{call.param('zone')}", call.param("requestId"),
             op_type="reset", user=call.caller.principal.email,
@@ -176,20 +180,34 @@ class GroupsApi:
         view = found[1] if found else self._standalone_view(name)
         items = []
         if view is not None and view.port:
-            items.append({"namespace": GUEST_NAMESPACE, "key": "endpoint", "value": f"127.0.0.1:{view.port}"})
+            items.append(
+                {"namespace": GUEST_NAMESPACE, "key": "endpoint", "value": f"127.0.0.1:{view.port}"}
+            )
         variable = call.param("variableKey")
         if variable:
-            value = next((i["value"] for i in items if f"{i['namespace']}/{i['key']}" == variable), None)
+            value = next(
+                (i["value"] for i in items if f"{i['namespace']}/{i['key']}" == variable), None
+            )
             if value is None:
                 raise not_found(f"guest attribute {variable} of instance {name}")
-            return {"kind": "compute#guestAttributes", "variableKey": variable, "variableValue": value}
+            return {
+                "kind": "compute#guestAttributes",
+                "variableKey": variable,
+                "variableValue": value,
+            }
         query = call.param("queryPath", f"{GUEST_NAMESPACE}/")
         chosen = [i for i in items if f"{i['namespace']}/{i['key']}".startswith(query)]
-        return {"kind": "compute#guestAttributes", "queryPath": query, "queryValue": {"items": chosen}}
+        return {
+            "kind": "compute#guestAttributes",
+            "queryPath": query,
+            "queryValue": {"items": chosen},
+        }
 
     # -- managed instance groups ---------------------------------------------------------------
 
-    def _group(self, call: Call, param: str = "instanceGroupManager") -> tuple[GroupRuntime | None, Any]:
+    def _group(
+        self, call: Call, param: str = "instanceGroupManager"
+    ) -> tuple[GroupRuntime | None, Any]:
         rec = self.compute.record(InstanceGroupManager.KIND, call.param(param), call)
         return self.runtime.groups.get(rec.key.name), rec
 
@@ -214,7 +232,9 @@ class GroupsApi:
             items.append(item)
         return {"managedInstances": items}
 
-    def _mig_update(self, call: Call, rec: Any, update: dict[str, Any], op_type: str, perms: tuple[str, ...]) -> object:
+    def _mig_update(
+        self, call: Call, rec: Any, update: dict[str, Any], op_type: str, perms: tuple[str, ...]
+    ) -> object:
         spec = rec.spec.model_copy(update=update)
         op = self.service.update(
             call.caller, type(spec).model_validate(spec.model_dump()), None,
@@ -227,9 +247,12 @@ class GroupsApi:
         try:
             size = int(call.param("size"))
         except ValueError:
-            raise bad_request(f"Invalid value for parameter 'size': {call.param('size')!r}") from None
-        return self._mig_update(call, rec, {"target_size": size}, "compute.instanceGroupManagers.resize",
-                                ("compute.instanceGroupManagers.update",))  # fmt: skip
+            raise bad_request(
+                f"Invalid value for parameter 'size': {call.param('size')!r}"
+            ) from None
+        perms = ("compute.instanceGroupManagers.update",)
+        op_type = "compute.instanceGroupManagers.resize"
+        return self._mig_update(call, rec, {"target_size": size}, op_type, perms)
 
     async def _set_template(self, call: Call) -> object:
         _, rec = self._group(call)

@@ -137,7 +137,9 @@ class StaticApi:
             op_type=op_type, user=call.caller.principal.email,
         )  # fmt: skip
         ops.finish(op)
-        return views.operation(op, self.compute.links, self.compute.links.of(f"global/{_DOCUMENTS[res][1]}/{name}"))
+        return views.operation(
+            op, self.compute.links, self.compute.links.of(f"global/{_DOCUMENTS[res][1]}/{name}")
+        )
 
     def _param(self, res: str) -> str:
         return "firewall" if res == "firewalls" else "address"
@@ -150,7 +152,9 @@ class StaticApi:
             body = strip_output_only(API, schema, call.body)
             name = str(body.get("name", ""))
             if name in self.documents[res]:
-                raise already_exists(f"projects/{self.compute.project}/global/{_DOCUMENTS[res][1]}/{name}")
+                raise already_exists(
+                    f"projects/{self.compute.project}/global/{_DOCUMENTS[res][1]}/{name}"
+                )
             self.documents[res][name] = Document(body)
             return self._done(call, res, name, "insert")
 
@@ -174,7 +178,9 @@ class StaticApi:
         async def list_(call: Call) -> object:
             self._perm(call, f"compute.{_DOCUMENTS[res][3]}.list")
             items = [self._render(res, d) for _, d in sorted(self.documents[res].items())]
-            return views.listing(_DOCUMENTS[res][2], items, self.compute.links.of(f"global/{_DOCUMENTS[res][1]}"))
+            return views.listing(
+                _DOCUMENTS[res][2], items, self.compute.links.of(f"global/{_DOCUMENTS[res][1]}")
+            )
 
         return list_
 

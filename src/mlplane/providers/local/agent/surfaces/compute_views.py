@@ -117,7 +117,9 @@ def instance_from_template(
     items = list(metadata.get("items", ()))
     items.append({"key": "created-by", "value": links.of(group.link)})
     props["metadata"] = {"items": items, "kind": "compute#metadata"}
-    props["machineType"] = links.zone(group.zone) + f"/machineTypes/{template.properties.machine_type}"
+    props["machineType"] = (
+        links.zone(group.zone) + f"/machineTypes/{template.properties.machine_type}"
+    )
     return instance_json(
         {**props, "name": view.name},
         view,
@@ -139,7 +141,9 @@ def instance_json(
     name = body["name"]
     nics = []
     for i, nic in enumerate(body.get("networkInterfaces") or [{}]):
-        nics.append({**nic, "name": f"nic{i}", "networkIP": "127.0.0.1", "kind": "compute#networkInterface"})
+        nics.append(
+            {**nic, "name": f"nic{i}", "networkIP": "127.0.0.1", "kind": "compute#networkInterface"}
+        )
     machine = str(body.get("machineType", ""))
     if machine and not machine.startswith(("http://", "https://")):
         machine = links.of(machine)
@@ -206,7 +210,12 @@ def operation(op: OperationRecord, links: Links, target_link: str) -> dict[str, 
     return out
 
 
-_HTTP_MESSAGES = {400: "BAD REQUEST", 403: "FORBIDDEN", 404: "NOT FOUND", 500: "INTERNAL SERVER ERROR"}
+_HTTP_MESSAGES = {
+    400: "BAD REQUEST",
+    403: "FORBIDDEN",
+    404: "NOT FOUND",
+    500: "INTERNAL SERVER ERROR",
+}
 
 
 def listing(noun: str, items: list[dict[str, Any]], self_link: str) -> dict[str, Any]:

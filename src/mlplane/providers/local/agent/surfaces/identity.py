@@ -1,9 +1,9 @@
 """Where tokens come from, as Google's token endpoints and IAM Credentials give them:
 
-    POST /oauth2/token          a signed-in user's refresh token -> an access token
-    GET  /oauth2/tokeninfo      who an access token belongs to (public, as Google's is)
-    POST iamcredentials v1 projects/-/serviceAccounts/SA:generateAccessToken
-                                a token of SA, if IAM allows the caller getAccessToken on it
+POST /oauth2/token          a signed-in user's refresh token -> an access token
+GET  /oauth2/tokeninfo      who an access token belongs to (public, as Google's is)
+POST iamcredentials v1 projects/-/serviceAccounts/SA:generateAccessToken
+                            a token of SA, if IAM allows the caller getAccessToken on it
 """
 
 from __future__ import annotations
@@ -128,7 +128,10 @@ class IdentityApi:
         self.gate.require(call.caller, ("iam.serviceAccounts.getAccessToken",), ref)
         lifetime = _seconds(str((call.body or {}).get("lifetime") or f"{MAX_LIFETIME}s"))
         issued = self.gate.tokens.issue(
-            Principal("serviceAccount", email), "impersonation", call.caller.principal.email, lifetime
+            Principal("serviceAccount", email),
+            "impersonation",
+            call.caller.principal.email,
+            lifetime,
         )
         expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(issued.token.expires_at))
         return {"accessToken": issued.value, "expireTime": expire}
@@ -138,7 +141,9 @@ def _seconds(text: str) -> float:
     try:
         value = float(text.removesuffix("s"))
     except ValueError:
-        raise bad_request(f"Invalid value at 'lifetime' (type.googleapis.com/google.protobuf.Duration), \"{text}\"") from None
+        raise bad_request(
+            f"Invalid value at 'lifetime' (TYPE_DURATION), \"{text}\": write seconds, e.g. 3600s"
+        ) from None
     if not 0 < value <= MAX_LIFETIME:
         raise bad_request(f"lifetime must be between 1s and {MAX_LIFETIME}s")
     return value

@@ -33,7 +33,8 @@ from .compute_views import rfc3339
 
 SM_API = load("servicemanagement")
 SU_API = load("serviceusage")
-_CONFIG_FILE_TYPE = "type.googleapis.com/google.api.servicemanagement.v1.ConfigFile"
+_SM_TYPES = "type.googleapis.com/google.api.servicemanagement.v1"
+_CONFIG_FILE_TYPE = f"{_SM_TYPES}.ConfigFile"
 # Google APIs the local agent serves (always enabled), besides the Endpoints services.
 PLATFORM_SERVICES = (
     "compute.googleapis.com",
@@ -104,7 +105,8 @@ class ServiceManagementApi:
     # -- operations ----------------------------------------------------------------------------
 
     def _track(self, op: OperationRecord, response: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        lro = self.lro.start(metadata={"@type": "type.googleapis.com/google.api.servicemanagement.v1.OperationMetadata", "startTime": rfc3339(time.time())})  # fmt: skip
+        meta = {"@type": f"{_SM_TYPES}.OperationMetadata", "startTime": rfc3339(time.time())}
+        lro = self.lro.start(metadata=meta)
         self._pending[lro.name] = (op, response)
         return self._settle(lro).to_json()
 
@@ -113,7 +115,9 @@ class ServiceManagementApi:
         if pending is not None and pending[0].status is OperationStatus.DONE:
             op, response = self._pending.pop(lro.name)
             if op.error is not None:
-                lro.finish(error=ApiError(op.error.http_status or 400, op.error.message, op.error.code))
+                lro.finish(
+                    error=ApiError(op.error.http_status or 400, op.error.message, op.error.code)
+                )
             else:
                 lro.finish(response())
         return lro
@@ -136,7 +140,10 @@ class ServiceManagementApi:
         return rec
 
     def _managed(self, spec: EndpointsService) -> dict[str, Any]:
-        return {"serviceName": spec.name, "producerProjectId": spec.producer_project_id or self.project}
+        return {
+            "serviceName": spec.name,
+            "producerProjectId": spec.producer_project_id or self.project,
+        }
 
     async def _create(self, call: Call) -> object:
         try:
@@ -144,7 +151,9 @@ class ServiceManagementApi:
         except ValueError as exc:
             raise bad_request(str(exc).splitlines()[0]) from None
         op = self.service.create(call.caller, spec, "", op_type="create")
-        return self._track(op, lambda: {"@type": "type.googleapis.com/google.api.servicemanagement.v1.ManagedService", **self._managed(spec)})  # fmt: skip
+        return self._track(
+            op, lambda: {"@type": f"{_SM_TYPES}.ManagedService", **self._managed(spec)}
+        )
 
     async def _get(self, call: Call) -> object:
         name = call.param("serviceName")
@@ -194,7 +203,9 @@ class ServiceManagementApi:
             "configVersion": 3,
         }
         if full:
-            out["sourceInfo"] = {"sourceFiles": [{"@type": _CONFIG_FILE_TYPE, **f} for f in cfg.files]}
+            out["sourceInfo"] = {
+                "sourceFiles": [{"@type": _CONFIG_FILE_TYPE, **f} for f in cfg.files]
+            }
         return out
 
     def _config(self, name: str, config_id: str) -> ServiceConfig:
@@ -212,20 +223,26 @@ class ServiceManagementApi:
     async def _submit(self, call: Call) -> object:
         name = call.param("serviceName")
         self._record(name)
-        self.service.gate.require(call.caller, ("servicemanagement.services.update",), self._ref(name))
+        self.service.gate.require(
+            call.caller, ("servicemanagement.services.update",), self._ref(name)
+        )
         files = (call.body.get("configSource") or {}).get("files") or []
         doc = _openapi_of(files)
         try:
             spec = EndpointsConfig(name=name, openapi=OpenApiDocument.model_validate(doc))
         except ValueError as exc:
-            raise bad_request(f"Cannot convert to service config: {str(exc).splitlines()[0]}") from None
+            raise bad_request(
+                f"Cannot convert to service config: {str(exc).splitlines()[0]}"
+            ) from None
         cfg = ServiceConfig(self._next_config_id(name), spec, [
             {k: f[k] for k in ("filePath", "fileContents", "fileType") if k in f} for f in files
         ])  # fmt: skip
         if not call.body.get("validateOnly"):
             self.configs.setdefault(name, []).append(cfg)
-        response = {"@type": "type.googleapis.com/google.api.servicemanagement.v1.SubmitConfigSourceResponse",
-                    "serviceConfig": self._config_json(name, cfg, False)}  # fmt: skip
+        response = {
+            "@type": f"{_SM_TYPES}.SubmitConfigSourceResponse",
+            "serviceConfig": self._config_json(name, cfg, False),
+        }
         return self.lro.done(response).to_json()
 
     async def _config_get(self, call: Call) -> object:
@@ -237,7 +254,11 @@ class ServiceManagementApi:
     async def _get_config(self, call: Call) -> object:
         name = call.param("serviceName")
         self.service.gate.authorize(call.caller, Verb.GET, ResourceKey(EndpointsService.KIND, name))
-        cfg = self._config(name, call.param("configId")) if call.param("configId") else self._active(name)
+        cfg = (
+            self._config(name, call.param("configId"))
+            if call.param("configId")
+            else self._active(name)
+        )
         return self._config_json(name, cfg, call.param("view") == "FULL")
 
     async def _config_list(self, call: Call) -> object:
@@ -272,7 +293,9 @@ class ServiceManagementApi:
         perms = ("servicemanagement.services.update", "servicemanagement.services.get")
         key = ResourceKey(EndpointsConfig.KIND, name)
         if self.service.store.get(key) is None:
-            op = self.service.create(call.caller, cfg.spec, "", op_type="rollout", permissions=perms)
+            op = self.service.create(
+                call.caller, cfg.spec, "", op_type="rollout", permissions=perms
+            )
         else:
             op = self.service.update(call.caller, cfg.spec, None, "", op_type="rollout",
                                      check_fingerprint=False, permissions=perms)  # fmt: skip
@@ -334,7 +357,9 @@ class ServiceManagementApi:
         _, service = self._usage_name(call)
         self.service.gate.require_project(call.caller, "serviceusage.services.enable")
         if not self._known(service):
-            raise ApiError(403, f"Not found or permission denied for service(s): {service}.", "forbidden")
+            raise ApiError(
+                403, f"Not found or permission denied for service(s): {service}.", "forbidden"
+            )
         self.enabled.add(service)
         response = {"@type": "type.googleapis.com/google.api.serviceusage.v1.EnableServiceResponse",
                     "service": self._usage_json(service)}  # fmt: skip
