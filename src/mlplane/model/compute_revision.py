@@ -322,7 +322,7 @@ def frontend(
     version: str = "1",
 ) -> Frontend:
     """The bootstrap front end: default backend, URL map, proxy, forwarding rule, Endpoints."""
-    default = BackendService(name="mlplane-default-bes", port_name=None)
+    default = BackendService(name="mlplane-default-bes")
     umap = UrlMap(
         name=url_map,
         default_service=default.link,
