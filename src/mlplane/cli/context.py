@@ -43,7 +43,29 @@ class Context:
         """The project's session; calls carry the signed-in (or impersonated) identity."""
         from mlplane.workflows.session import Session
 
-        return Session.open(self.project_path, impersonate=self.impersonate)
+        return Session.open(self.project_path)
+
+    def impersonate_now(self) -> None:
+        """`--impersonate-service-account`: get the account's token from IAM Credentials (or
+        fail, as Google refuses it) and make it this process's credential, as gcloud's flag
+        does: every command, the data SDK and the processes it starts then act as it."""
+        if not self.impersonate:
+            return
+        import os
+        import tempfile
+
+        from mlplane.workflows import compose
+        from mlplane.workflows.session import Session
+
+        session = Session.open(self.project_path, impersonate=self.impersonate)
+        token = compose.access_token(session.api)
+        fd, path = tempfile.mkstemp(prefix="mlplane-impersonated-")  # 0600
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+        os.environ["CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"] = path
+        import atexit
+
+        atexit.register(os.unlink, path)
 
 
 def emit_json(data: Any) -> None:

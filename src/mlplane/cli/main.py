@@ -124,7 +124,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.print_help()
         return 2
     try:
-        code: int = args.run(Context(ns.file, ns.impersonate), args)
+        ctx = Context(ns.file, ns.impersonate)
+        saved = os.environ.get("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")
+        try:
+            ctx.impersonate_now()
+            code: int = args.run(ctx, args)
+        finally:  # main() may run in-process (tests, quickstart): leave the environment as found
+            if ns.impersonate:
+                if saved is None:
+                    os.environ.pop("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", None)
+                else:
+                    os.environ["CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"] = saved
     except MlplaneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
