@@ -145,7 +145,8 @@ def test_the_shipped_subset_is_what_the_refresh_script_makes() -> None:
     googleapiclient = pytest.importorskip("googleapiclient")
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("refresh", REPO / "scripts" / "refresh_discovery.py")
+    script = REPO / "scripts" / "refresh_discovery.py"
+    spec = importlib.util.spec_from_file_location("refresh", script)
     assert spec is not None and spec.loader is not None
     refresh = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(refresh)

@@ -56,7 +56,9 @@ class World:
             for k, v in os.environ.items()
             if not k.startswith(("CLOUDSDK_", "GOOGLE_", "GCE_METADATA"))
         }
-        env.update(Endpoints.agent(self.team.endpoints.root("compute").rstrip("/")).environment(PROJECT))
+        env.update(
+            Endpoints.agent(self.team.endpoints.root("compute").rstrip("/")).environment(PROJECT)
+        )
         env.pop("CLOUDSDK_AUTH_TOKEN_HOST", None)
         env.update(
             {
