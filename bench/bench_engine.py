@@ -26,7 +26,8 @@ from fake_provider import (
     make_world,
 )
 
-from mlplane.engine import DesiredState, Plan, StackSpec, plan
+from mlplane.engine import DesiredState, Plan, StackSpec
+from mlplane.engine.plan import plan
 from mlplane.engine.state import RecordedResource, StateStore, StateWrite
 from mlplane.model.compute import (
     FRONTEND_STACK,

@@ -295,3 +295,11 @@ def test_template_create_needs_act_as_on_its_service_account() -> None:
         "compute.zoneOperations.get",
     } <= set(mig)
     assert bundle().template.permission_checks(Verb.UPDATE, "p") == ()  # immutable
+
+
+def test_the_kinds_table_matches_every_spec_class() -> None:
+    """`mlplane status` reads lifecycles from `model.kinds` without importing the specs."""
+    from mlplane.model.compute import SPEC_TYPES
+    from mlplane.model.lifecycles import LIFECYCLES
+
+    assert {kind: cls.LIFECYCLE for kind, cls in SPEC_TYPES.items()} == LIFECYCLES

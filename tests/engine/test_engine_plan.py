@@ -7,7 +7,8 @@ from collections.abc import Iterable
 import pytest
 from fake_provider import ENDPOINTS, bootstrap_state, bundle, deploy_state, retire_state
 
-from mlplane.engine import Action, DesiredState, Op, Plan, PlanError, StackSpec, plan
+from mlplane.engine import Action, DesiredState, Op, Plan, PlanError, StackSpec
+from mlplane.engine.plan import plan
 from mlplane.engine.state import RecordedResource
 from mlplane.model.compute import (
     FRONTEND_STACK,

@@ -77,6 +77,19 @@ def test_up_is_idempotent_status_lists_and_down_cleans_up(
     status = json.loads(capsys.readouterr().out)
     assert "local agent running" in status["summary"] and "acme-ml" in status["summary"]
     assert stat.S_IMODE(paths.tokens.stat().st_mode) == 0o600  # the sign-in's token, hashed
+    # The admin's access token is cached in its config dir; a token the agent refuses (here a
+    # forged one) is replaced by a fresh exchange, and status still shows the processes.
+    cache = team.config_dir / "access_tokens.json"
+    entries = json.loads(cache.read_text())
+    assert len(entries) == 1
+    [entry] = entries.values()
+    entry["token"] = "forged"
+    cache.write_text(json.dumps(entries))
+    with team.acting(ADMIN):
+        assert main(["-f", str(project), "status", "--format", "json"]) == 0
+    assert "processes not shown" not in capsys.readouterr().out
+    [entry] = json.loads(cache.read_text()).values()
+    assert entry["token"] != "forged"
 
     assert main(["-f", str(project), "down"]) == 0
     assert f"agent stopped: pid {handle.info.pid}" in capsys.readouterr().out

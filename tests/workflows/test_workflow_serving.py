@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -24,9 +27,10 @@ from mlplane.workflows.serving import (
     undeploy,
 )
 from mlplane.workflows.serving_status import list_revisions
+from mlplane.workflows.status import project_status
 from tests.harness import ADMIN
 from tests.local.local_helpers import processes, resources
-from tests.workflows.conftest import LocalProject, alive
+from tests.workflows.conftest import ALICE, LocalProject, alive
 
 QUIET = lambda *_: None  # noqa: E731
 REVISION_KINDS = (
@@ -73,6 +77,29 @@ def test_deploy_serves_and_undeploy_frees_everything(local_project: LocalProject
     assert build.id == result.build.id
     procs = replicas(lp, "alpha", "r1")
     assert procs
+    with lp.team.acting(ALICE):  # the status view: state rows and the agent's processes
+        status = project_status(lp.root / "mlplane.toml")
+    assert "local agent running" in status.summary
+    rows = {(r.kind, r.name): r for r in status.resources}
+    mig = rows[("instanceGroupManager", "alpha-r1-mig")]
+    assert (mig.lifecycle, mig.detail) == ("active", f"{len(procs)}/{len(procs)} healthy")
+    assert rows[("urlMap", "mlplane-urlmap")].lifecycle == "passive"
+    assert {v.pid for v in status.processes} >= {pid for pid, _ in procs}
+    # `mlplane status` takes its fast path: neither the specs' validation nor rich nor SDKs.
+    code = (
+        "import sys; from mlplane.cli.main import main; "
+        f"rc = main(['-f', {str(lp.root / 'mlplane.toml')!r}, 'status']); "
+        "bad = [m for m in sys.modules if m.startswith(('pydantic', 'google', 'rich'))]; "
+        "print('BAD', bad) if bad else None; sys.exit(rc or (1 if bad else 0))"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **lp.team.env(ALICE)},
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0 and "alpha-r1-mig" in shown.stdout, shown.stdout + shown.stderr
+    assert f"{len(procs)}/{len(procs)} healthy" in shown.stdout
 
     undeploy(s, "alpha", "r1", QUIET)
     names = agent_names(lp)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from . import signin
+from . import signin, token_cache
 from .endpoints import Endpoints
 from .errors import ApiError
 from .transport import Transport, TransportError
@@ -95,16 +95,38 @@ class StaticToken:
 class UserCredentials(_Cached):
     """A signed-in user: the refresh token exchanged at the token endpoint."""
 
-    def __init__(self, credential: signin.UserCredential, token_uri: str, transport: Transport):
+    def __init__(
+        self,
+        credential: signin.UserCredential,
+        token_uri: str,
+        transport: Transport,
+        source: str | None = None,
+    ) -> None:
         super().__init__()
         self.credential = credential
         self.token_uri = token_uri
         self.transport = transport
+        self.source = source  # the credential's file: its tokens are cached (apis.token_cache)
+
+    def invalidate(self) -> None:
+        super().invalidate()
+        if self.source:
+            token_cache.forget(self.token_uri, self.source)
 
     def describe(self) -> str:
         return f"user:{self.credential.account} (signed in)"
 
     def _fetch(self) -> tuple[str, float]:
+        if self.source:
+            cached = token_cache.lookup(self.token_uri, self.source)
+            if cached:
+                return cached, token_cache.EARLY  # re-read from the cache when it is due
+        token, lifetime = self._exchange()
+        if self.source:
+            token_cache.remember(self.token_uri, self.source, token, time.time() + lifetime)
+        return token, lifetime
+
+    def _exchange(self) -> tuple[str, float]:
         form = urllib.parse.urlencode(
             {"grant_type": "refresh_token", "refresh_token": self.credential.refresh_token}
         ).encode()
@@ -179,7 +201,9 @@ def signed_in_user(endpoints: Endpoints, transport: Transport) -> UserCredential
             f" (signed in: {', '.join(accounts)}; `mlplane auth login EMAIL`)" if accounts else ""
         )
         raise NotSignedIn(f"you are not signed in: run `mlplane auth login`{hint}")
-    return UserCredentials(credential, endpoints.token_uri, transport)
+    return UserCredentials(
+        credential, endpoints.token_uri, transport, str(signin.credential_path(credential.account))
+    )
 
 
 def default_credentials(
@@ -208,7 +232,7 @@ def default_credentials(
                 credential = signin.UserCredential.from_json(text, key_file)
             except ValueError as exc:
                 raise NotSignedIn(str(exc)) from None
-            return UserCredentials(credential, endpoints.token_uri, transport)
+            return UserCredentials(credential, endpoints.token_uri, transport, key_file)
     if endpoints.is_google:
         if google is None:
             raise NotSignedIn("Google's endpoints need Application Default Credentials")

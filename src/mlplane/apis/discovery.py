@@ -11,12 +11,10 @@ URLs are `root + servicePath + path`: `root` is Google's `rootUrl` (e.g.
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -188,6 +186,9 @@ def load(name: str) -> Api:
     version = VERSIONS.get(name)
     if version is None:
         raise KeyError(f"no shipped discovery document for API '{name}'")
+    import gzip
+    from importlib import resources
+
     blob = resources.files("mlplane.apis.documents").joinpath(f"{name}.{version}.json.gz")
     doc = json.loads(gzip.decompress(blob.read_bytes()))
     service_path = doc["servicePath"]

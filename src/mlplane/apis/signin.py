@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import token_cache
 
 CREDENTIAL_TYPE = "mlplane_user"
 
 
 def config_dir() -> Path:
-    explicit = os.environ.get("MLPLANE_CONFIG_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "mlplane"
+    return Path(token_cache.config_dir())
 
 
 def credentials_dir() -> Path:

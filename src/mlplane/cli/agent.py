@@ -6,13 +6,13 @@ One module for the three commands; `configure` tells them apart by the parser's 
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 from mlplane.cli.context import Context, emit_json
 
+TYPE_CHECKING = False  # as typing's, without importing typing (`status`'s start-up path)
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
     from mlplane.workflows.status import ProjectStatus
 
 
@@ -70,47 +70,44 @@ def run_down(ctx: Context, args: argparse.Namespace) -> int:
 def run_status(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.status import project_status
 
-    status = project_status(ctx.session())
+    status = project_status(ctx.project_file)
     if args.fmt == "json":
-        from dataclasses import asdict
-
-        emit_json(asdict(status))
+        emit_json(status.to_json())
         return 0
     render_status(status)
     return 0
 
 
 def render_status(status: ProjectStatus) -> None:
-    import sys
+    from mlplane.cli.table import format_table
 
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120)
-    console.print(status.summary)
-    t = Table(title="Resources", title_justify="left")
-    for col in ("kind", "name", "lifecycle", "stack", "detail"):
-        t.add_column(col, overflow="fold")
-    for r in status.resources:
-        t.add_row(r.kind, r.name, r.lifecycle, r.stack, r.detail)
-    console.print(t)
+    print(status.summary)
+    if status.resources:
+        print()
+        print(
+            format_table(
+                ("kind", "name", "lifecycle", "stack", "detail"),
+                [(r.kind, r.name, r.lifecycle, r.stack, r.detail) for r in status.resources],
+            )
+        )
     if status.processes:
-        p = Table(title="Processes (local agent)", title_justify="left")
-        for col in ("group", "instance", "pid", "port", "status", "health", "runs as"):
-            p.add_column(col, overflow="fold")
-        for v in status.processes:
-            p.add_row(
-                v.group or "-",
+        print("\nProcesses (local agent)")
+        rows = [
+            (
+                v.group,
                 v.name,
                 _str(v.pid),
                 _str(v.port),
                 v.status + (f" ({v.restarts} restarts)" if v.restarts else ""),
                 v.health,
-                v.service_account.split("@")[0] or "-",
+                v.service_account.split("@")[0],
             )
-        console.print(p)
+            for v in status.processes
+        ]
+        headers = ("group", "instance", "pid", "port", "status", "health", "runs as")
+        print(format_table(headers, rows))
     for note in status.notes:
-        console.print(note)
+        print(note)
 
 
 def _str(value: int | None) -> str:

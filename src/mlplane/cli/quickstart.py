@@ -27,7 +27,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.cli.agent import render_status
     from mlplane.workflows.status import project_status
 
-    render_status(project_status(ctx.session()))
+    render_status(project_status(ctx.project_path))
     print(f"done in {time.monotonic() - start:.1f} s. The agent keeps serving at {result.url}")
     print("try: mlplane serve list | mlplane iam plan | mlplane down (stops everything)")
     return 0

@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from pathlib import Path
 
 from mlplane.errors import PermanentError
+
+TYPE_CHECKING = False  # as typing's, without importing typing (`mlplane status`'s start-up path)
+if TYPE_CHECKING:
+    from pathlib import Path
 
 RESOURCES = """
 CREATE TABLE IF NOT EXISTS resources (

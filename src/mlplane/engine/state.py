@@ -24,11 +24,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlplane.errors import PermanentError, TransientError, one_line
-from mlplane.model.compute import ResourceKey, ResourceSpec, spec_from_data, spec_to_data
+from mlplane.model.kinds import ResourceKey
+
+if TYPE_CHECKING:
+    from mlplane.model.compute import ResourceSpec
 
 from . import schema
+from .state_index import INDEX_SQL, RecordIndex, rows_to_index
 
 _COLUMNS = "kind, name, stack, spec, version, updated_at"
 
@@ -213,6 +218,11 @@ class StateStore:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM resources").fetchall()
         return {r.key: r for r in map(self._decode, rows)}
 
+    def index(self) -> list[RecordIndex]:
+        """What is recorded, without decoding the specs (for views that list; fast)."""
+        with self.connection() as conn:
+            return rows_to_index(conn.execute(INDEX_SQL).fetchall())
+
     def get(self, key: ResourceKey) -> RecordedResource | None:
         with self.connection() as conn:
             row = conn.execute(
@@ -253,6 +263,8 @@ class StateStore:
             if cur.rowcount == 0 and self._version(conn, k) is not None:
                 raise StaleWrite(f"{k}: changed by another command since it was read")
             return
+        from mlplane.model.compute import spec_to_data
+
         data = json.dumps(spec_to_data(write.spec), sort_keys=True, separators=(",", ":"))
         if write.expected_version is None:
             cur = conn.execute(
@@ -331,6 +343,8 @@ def _release(fd: int) -> None:
 
 
 def record_from_row(row: tuple[str, str, str, str, int, float]) -> RecordedResource:
+    from mlplane.model.compute import spec_from_data
+
     kind, name, stack, spec, version, updated_at = row
     key = ResourceKey(kind, name)
     return RecordedResource(key, stack, spec_from_data(kind, json.loads(spec)), version, updated_at)

@@ -15,7 +15,8 @@ from mlplane.iam.synthesis import IamPlan, resolve_scope
 
 def compile_policy(loaded: LoadedProject, plan: IamPlan) -> CompiledPolicy:
     emails = {sa.identity: sa.email for sa in plan.service_accounts}
-    policy = CompiledPolicy(project=plan.project, identities=emails)
+    provider = loaded.project.project.provider
+    policy = CompiledPolicy(project=plan.project, identities=emails, provider=provider)
     for b in plan.bindings:
         cond_type = b.condition.resource_type if b.condition else ""
         cond_prefix = b.condition.name_prefix if b.condition else ""

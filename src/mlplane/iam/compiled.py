@@ -19,7 +19,7 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (star
 if TYPE_CHECKING:
     from pathlib import Path
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 _SHIPPED = os.path.join(os.path.dirname(mlplane.__file__), "model", "operational_model.toml")
 
 
@@ -124,8 +124,11 @@ def _row(v: Value) -> list[object]:
 class CompiledPolicy:
     """Grants per member and permission, plus what denials need to name a sanctioned path."""
 
-    def __init__(self, project: str, identities: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, project: str, identities: dict[str, str] | None = None, provider: str = "local"
+    ) -> None:
         self.project = project
+        self.provider = provider  # `[project] provider`: local or gcp
         # member -> permission -> grants
         self.grants: dict[str, dict[str, list[CompiledGrant]]] = {}
         self.groups: dict[str, list[str]] = {}  # group email -> user emails
@@ -153,6 +156,7 @@ class CompiledPolicy:
         return json.dumps(
             {
                 "project": self.project,
+                "provider": self.provider,
                 "grant_rows": grant_rows,
                 "grants": members,
                 "groups": self.groups,
@@ -170,7 +174,7 @@ class CompiledPolicy:
     @classmethod
     def from_json(cls, text: str) -> CompiledPolicy:
         d = json.loads(text)
-        p = cls(d["project"], d["identities"])
+        p = cls(d["project"], d["identities"], d["provider"])
         rows = [CompiledGrant(*r) for r in d["grant_rows"]]
         p.grants = {
             m: {perm: [rows[i] for i in ids] for perm, ids in perms.items()}

@@ -11,7 +11,6 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
@@ -25,49 +24,16 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from mlplane.model.api_io import is_subset, last_segment, modeled
+from mlplane.model.kinds import Lifecycle as Lifecycle
+from mlplane.model.kinds import Mutability as Mutability
+from mlplane.model.kinds import ResourceKey as ResourceKey
+from mlplane.model.kinds import Verb as Verb
 from mlplane.model.refs import ResourceRef
 
 NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 NAME_MAX = 63
 BASE_INSTANCE_NAME_MAX = 58
 COMPUTE_URL = "https://www.googleapis.com/compute/v1/"
-
-
-class Lifecycle(StrEnum):
-    """Active kinds come and go with experiments; passive ones are created once at bootstrap."""
-
-    ACTIVE = "active"
-    PASSIVE = "passive"
-
-
-class Mutability(StrEnum):
-    """immutable: any change replaces; static: never changed by lifecycle; dynamic: updatable."""
-
-    IMMUTABLE = "immutable"
-    STATIC = "static"
-    DYNAMIC = "dynamic"
-
-
-class Verb(StrEnum):
-    GET = "get"
-    CREATE = "create"
-    UPDATE = "update"
-    DELETE = "delete"
-
-
-@dataclass(frozen=True, order=True)
-class ResourceKey:
-    """Identity of a managed resource: its kind and its GCP name.
-
-    Names are unique per kind in an mlplane project (zonal kinds carry their zone in the spec; two
-    zonal resources of one kind may not share a name across zones).
-    """
-
-    kind: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.name}"
 
 
 @dataclass(frozen=True)

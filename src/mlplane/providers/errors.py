@@ -7,7 +7,7 @@ nothing above a provider sees an SDK exception.
 from __future__ import annotations
 
 from mlplane.errors import MlplaneError, PermanentError, PermissionDenied, TransientError
-from mlplane.model.compute_base import ResourceKey
+from mlplane.model.kinds import ResourceKey
 
 
 class NotFound(PermanentError):

@@ -11,34 +11,13 @@ users reach the load balancer, and (locally) which processes run what. The one c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlplane.apis.endpoints import Endpoints
-from mlplane.model.compute import ForwardingRule, ResourceKey
+from mlplane.providers.replica_view import ReplicaView
 
-
-@dataclass(frozen=True)
-class ReplicaView:
-    """One process the local agent runs: a managed group's replica, or a standalone instance
-    (group empty), or a build (group `builds`)."""
-
-    group: str
-    name: str
-    pid: int | None
-    port: int | None
-    metadata_port: int | None
-    status: str
-    health: str
-    service_account: str
-    restarts: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> ReplicaView:
-        return cls(**{k: d[k] for k in d if k in cls.__dataclass_fields__})
+if TYPE_CHECKING:
+    from mlplane.model.compute import ForwardingRule, ResourceKey
 
 
 class ApiClient(Protocol):

@@ -10,17 +10,21 @@ local agent's lifecycle and this machine's sign-in.
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from mlplane.apis.endpoints import Endpoints
 from mlplane.errors import ConfigError
-from mlplane.model.principals import Principal
-from mlplane.providers.base import ProviderContext
-from mlplane.providers.platform import ApiClient, Platform
-from mlplane.providers.registry import REGISTRY, ProviderSet
 
+# Names for annotations only: `mlplane status` imports this module on its start-up path
+# (decision 0005), so nothing heavier than mlplane.errors is imported at module level.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    from mlplane.apis.endpoints import Endpoints
+    from mlplane.model.principals import Principal
+    from mlplane.providers.platform import ApiClient, Platform
+    from mlplane.providers.registry import ProviderSet
+    from mlplane.providers.replica_view import ReplicaView
     from mlplane.workflows.session import Session
 
 PROVIDERS = ("local", "gcp")
@@ -59,6 +63,7 @@ def client(
         default_credentials,
         impersonated,
     )
+    from mlplane.apis.endpoints import Endpoints
     from mlplane.apis.transport import Transport
     from mlplane.errors import PermissionDenied
     from mlplane.providers.gcp.client import GoogleApis, Unauthorized
@@ -98,6 +103,9 @@ def access_token(api: ApiClient) -> str:
 
 def provider_set(session: Session, api: ApiClient) -> ProviderSet:
     """The engine's providers: every kind of the project's provider, over `api`."""
+    from mlplane.providers.base import ProviderContext
+    from mlplane.providers.registry import REGISTRY
+
     ctx = ProviderContext(
         project=session.project_id,
         zone=session.zone,
@@ -121,6 +129,47 @@ def agent_down(project_file: Path, timeout: float = 20.0) -> Any:
     from mlplane.providers.local.control import stop_agent
 
     return stop_agent(project_file, timeout=timeout)
+
+
+def local_processes(project_file: str) -> list[ReplicaView] | None:
+    """The processes the project's local agent runs, asked with the caller's credentials (a
+    token at hand if there is one, else the signed-in user's, exchanged and cached); None when
+    no agent runs for the project. `mlplane status`'s start-up path: lean imports only."""
+    from mlplane.apis import token_cache
+    from mlplane.errors import MlplaneError
+    from mlplane.providers.local import admin_client
+    from mlplane.providers.replica_view import ReplicaView
+
+    port = admin_client.agent_port(project_file)
+    if port is None:
+        return None
+    base = f"http://127.0.0.1:{port}"
+    path = "/_mlplane/processes"
+    try:
+        token = token_cache.fast_token(f"{base}/oauth2/token")
+        status, body = admin_client.get_json(port, path, token) if token else (401, None)
+        if status == 401:  # none at hand, or a stale one: the slow way, which caches it
+            status, body = admin_client.get_json(port, path, _fresh_token(base, stale=token))
+    except admin_client.AdminError as exc:
+        raise MlplaneError(str(exc)) from None
+    if status != 200 or not isinstance(body, dict):
+        raise MlplaneError(f"the local agent answered {status} for {path}: {body}")
+    return [ReplicaView.from_json(p) for p in body.get("processes", ())]
+
+
+def _fresh_token(base_url: str, stale: str | None) -> str:
+    from mlplane.apis.credentials import CredentialError, NotSignedIn, default_credentials
+    from mlplane.apis.endpoints import Endpoints
+    from mlplane.apis.transport import Transport
+    from mlplane.errors import MlplaneError
+
+    try:
+        creds = default_credentials(Endpoints.agent(base_url), Transport())
+        if stale:
+            creds.invalidate()  # forgets the cached token the agent refused
+        return creds.token()
+    except (NotSignedIn, CredentialError) as exc:
+        raise MlplaneError(str(exc)) from None
 
 
 def agent_running(project_file: Path) -> bool:

@@ -1,71 +1,126 @@
 """`mlplane status`: what the team state records (every resource, its lifecycle class, the stack
 that owns it), and on the local provider the processes the agent runs for them. Recorded
-resources that the agent no longer runs show as missing rather than failing the view."""
+resources that the agent no longer runs show as missing rather than failing the view.
+
+On the start-up path (decision 0005; issue 7: within 3x `python -c pass`): the project file is
+validated through the compiled policy's cache, the state store is read without decoding specs,
+the agent is asked once, with a token at hand; no pydantic, dataclasses, pathlib or
+http.client. The view types are plain classes for that reason.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from mlplane.errors import MlplaneError
-from mlplane.model.compute import InstanceGroupManager, ResourceSpec
-from mlplane.providers.platform import ReplicaView
-from mlplane.workflows.session import Session
+
+TYPE_CHECKING = False  # as typing's, without importing typing
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    from mlplane.engine.state_index import RecordIndex
+    from mlplane.providers.replica_view import ReplicaView
+
+STATE_DB = "state.db"
 
 
-@dataclass(frozen=True)
 class ResourceRow:
-    kind: str
-    name: str
-    lifecycle: str
-    stack: str
-    detail: str = ""
+    __slots__ = ("kind", "name", "lifecycle", "stack", "detail")
+
+    def __init__(self, kind: str, name: str, lifecycle: str, stack: str, detail: str = "") -> None:
+        self.kind = kind
+        self.name = name
+        self.lifecycle = lifecycle
+        self.stack = stack
+        self.detail = detail
+
+    def to_json(self) -> dict[str, str]:
+        return {f: getattr(self, f) for f in self.__slots__}
 
 
-@dataclass(frozen=True)
 class ProjectStatus:
-    summary: str
-    resources: list[ResourceRow] = field(default_factory=list)
-    processes: list[ReplicaView] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("summary", "resources", "processes", "notes")
+
+    def __init__(
+        self,
+        summary: str,
+        resources: list[ResourceRow],
+        processes: list[ReplicaView],
+        notes: list[str],
+    ) -> None:
+        self.summary = summary
+        self.resources = resources
+        self.processes = processes
+        self.notes = notes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary,
+            "resources": [r.to_json() for r in self.resources],
+            "processes": [p.to_json() for p in self.processes],
+            "notes": list(self.notes),
+        }
 
 
-def _detail(spec: ResourceSpec, processes: list[ReplicaView], local: bool) -> str:
-    if not local:
-        return ""
-    if isinstance(spec, InstanceGroupManager):
-        mine = [p for p in processes if p.group == spec.name]
+def _detail(record: RecordIndex, processes: list[ReplicaView]) -> str:
+    if record.kind == "instanceGroupManager":
+        mine = [p for p in processes if p.group == record.name]
         healthy = sum(1 for p in mine if p.health == "HEALTHY")
         return f"{healthy}/{len(mine)} healthy" if mine else "no replicas running"
-    if spec.KIND == "instance":
-        proc = next((p for p in processes if p.name == spec.name), None)
+    if record.kind == "instance":
+        proc = next((p for p in processes if p.name == record.name), None)
         return f"{proc.status} pid {proc.pid}" if proc else "not running"
     return ""
 
 
-def project_status(session: Session) -> ProjectStatus:
+def _records(state_db: str) -> list[RecordIndex]:
+    from mlplane.engine.schema import SCHEMA_VERSION
+    from mlplane.engine.state_index import read_index
+
+    records = read_index(state_db, SCHEMA_VERSION)
+    if records is None:  # an older schema: the store migrates it (with a backup) first
+        from pathlib import Path
+
+        from mlplane.engine.state import StateStore
+
+        store = StateStore(Path(state_db))
+        try:
+            records = store.index()
+        finally:
+            store.close()
+    return records
+
+
+def project_status(project_file: str | Path) -> ProjectStatus:
+    import os
+
+    from mlplane.iam.compiled import policy_for
+    from mlplane.model.lifecycles import lifecycle_of
     from mlplane.workflows import compose
 
-    records = sorted(session.store.load().values(), key=lambda r: (r.key.kind, r.key.name))
-    local = session.provider == "local"
+    project_file = str(project_file)
+    policy = policy_for(project_file)  # validates the project file (cached while unchanged)
+    provider = policy.provider
+    state_dir = os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane")
+    records = _records(os.path.join(state_dir, STATE_DB))
     processes: list[ReplicaView] = []
     notes: list[str] = []
-    summary = f"project {session.project_id}, provider {session.provider}"
-    if local:
-        if compose.agent_running(session.project_file):
-            try:
-                processes = session.platform.processes(compose.access_token(session.api))
-            except MlplaneError as exc:
-                notes.append(f"processes not shown: {exc}")
+    summary = f"project {policy.project}, provider {provider}"
+    shown = False
+    if provider == "local":
+        try:
+            found = compose.local_processes(project_file)
+        except MlplaneError as exc:
+            notes.append(f"processes not shown: {exc}")
             summary += ", local agent running"
         else:
-            summary += ", local agent NOT running (`mlplane up`)"
+            if found is None:
+                summary += ", local agent NOT running (`mlplane up`)"
+            else:
+                processes, shown = found, True
+                summary += ", local agent running"
     rows = [
         ResourceRow(
-            r.key.kind,
-            r.key.name,
-            str(type(r.spec).LIFECYCLE),
-            r.stack,
-            _detail(r.spec, processes, local and bool(processes or not records)),
+            r.kind, r.name, lifecycle_of(r.kind), r.stack, _detail(r, processes) if shown else ""
         )
         for r in records
     ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from mlplane.apis.endpoints import Endpoints
 from mlplane.model.compute import ForwardingRule
 from mlplane.providers.errors import ProviderUnavailable
-from mlplane.providers.platform import ReplicaView
+from mlplane.providers.replica_view import ReplicaView
 
 
 class GcpPlatform:

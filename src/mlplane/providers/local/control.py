@@ -28,8 +28,8 @@ from pathlib import Path
 from mlplane.apis.endpoints import Endpoints
 from mlplane.errors import ConfigError, PermanentError
 
-from .agent.processes import kill_group, recorded_children, start_time
 from .paths import AgentInfo, AgentPaths, read_info, read_pid
+from .procfs import start_time
 
 AGENT_MODULE = "mlplane.providers.local.agent"
 
@@ -192,6 +192,8 @@ def stop_agent(project_file: Path | str, timeout: float = 20.0) -> DownResult:
 
 def _sweep(paths: AgentPaths) -> int:
     """Kill what a dead agent left (children die with the agent; this is the second net)."""
+    from .agent.processes import kill_group, recorded_children
+
     killed = sum(kill_group(p, signal.SIGKILL) for p in recorded_children(paths.children))
     for path in (paths.children, paths.info, paths.pid_file):
         path.unlink(missing_ok=True)

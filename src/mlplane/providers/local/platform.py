@@ -5,23 +5,32 @@ from __future__ import annotations
 import http.client
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlplane.apis.endpoints import Endpoints
-from mlplane.model.compute import ForwardingRule
 from mlplane.providers.errors import ProviderUnavailable
-from mlplane.providers.platform import ReplicaView
+from mlplane.providers.replica_view import ReplicaView
 
-from .control import require_agent
+from .control import AgentHandle, require_agent
+
+if TYPE_CHECKING:
+    from mlplane.model.compute import ForwardingRule
 
 
 class LocalPlatform:
     name = "local"
 
-    def __init__(self, project_file: Path) -> None:
+    def __init__(self, project_file: Path, agent: AgentHandle | None = None) -> None:
         self.project_file = project_file
+        self._agent = agent
+
+    def agent(self) -> AgentHandle:
+        if self._agent is None:
+            self._agent = require_agent(self.project_file)
+        return self._agent
 
     def endpoints(self) -> Endpoints:
-        return require_agent(self.project_file).endpoints
+        return self.agent().endpoints
 
     def frontend_base(self, rule: ForwardingRule | None) -> str:
         if rule is None:
@@ -32,7 +41,7 @@ class LocalPlatform:
         return f"http://127.0.0.1:{rule.port_range.partition('-')[0]}"
 
     def processes(self, token: str) -> list[ReplicaView]:
-        handle = require_agent(self.project_file)
+        handle = self.agent()
         conn = http.client.HTTPConnection("127.0.0.1", handle.info.port, timeout=10)
         try:
             conn.request("GET", "/_mlplane/processes", headers={"Authorization": f"Bearer {token}"})

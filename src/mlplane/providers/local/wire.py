@@ -6,6 +6,6 @@ is the local machine's, not Google's: which process runs which instance, on whic
 
 from __future__ import annotations
 
-from mlplane.providers.platform import ReplicaView
+from mlplane.providers.replica_view import ReplicaView
 
 __all__ = ["ReplicaView"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlplane.providers.local.paths import write_atomic
+from mlplane.providers.local.procfs import start_time
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -34,18 +35,6 @@ class ProcessId:
 
     def alive(self) -> bool:
         return start_time(self.pid) == self.start
-
-
-def start_time(pid: int) -> int | None:
-    """Start time of a live, non-zombie process, or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

@@ -1,0 +1,66 @@
+"""What the state store records, without decoding the specs: the start-up path of
+`mlplane status` (decision 0005: no dataclasses, pathlib or pydantic at import).
+
+`read_index` answers from a database at the current schema version. It returns None when it
+cannot (an older schema, which `StateStore` migrates, with a backup, before reading), and raises
+the store's own errors (StateCorrupt, StateBusy, ...) for a damaged or locked file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+INDEX_SQL = "SELECT kind, name, stack, version, updated_at FROM resources ORDER BY kind, name"
+
+
+class RecordIndex:
+    """One recorded resource: kind, name, owning stack, row version, last write time."""
+
+    __slots__ = ("kind", "name", "stack", "version", "updated_at")
+
+    def __init__(self, kind: str, name: str, stack: str, version: int, updated_at: float) -> None:
+        self.kind = kind
+        self.name = name
+        self.stack = stack
+        self.version = version
+        self.updated_at = updated_at
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RecordIndex) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"RecordIndex({self.kind}/{self.name}, stack={self.stack}, v{self.version})"
+
+    def _values(self) -> tuple[str, str, str, int, float]:
+        return (self.kind, self.name, self.stack, self.version, self.updated_at)
+
+
+def rows_to_index(rows: list[tuple[str, str, str, int, float]]) -> list[RecordIndex]:
+    return [RecordIndex(*row) for row in rows]
+
+
+def read_index(
+    path: str, schema_version: int, busy_timeout: float = 30.0
+) -> list[RecordIndex] | None:
+    """The recorded resources of the database at `path` ([] when there is none yet), or None
+    when its schema is not `schema_version`."""
+    if not os.path.exists(path):
+        return []
+    try:
+        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        try:
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) != schema_version:
+                return None
+            return rows_to_index(conn.execute(INDEX_SQL).fetchall())
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        from pathlib import Path
+
+        from mlplane.engine.state import database_error
+
+        raise database_error(Path(path), exc) from None
