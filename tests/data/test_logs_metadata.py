@@ -15,7 +15,8 @@ from mlplane.data.logs import LocalLogStore, LogQuery, LogWriter, read_entries
 from mlplane.errors import PermissionDenied
 
 TRAINING = "mlplane-training@acme-ml.iam.gserviceaccount.com"
-SERVING = "mlplane-serving@acme-ml.iam.gserviceaccount.com"
+# Serving VMs run as the serving runtime (the deployer identity runs builds, which log).
+SERVING = "mlplane-serving-runtime@acme-ml.iam.gserviceaccount.com"
 
 
 def answers(email: str) -> dict[str, str]:

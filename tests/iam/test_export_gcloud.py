@@ -116,10 +116,12 @@ def test_conditions_and_hostile_text_arrive_verbatim(project_file: Path, tmp_pat
     ]
     assert _flag(aux, "--description") == hostile.replace('\\"', '"')
     conditional = [c for c in calls if "projects" in c and _flag(c, "--condition") != "None"]
-    cond = next(b.condition for b in plan.bindings if b.condition)
+    by_role = {b.role.name: b.condition for b in plan.bindings if b.condition}
     assert conditional and all(
-        _flag(c, "--condition").startswith(f"expression={cond.expression},title={cond.title},")
+        f"expression={cond.expression}{sep}title={cond.title}{sep}" in flag
         for c in conditional
+        if (flag := _flag(c, "--condition")) and (sep := flag[1] if flag.startswith("^") else ",")
+        if (cond := by_role[_flag(c, "--role")])
     )
 
 

@@ -37,6 +37,7 @@ class ConditionSpec:
     expression: str
     resource_type: str
     name_prefix: str
+    managed_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def resolve_scope(loaded: LoadedProject, grant: Grant, accounts: dict[str, str])
 def _condition(c: Condition | None) -> ConditionSpec | None:
     if c is None:
         return None
-    return ConditionSpec(c.title, c.expression, c.resource_type, c.name_prefix)
+    return ConditionSpec(c.title, c.expression, c.resource_type, c.name_prefix, c.managed_by)
 
 
 def _role_suffix(scope: Scope, grant: Grant) -> str:
@@ -206,7 +207,7 @@ def synthesize(loaded: LoadedProject) -> IamPlan:
                 emails,
             )
     for ident in model.identities:
-        acts = model.identity_actions(ident)
+        acts = model.identity_actions(ident) + model.build_actions(ident)
         if acts:
             bindings += _holder_bindings(
                 loaded,
