@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("mlplane.cli.init", "write a new mlplane.toml for a GCP project"),
     "iam": ("mlplane.cli.iam", "least-privilege IAM from the operational model"),
+    "export": ("mlplane.cli.export", "the project's whole foundation as Terraform or gcloud"),
     "up": ("mlplane.cli.agent", "start the project's local agent (idempotent)"),
     "down": ("mlplane.cli.agent", "stop the local agent and every process it supervises"),
     "status": ("mlplane.cli.agent", "local resources and replicas: state, owner, pid, health"),
