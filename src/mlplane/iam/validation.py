@@ -124,10 +124,10 @@ def validate_model(
                     )
     _check_coverage(model, err)
     _check_attachable(model, err)
-    for i, name in enumerate(project.ci.approval):
+    for j, name in enumerate(project.ci.approval):
         trigger = model.trigger(name)
         if trigger is None or trigger.event != "manual":
-            raise ConfigError(source, f"ci.approval[{i}]", f"'{name}' is not a manual trigger")
+            raise ConfigError(source, f"ci.approval[{j}]", f"'{name}' is not a manual trigger")
     for process_id in project.members:
         if process_id not in processes:
             raise ConfigError(source, f"members.{process_id}", "no such process")
