@@ -9,6 +9,7 @@ expression. Members are compared as IAM strings: groups are not expanded.
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ IMPERSONATION_PERMISSIONS = frozenset(IMPERSONATION) | {
     "iam.serviceAccountKeys.create",
     "iam.serviceAccounts.setIamPolicy",
 }
+# The identities a build runs as when it names none: the legacy Cloud Build service account and
+# the Compute Engine default service account (the default for projects created since 2024).
+DEFAULT_BUILD_IDENTITY = re.compile(
+    r"serviceAccount:(\d+@cloudbuild\.gserviceaccount\.com"
+    r"|\d+-compute@developer\.gserviceaccount\.com)"
+)
 _ASIDE = {
     "deleted": "DELETED_PRINCIPAL",
     "convenience": "CONVENIENCE_MEMBER",
@@ -210,6 +217,53 @@ class _Audit:
                 held = _Held(g.roles, [], g.condition_title)
                 yield self.finding(Severity.LOW, "MISSING", key, why, held, lacking)
 
+    def builds(self) -> Iterator[Finding]:
+        """Users who may create arbitrary Cloud Build builds while a default build account holds
+        permissions (docs/decisions/0202).
+
+        `cloudbuild.builds.create` lets its holder run any build steps; a build that names no
+        service account runs as the project's default build account. Whatever that account
+        holds, every such user holds too: high. When no default build account holds anything,
+        a build gets nothing beyond the model and the grant is the model's own (decision
+        0006): no finding."""
+        project = self.model.project
+        build_bit = self.roles.space.mask(("cloudbuild.builds.create",))
+        reach = 0
+        accounts: list[str] = []
+        roles: list[str] = []
+        sources: list[str] = []
+        holders: dict[str, _Held] = {}
+        for (member, sk, cond), h in self.held.items():
+            perms = 0
+            for r in dict.fromkeys(h.roles):
+                perms |= self.roles.mask(r) or 0
+            if DEFAULT_BUILD_IDENTITY.fullmatch(member) and perms:
+                reach |= perms
+                accounts.append(member.partition(":")[2])
+                roles += h.roles
+                sources += h.sources
+            elif (
+                sk == project
+                and not cond
+                and perms & build_bit
+                and member_kind(member) in ("user", "group", "domain")
+            ):
+                holders[member] = h
+        if not reach:
+            return
+        who = ", ".join(sorted(set(accounts)))
+        why = (
+            "may run any build steps (`gcloud builds submit`) as the default build account "
+            f"{who}, which holds {reach.bit_count()} permissions; remove that account's roles "
+            "(or enforce constraints/cloudbuild.useBuildServiceAccount and "
+            "constraints/cloudbuild.useComputeServiceAccount)"
+        )
+        for member, h in holders.items():
+            held = _Held([*h.roles, *roles], [*h.sources, *sources], "")
+            yield self.finding(
+                Severity.HIGH, "ARBITRARY_BUILD", (member, project, ""), why, held, reach
+            )
+
     def asides(self) -> Iterator[Finding]:
         for (code, member, sk), h in self.aside.items():
             sev = Severity.LOW if code == "DELETED_PRINCIPAL" else Severity.INFO
@@ -244,6 +298,7 @@ def iter_findings(
         yield from run.collect(policies)
         yield from run.excess()
         yield from run.missing()
+        yield from run.builds()
         yield from run.asides()
 
 

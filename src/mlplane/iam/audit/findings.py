@@ -48,6 +48,11 @@ CODES: dict[str, tuple[Severity, str]] = {
         Severity.HIGH,
         "a user, group or domain holds a permission the model grants only to service accounts",
     ),
+    "ARBITRARY_BUILD": (
+        Severity.HIGH,
+        "a user may create arbitrary Cloud Build builds while a default build account (which "
+        "such builds run as) holds permissions",
+    ),
     "BROADER_SCOPE": (
         Severity.MEDIUM,
         "granted project-wide (or unconditionally) where the model grants it narrower",
