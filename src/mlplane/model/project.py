@@ -180,7 +180,6 @@ class AuxiliaryInstance(Spec):
     image: str = Field(min_length=1, description="the container image it runs")
     zone: str | None = None
     machine_type: str = "e2-small"
-    port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class RunService(Spec):

@@ -96,7 +96,6 @@ class AuxInstance:
     machine_type: str
     image: str
     service_account: str
-    port: int | None
 
 
 @dataclass(frozen=True)
@@ -294,7 +293,6 @@ def build_foundation(loaded: LoadedProject, plan: IamPlan) -> Foundation:
                 i.machine_type,
                 p.resolve(i.image),
                 runtime,
-                i.port,
             )
             for i in p.auxiliary.instances
         ),
