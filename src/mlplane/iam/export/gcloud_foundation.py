@@ -155,6 +155,11 @@ def _endpoints(f: Foundation) -> list[str]:
     return out
 
 
+# `manual` for manual triggers, `github` for push triggers on a GitHub repository; each reads
+# the whole BuildTrigger (build steps, service account, approval) from --trigger-config.
+_TRIGGER_KIND = {"manual": "manual", "push": "github"}
+
+
 def _triggers(f: Foundation) -> list[str]:
     out = [
         "\n# --- Cloud Build triggers (created when absent; the build is fixed in the trigger)",
@@ -165,7 +170,8 @@ def _triggers(f: Foundation) -> list[str]:
         out += [
             f'if ! have {q(t.name)} "$TRIGGERS"; then',
             _heredoc(path, json.dumps(t.body, indent=2)),
-            f'  gcloud builds triggers import --source={path} --project "$PROJECT" --format=none',
+            f"  gcloud builds triggers create {_TRIGGER_KIND[t.event]} --trigger-config={path} "
+            '--project "$PROJECT" --format=none',
             "fi",
         ]
     return out
