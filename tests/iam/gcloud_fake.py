@@ -2,7 +2,8 @@
 
 One resource store keyed by the resource's path, answering as Google does where gcloud can tell:
 404 until a resource exists, 409 when it is created twice, custom roles that are soft-deleted
-(still there, `deleted: true`, 409 on create, restored by `:undelete`), IAM policies with etags
+(listed with `deleted: true`, their id refused on create with 400 FAILED_PRECONDITION, restored
+by `:undelete`, not updatable until then), IAM policies with etags (409 on a stale one)
 and version-3 conditions, long-running operations (returned done), Compute Engine operations,
 Service Management configs and rollouts. Unknown routes answer 501 and are recorded, so a test
 sees exactly what gcloud asked for that the fake does not know.
