@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,48 @@ def test_the_supported_subset(expression: str, name: str, expected: bool) -> Non
 def test_what_is_not_supported_is_refused(expression: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         compile_condition(expression)
+
+
+def test_the_authorizer_holds_the_exported_text(project_file: Path) -> None:
+    """The compiled policy's condition for a role is byte for byte the expression both exports
+    send to Google (Terraform `condition {}`, the gcloud script's policy JSON)."""
+    import json
+    import shlex
+
+    from mlplane.iam.compiled import policy_for
+    from mlplane.iam.export.gcloud import render_gcloud
+    from mlplane.iam.export.terraform import terraform_document
+    from mlplane.iam.loading import load_project
+    from mlplane.iam.synthesis import synthesize
+
+    plan = synthesize(load_project(project_file))
+    compiled = {
+        (g.role, member): g.condition
+        for member, perms in policy_for(project_file).grants.items()
+        for grants in perms.values()
+        for g in grants
+    }
+    exported: dict[tuple[str, str], str] = {}
+    for body in terraform_document(plan)["resource"]["google_project_iam_member"].values():
+        if "condition" in body:
+            role = body["role"].split(".", 1)[1].removesuffix(".name}")
+            exported[(role, body["member"])] = body["condition"]["expression"]
+    script_conditions = set()
+    for line in render_gcloud(plan).splitlines():
+        if line.startswith("grant projects "):
+            for b in json.loads(shlex.split(line)[3]):
+                if "condition" in b:
+                    script_conditions.add(b["condition"]["expression"])
+    assert exported and script_conditions == set(exported.values())
+    tf_roles = {
+        ref: body["role_id"]
+        for ref, body in terraform_document(plan)["resource"][
+            "google_project_iam_custom_role"
+        ].items()
+    }
+    checked = 0
+    for (ref, member), expression in exported.items():
+        if not member.startswith("serviceAccount:${"):
+            assert compiled[(tf_roles[ref], member)] == expression
+            checked += 1
+    assert checked >= 4  # alice and the group, on notebook and training VMs
