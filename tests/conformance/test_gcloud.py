@@ -4,7 +4,7 @@ Endpoints service and its config are there, and a user's delete of the URL map i
 403 naming the permission, as Google would refuse it.
 
 gcloud ships on these machines (google-cloud-cli); the suite skips where it is absent, except
-under CI (`MLPLANE_REQUIRE_GCLOUD=1`, set by .ci/run), where its absence is a failure.
+under CI (`MLPLANE_REQUIRE_TOOLS=1`, set by .ci/run), where its absence is a failure.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from mlplane.workflows import notebooks
 from mlplane.workflows.project_file import write_project_file
 from mlplane.workflows.serving import DeployRequest, deploy
 from tests.harness import ADMIN, Team, with_admin
+from tests.iam.tools import REQUIRE
 
 ALICE = "alice@acme.com"
 PROJECT = "acme-ml"
@@ -33,8 +34,8 @@ ZONE = "us-central1-a"
 GCLOUD = shutil.which("gcloud")
 
 if GCLOUD is None:
-    if os.environ.get("MLPLANE_REQUIRE_GCLOUD") == "1":
-        raise RuntimeError("the gcloud CLI is required here (MLPLANE_REQUIRE_GCLOUD=1)")
+    if os.environ.get(REQUIRE) == "1":
+        raise RuntimeError(f"the gcloud CLI is required here ({REQUIRE}=1)")
     pytest.skip("the gcloud CLI (google-cloud-cli) is not installed", allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(300)

@@ -101,14 +101,41 @@ def test_store_on_gcs_authorizes_and_round_trips(
         gcs.stat(BUCKET, "runs/9/other.pt")
 
 
-@pytest.mark.skip(
-    reason="gcp-storage-emulator does not enforce if_generation_match "
-    "(docs/local-components.md); the mapping is tested without it below"
-)
-def test_precondition_enforced_by_emulator(gcs: Any) -> None:
-    gcs.write(BUCKET, "p", io.BytesIO(b"1"), content_type=OCTET, if_generation_match=0)
-    with pytest.raises(PreconditionFailed):
+@pytest.fixture
+def gcs_enforcing(emulator_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The backend through a shim that enforces generation preconditions as Cloud Storage does
+    (tests/data/gcs_preconditions.py); the emulator alone ignores them."""
+    from mlplane.data.artifacts.gcs import GcsBackend
+    from tests.data.gcs_preconditions import precondition_shim
+
+    port = int(emulator_host.rsplit(":", 1)[1])
+    with precondition_shim(port) as (url, rejected):
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+        backend = GcsBackend("acme-ml")
+        for blob in backend.client.list_blobs(BUCKET):
+            blob.delete()
+        backend.rejected = rejected
+        yield backend
+
+
+def test_preconditions_are_sent_and_a_failed_one_is_mapped(gcs_enforcing: Any) -> None:
+    gcs = gcs_enforcing
+    first = gcs.write(BUCKET, "p", io.BytesIO(b"1"), content_type=OCTET, if_generation_match=0)
+    with pytest.raises(PreconditionFailed, match=f"gs://{BUCKET}/p"):
         gcs.write(BUCKET, "p", io.BytesIO(b"2"), content_type=OCTET, if_generation_match=0)
+    buf = io.BytesIO()
+    gcs.read(BUCKET, "p", buf)
+    assert buf.getvalue() == b"1"  # the rejected write had no effect
+    second = gcs.write(
+        BUCKET, "p", io.BytesIO(b"3"), content_type=OCTET, if_generation_match=first.generation
+    )
+    assert second.generation > first.generation
+    with pytest.raises(PreconditionFailed):  # a stale generation: someone wrote since
+        gcs.delete(BUCKET, "p", if_generation_match=first.generation)
+    gcs.delete(BUCKET, "p", if_generation_match=second.generation)
+    with pytest.raises(ObjectNotFound):
+        gcs.stat(BUCKET, "p")
+    assert len(gcs.rejected) == 2
 
 
 def test_api_errors_are_mapped_at_the_boundary() -> None:

@@ -20,7 +20,8 @@ from tests.harness import Team
 from tests.teams import team_fixture, wipe
 
 TRAINING = "mlplane-training@acme-ml.iam.gserviceaccount.com"
-SERVING = "mlplane-serving@acme-ml.iam.gserviceaccount.com"
+# Serving VMs run as the serving runtime (the deployer identity runs builds, which log).
+SERVING = "mlplane-serving-runtime@acme-ml.iam.gserviceaccount.com"
 
 team = team_fixture()
 

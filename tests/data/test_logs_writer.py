@@ -35,7 +35,7 @@ def test_training_service_accounts_may_write(project_file: Path, who: str) -> No
     assert entries[0].resource.instance_id.isdigit()
 
 
-@pytest.mark.parametrize("who", ["alice@acme.com", "bob@acme.com", "serving"])
+@pytest.mark.parametrize("who", ["alice@acme.com", "bob@acme.com", "serving-runtime"])
 def test_users_and_other_processes_are_denied_with_the_sanctioned_path(
     project_file: Path, who: str
 ) -> None:

@@ -109,7 +109,7 @@ def test_revision_names_and_length_budget() -> None:
 def test_to_api_uses_api_field_names_and_qualifies_links() -> None:
     b = bundle()
     mig = b.instance_group_manager.to_api("p1")
-    assert mig["baseInstanceName"] == "sentiment-r1"
+    assert mig["baseInstanceName"] == "srv-sentiment-r1"
     assert mig["autoHealingPolicies"][0]["initialDelaySec"] == 300
     assert mig["instanceTemplate"] == (
         "https://www.googleapis.com/compute/v1/projects/p1/global/instanceTemplates/sentiment-r1-tmpl"

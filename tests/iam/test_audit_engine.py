@@ -285,3 +285,25 @@ def test_table_output(
     assert code == 4
     assert "BASIC_ROLE" in out and "user:eve@acme.com" in out and "more)" in out
     assert "--fail-on medium" in out.splitlines()[-1]
+
+
+def test_users_who_build_as_a_privileged_default_account(plan: IamPlan) -> None:
+    """The model lets its users create builds (to invoke triggers). That is no finding while no
+    default build account holds anything; once one does, every such user holds it too."""
+    doc = tf_doc(plan)
+    assert only(audit_doc(plan, doc), "ARBITRARY_BUILD") == []
+    legacy = "serviceAccount:123456789012@cloudbuild.gserviceaccount.com"
+    grant(doc, "legacy", "roles/cloudbuild.builds.builder", legacy)
+    report = audit_doc(plan, doc)
+    found = only(report, "ARBITRARY_BUILD")
+    # alice directly and the ml group: the training and serving users' invoke-triggers action
+    assert {f.principal for f in found} == {"user:alice@acme.com", "group:ml@acme.com"}
+    for f in found:
+        assert f.severity == Severity.HIGH and "123456789012@cloudbuild" in f.explanation
+        assert "roles/cloudbuild.builds.builder" in f.roles
+        assert "storage.objects.create" in f.permissions  # what the builder role reaches
+    compute_default = "serviceAccount:123456789012-compute@developer.gserviceaccount.com"
+    doc2 = tf_doc(plan)
+    grant(doc2, "gce", "roles/editor", compute_default)
+    [first, *_] = only(audit_doc(plan, doc2), "ARBITRARY_BUILD")
+    assert first.permission_count > 1000 and "-compute@developer" in first.explanation

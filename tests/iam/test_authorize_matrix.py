@@ -33,7 +33,7 @@ def expected_actions(loaded: LoadedProject, principal: str) -> set[str]:
         ident_id = principal.split(":")[1].split("@")[0].removeprefix("mlplane-")
         ident = model.identity(ident_id)
         assert ident is not None
-        held = list(model.identity_actions(ident))
+        held = list(model.identity_actions(ident)) + list(model.build_actions(ident))
     else:
         # alice directly, bob through the group; mallory is not on the team.
         on_team = principal in ("user:alice@acme.com", "user:bob@acme.com")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,17 @@ def test_valid_addition_and_override_load(tmp_path: Path) -> None:
     loaded = load_project(path)
     assert loaded.model.action("serving.write-logs") is not None
     assert loaded.origins["actions:serving.write-logs"] == (str(path), "actions[0]")
+
+
+def test_export_declarations_are_checked(tmp_path: Path) -> None:
+    cases = {
+        '[ci]\napproval = ["build-images"]\n': "ci.approval[0]: 'build-images' is not a manual",
+        '[resources]\nexisting = ["bucket:nope"]\n': "names no bucket 'nope'",
+        '[[auxiliary.instances]]\nname = "neo4j"\nimage = "x"\n': "auxiliary.instances[0].name",
+        '[ci]\nrepository = "git@github.com:a/b"\n': "not a GitHub repository URL",
+    }
+    for extra, message in cases.items():
+        path = tmp_path / "mlplane.toml"
+        path.write_text(PROJECT_TOML + extra)
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_project(path)

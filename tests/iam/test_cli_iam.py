@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlplane.cli.main import main
+from tests.iam.conftest_audit import plan_of
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -54,8 +55,17 @@ def test_check_exit_codes(project_file: Path, capsys: pytest.CaptureFixture[str]
         "--principal",
         "alice@acme.com",
         "experimentation.create-instances",
+        "-r",
+        "instance:nb-alice-1",
     )
     assert code == 0 and out.startswith("ALLOW")
+    # Instance permissions hold on the action's own VMs only: a serving replica is out of reach.
+    code, out, _ = run(
+        capsys,
+        *("-f", f, "iam", "check", "--as", "alice@acme.com"),
+        *("experimentation.create-instances", "-r", "instance:srv-sentiment-r1-abcd"),
+    )
+    assert code == 3 and "compute.instances.create" in out
     code, out, _ = run(
         capsys,
         "-f",
@@ -169,6 +179,20 @@ def test_compare_covers_and_is_narrower(
     totals = {r["subject"]: r["ratio"] for r in rows if r["kind"] == "holder"}
     # The broad identities are where predefined roles over-grant the most.
     assert totals["identity:serving"] <= 0.2 and totals["identity:cicd"] <= 0.2
+    # Baselines are roles of each permission's own service, GA and general-purpose.
+    plan = {b.role.role_id: b.role.permissions for b in plan_of(project_file).bindings}
+    for r in rows:
+        if r["kind"] != "role":
+            continue
+        services = {p.split(".")[0] for p in plan[r["subject"]]}
+        assert not r["cross_service"], r
+        for name in r["predefined_roles"]:
+            assert name.removeprefix("roles/").split(".")[0] in services, (r["subject"], name)
+            assert roles[name].stage == "GA", name
+    bucket = next(r for r in rows if r["subject"] == "mlplane.experimentationUsers.bucketArtifacts")
+    assert bucket["predefined_roles"] == ["roles/storage.objectViewer"]
+    assert any(e.startswith("another service's role: ") for e in bucket["excluded"])
+    assert any(e.startswith("basic role") for e in rows[-1]["excluded"])
 
 
 def test_check_path_imports_neither_pydantic_nor_cloud_sdks(project_file: Path) -> None:

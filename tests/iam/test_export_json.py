@@ -26,8 +26,8 @@ def test_plan_document(project_file: Path) -> None:
         assert all(a in doc["actions"] for a in entry["actions"])
     repo = next(e for e in doc["bindings"] if e["scope"]["kind"] == "repository")
     assert repo["scope"]["location"] == "us-central1"
-    cond = next(e for e in doc["bindings"] if e["condition"])
-    assert cond["condition"]["name_prefix"] == "train-"
+    prefixes = {e["condition"]["name_prefix"] for e in doc["bindings"] if e["condition"]}
+    assert prefixes == {"nb-", "train-", "srv-", "aux-"}
     write = doc["actions"]["training.write-artifacts"]
     assert write["who"] == "service_account" and write["via_triggers"] == ["train"]
     assert write["requirement"] == "Write files to Cloud Storage."

@@ -113,7 +113,8 @@ def test_the_implied_policy_resolves_our_interpolations(plan: IamPlan) -> None:
     assert "serviceAccount:mlplane-training@acme-ml.iam.gserviceaccount.com" in members
     assert not any("${" in m for m in members)
     # one binding per role and condition, with every member that the export gave it
-    users = [b for b in policies.project.bindings if "experimentationUsers.project" in b.role]
+    bindings = policies.project.bindings
+    users = [b for b in bindings if b.role.endswith("experimentationUsers.project")]
     assert [b.members for b in users] == [("user:alice@acme.com", "group:ml@acme.com")]
 
 

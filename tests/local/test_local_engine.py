@@ -103,7 +103,7 @@ def test_bootstrap_deploy_serve_and_retire_through_the_engine(
             return None
 
     body = wait_until(answer, 15, "the revision to answer through the load balancer")
-    assert str(body["instance"]).startswith("sentiment-r1-")
+    assert str(body["instance"]).startswith("srv-sentiment-r1-")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5) as resp:
         assert "/v1/models/sentiment/predict" in json.loads(resp.read())["paths"]
     ops = team.api(ADMIN).call("compute.globalOperations.list", {"project": PROJECT})["items"]
@@ -117,7 +117,7 @@ def test_bootstrap_deploy_serve_and_retire_through_the_engine(
     engine.apply(retire, serving).raise_for_failures()
     assert_all_gone([p for p in pids if p])
     left = listed(team)
-    assert not {k for k in left if k[1].startswith("sentiment-r1")}
+    assert not {k for k in left if k[1].startswith(("sentiment-r1", "srv-sentiment-r1"))}
     assert ("urlMap", "mlplane-urlmap") in left  # passive resources stay
 
 

@@ -131,7 +131,7 @@ def test_requests_reach_the_revision_through_the_load_balancer(
         lambda: (r := get(url, "POST"))[0] == 200 and r, 15, "the revision to answer"
     )
     assert (
-        str(body["instance"]).startswith("sentiment-r1-")
+        str(body["instance"]).startswith("srv-sentiment-r1-")
         and body["path"] == "/v1/models/sentiment/predict"
     )
     assert get(f"{deployed.base}/v1/models/other/predict", "POST")[0] == 503  # default: no backends

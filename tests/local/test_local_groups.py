@@ -163,13 +163,14 @@ def test_a_replica_deleted_through_the_api_is_recreated_by_its_group(
     serving: ProviderSet, agent: AgentHandle, team: Team
 ) -> None:
     hc, tmpl = health_check("rm-hc"), template("rm-tmpl")
-    create(serving, hc, tmpl, group("rm-mig", tmpl, hc, size=1))
+    mig = group("rm-mig", tmpl, hc, size=1).model_copy(update={"base_instance_name": "srv-rm"})
+    create(serving, hc, tmpl, mig)
     ((name, (pid, _)),) = healthy(team, "rm-mig", 1).items()
-    # the serving account may not delete instances; a developer (experimentation) may
-    with pytest.raises(PermissionDenied, match=r"compute\.instances\.delete"):
-        run(serving, "delete", ResourceKey("instance", name))
+    # a developer may not delete a serving replica (notebook VMs only); the serving account may
     alice = providers_as(team, "alice@acme.com")
-    run(alice, "delete", ResourceKey("instance", name))
+    with pytest.raises(PermissionDenied, match=r"compute\.instances\.delete"):
+        run(alice, "delete", ResourceKey("instance", name))
+    run(serving, "delete", ResourceKey("instance", name))
     assert_all_gone([pid])
     after = healthy(team, "rm-mig", 1)
     assert list(after) == [name] and after[name][0] != pid

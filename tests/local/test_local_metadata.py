@@ -143,14 +143,14 @@ def test_the_condition_on_train_names_stops_other_self_deletes(
     alice: ProviderSet, team: Team, tmp_path: Path
 ) -> None:
     result = tmp_path / "web.json"
-    create(alice, self_deleting("web-self", TRAINING_ADHOC, result))
+    create(alice, self_deleting("nb-self", TRAINING_ADHOC, result))
     outcome = read_result(result)
     assert outcome["status"] == 403
     body = json.loads(str(outcome["body"]))["error"]["message"]
     assert body.startswith("Required 'compute.instances.delete' permission for ")
     assert f"DENY serviceAccount:{TRAINING_ADHOC} " in body
-    assert "instance:web-self" in body and "missing compute.instances.delete" in body
-    running = [r for r in processes(team) if r.name == "web-self"]
+    assert "instance:nb-self" in body and "missing compute.instances.delete" in body
+    running = [r for r in processes(team) if r.name == "nb-self"]
     assert running and running[0].status == "RUNNING"
 
 

@@ -144,4 +144,9 @@ def run_compare(ctx: Context, args: argparse.Namespace) -> int:
         emit_json([asdict(r) | {"ratio": round(r.ratio, 4)} for r in rows])
     else:
         render_comparisons(rows)
+        print(
+            "Baselines: each permission's own service's GA, general-purpose roles first; "
+            "deprecated, service-agent and basic roles never (docs/decisions/0903). "
+            "What each row excluded, and why: --format json (excluded, cross_service)."
+        )
     return 0

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "auth": ("mlplane.cli.auth", "sign in as a team member; list accounts; print a token"),
     "env": ("mlplane.cli.env", "export lines that point the gcloud CLI at the local agent"),
     "iam": ("mlplane.cli.iam", "least-privilege IAM from the operational model"),
+    "export": ("mlplane.cli.export", "the project's whole foundation as Terraform or gcloud"),
     "up": ("mlplane.cli.agent", "start the project's local agent (idempotent)"),
     "down": ("mlplane.cli.agent", "stop the local agent and every process it supervises"),
     "status": ("mlplane.cli.agent", "local resources and replicas: state, owner, pid, health"),

@@ -18,8 +18,6 @@ from mlplane.model.refs import ResourceRef
 # Resource kinds whose IAM policy also governs sub-resources of the same name, as on GCP (an
 # Endpoints service's policy covers its configs and rollouts: services/NAME/configs/ID).
 CHILD_KINDS = {"endpointsService": ("endpointsConfig",)}
-# IAM condition resource types -> the ResourceRef kinds they describe.
-CONDITION_KINDS = {"compute.googleapis.com/Instance": "instance"}
 IMPERSONATION = (
     "iam.serviceAccounts.actAs",
     "iam.serviceAccounts.getAccessToken",
@@ -121,9 +119,10 @@ class Authorizer:
         if resource.project and resource.project != self.policy.project:
             return False
         if grant.scope_kind == "project":
-            if grant.condition_type:
-                kind = CONDITION_KINDS.get(grant.condition_type)
-                return resource.kind == kind and resource.name.startswith(grant.condition_prefix)
+            if grant.condition:
+                from mlplane.iam.conditions import holds  # conditional grants only
+
+                return holds(grant.condition, resource.kind, resource.name, self.policy.project)
             return True
         if resource.name != grant.scope_name:
             return False

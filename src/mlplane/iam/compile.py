@@ -18,9 +18,8 @@ def compile_policy(loaded: LoadedProject, plan: IamPlan) -> CompiledPolicy:
     provider = loaded.project.project.provider
     policy = CompiledPolicy(project=plan.project, identities=emails, provider=provider)
     for b in plan.bindings:
-        cond_type = b.condition.resource_type if b.condition else ""
-        cond_prefix = b.condition.name_prefix if b.condition else ""
-        grant = CompiledGrant(b.scope.kind, b.scope.name, b.role.role_id, cond_type, cond_prefix)
+        condition = b.condition.expression if b.condition else ""
+        grant = CompiledGrant(b.scope.kind, b.scope.name, b.role.role_id, condition)
         for member in b.members:
             per = policy.grants.setdefault(member, {})
             for perm in b.role.permissions:
@@ -32,20 +31,12 @@ def compile_policy(loaded: LoadedProject, plan: IamPlan) -> CompiledPolicy:
     team = loaded.project.team
     policy.groups = {g: [m.lower() for m in ms] for g, ms in team.groups.items()}
     policy.admins = [m.lower() for m in team.admins]
-    for a in loaded.model.actions:
+    for a in (*loaded.model.actions, *loaded.model.all_build_actions()):
         grants = []
         for g in a.grants:
             scope = resolve_scope(loaded, g, emails)
-            c = g.condition
-            grants.append(
-                ActionGrant(
-                    scope.kind,
-                    scope.name,
-                    g.permissions,
-                    c.resource_type if c else "",
-                    c.name_prefix if c else "",
-                )
-            )
+            expression = g.condition.expression if g.condition else ""
+            grants.append(ActionGrant(scope.kind, scope.name, g.permissions, expression))
         policy.actions[a.id] = ActionInfo(
             a.id, a.process, a.who, a.requirement, a.reason, a.via_triggers, tuple(grants)
         )

@@ -19,57 +19,43 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (star
 if TYPE_CHECKING:
     from pathlib import Path
 
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 _SHIPPED = os.path.join(os.path.dirname(mlplane.__file__), "model", "operational_model.toml")
 
 
 class CompiledGrant(Value):
-    __slots__ = ("scope_kind", "scope_name", "role", "condition_type", "condition_prefix")
+    """A role's grant at a scope; `condition` is the IAM condition's CEL expression exactly as
+    exported ("" = unconditional), evaluated by mlplane.iam.conditions."""
+
+    __slots__ = ("scope_kind", "scope_name", "role", "condition")
     scope_kind: str
     scope_name: str
     role: str
-    condition_type: str
-    condition_prefix: str
+    condition: str
 
-    def __init__(
-        self,
-        scope_kind: str,
-        scope_name: str,
-        role: str,
-        condition_type: str = "",
-        condition_prefix: str = "",
-    ) -> None:
-        self._set(
-            scope_kind=scope_kind,
-            scope_name=scope_name,
-            role=role,
-            condition_type=condition_type,
-            condition_prefix=condition_prefix,
-        )
+    def __init__(self, scope_kind: str, scope_name: str, role: str, condition: str = "") -> None:
+        self._set(scope_kind=scope_kind, scope_name=scope_name, role=role, condition=condition)
 
 
 class ActionGrant(Value):
-    __slots__ = ("scope_kind", "scope_name", "permissions", "condition_type", "condition_prefix")
+    __slots__ = ("scope_kind", "scope_name", "permissions", "condition")
     scope_kind: str
     scope_name: str
     permissions: tuple[str, ...]
-    condition_type: str
-    condition_prefix: str
+    condition: str
 
     def __init__(
         self,
         scope_kind: str,
         scope_name: str,
         permissions: tuple[str, ...],
-        condition_type: str = "",
-        condition_prefix: str = "",
+        condition: str = "",
     ) -> None:
         self._set(
             scope_kind=scope_kind,
             scope_name=scope_name,
             permissions=tuple(permissions),
-            condition_type=condition_type,
-            condition_prefix=condition_prefix,
+            condition=condition,
         )
 
 

@@ -147,6 +147,7 @@ def merge_project(
         actions=tuple(lists["actions"]),
         triggers=tuple(lists["triggers"]),
         resource_kinds=shipped.resource_kinds,
+        builds=shipped.builds,
     )
     validate_model(model, project, origins, catalog, disabled, src)
     return LoadedProject(path, project, model, origins)

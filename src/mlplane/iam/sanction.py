@@ -87,8 +87,9 @@ def sanctioned_path(
     ]
     if action is not None and action in policy.actions:
         candidates = [policy.actions[action]] + [c for c in candidates if c.id != action]
-    # Trigger-reserved paths first: they are the document's "only via a CI trigger" rules.
-    candidates.sort(key=lambda a: (a.id != action, not a.via_triggers))
+    # Trigger-reserved paths first: they are the document's "only via a CI trigger" rules; the
+    # derived `PROCESS.run-builds` actions (a build's own needs) last.
+    candidates.sort(key=lambda a: (a.id != action, ".run-builds" in a.id, not a.via_triggers))
     lines: list[str] = []
     for a in candidates:
         for line in _paths_for(authz, principal, a):

@@ -6,10 +6,33 @@ from collections.abc import Callable
 
 from mlplane.errors import ConfigError
 from mlplane.iam.catalog import Catalog
-from mlplane.model.operational import OperationalModel
+from mlplane.iam.conditions import compile_condition
+from mlplane.model.operational import Condition, Grant, OperationalModel
 from mlplane.model.project import ProjectFile
 
 Origins = dict[str, tuple[str, str]]
+SHIPPED = "operational_model.toml (shipped with mlplane)"
+
+
+def _check_condition(
+    entry: str,
+    field: str,
+    grant: Grant,
+    seen: dict[str, tuple[str, Condition]],
+    err: Callable[[str, str, str], ConfigError],
+) -> None:
+    """Project scope only; one id names one condition; the authorizer can evaluate it."""
+    cond = grant.condition
+    assert cond is not None
+    if grant.scope_kind != "project":
+        raise err(entry, field, "conditions go on project scope")
+    first = seen.setdefault(cond.id, (entry, cond))
+    if first[1] != cond:
+        raise err(entry, f"{field}.id", f"'{cond.id}' is defined differently in {first[0]}")
+    try:
+        compile_condition(cond.expression)
+    except ValueError as exc:
+        raise err(entry, field, str(exc)) from None
 
 
 def _raiser(origins: Origins) -> Callable[[str, str, str], ConfigError]:
@@ -40,6 +63,8 @@ def validate_model(
     source: str = "mlplane.toml",
 ) -> None:
     err = _raiser(origins)
+    for a in model.all_build_actions():
+        origins.setdefault(f"actions:{a.id}", (SHIPPED, "builds"))
     processes = {p.id for p in model.processes}
     identities = {i.id: i for i in model.identities}
     actions = {a.id for a in model.actions} | disabled
@@ -66,7 +91,8 @@ def validate_model(
         if t.runs_as not in identities:
             raise err(f"triggers:{t.name}", "runs_as", f"no identity '{t.runs_as}'")
     targets = _scope_targets(project, model)
-    for a in model.actions:
+    conditions: dict[str, tuple[str, Condition]] = {}
+    for a in (*model.actions, *model.all_build_actions()):
         entry = f"actions:{a.id}"
         if a.process not in processes:
             raise err(entry, "process", f"no process '{a.process}'")
@@ -85,8 +111,8 @@ def validate_model(
                     f"grants[{g_i}].scope",
                     f"'{g.scope}' names no {g.scope_kind} '{g.scope_ref}' in {where}",
                 )
-            if g.condition is not None and g.scope_kind != "project":
-                raise err(entry, f"grants[{g_i}].condition", "conditions go on project scope")
+            if g.condition is not None:
+                _check_condition(entry, f"grants[{g_i}].condition", g, conditions, err)
             for p_i, perm in enumerate(g.permissions):
                 if perm not in catalog:
                     close = catalog.suggest(perm)
@@ -98,6 +124,10 @@ def validate_model(
                     )
     _check_coverage(model, err)
     _check_attachable(model, err)
+    for j, name in enumerate(project.ci.approval):
+        trigger = model.trigger(name)
+        if trigger is None or trigger.event != "manual":
+            raise ConfigError(source, f"ci.approval[{j}]", f"'{name}' is not a manual trigger")
     for process_id in project.members:
         if process_id not in processes:
             raise ConfigError(source, f"members.{process_id}", "no such process")

@@ -56,8 +56,11 @@ from mlplane.model.compute_serving import (
 )
 
 # `{service}-{rev}` <= 52 (gcp-reference §1.1): every `-tmpl`/`-mig`/... name fits in 63 and the
-# MIG base name (the prefix itself) fits in 58 with room to spare.
+# MIG base name (`srv-` + the prefix, <= 56) fits in 58.
 REVISION_PREFIX_MAX = 52
+# Serving replicas are named `srv-{service}-{rev}-xxxx`: the fixed prefix lets IAM conditions hold
+# the deployer's instance permissions on serving VMs only (docs/decisions/0900).
+REPLICA_PREFIX = "srv-"
 URL_MAP = "mlplane-urlmap"
 PATH_MATCHER = "models"
 FRONTEND_STACK = "bootstrap/frontend"
@@ -71,6 +74,10 @@ class RevisionNames:
     @property
     def prefix(self) -> str:
         return f"{self.service}-{self.revision}"
+
+    @property
+    def base_instance_name(self) -> str:
+        return f"{REPLICA_PREFIX}{self.prefix}"
 
     @property
     def template(self) -> str:
@@ -215,7 +222,7 @@ def revision_bundle(service: str, revision: str, settings: RevisionSettings) -> 
     mig = InstanceGroupManager(
         name=n.instance_group_manager,
         zone=settings.zone,
-        base_instance_name=n.prefix,
+        base_instance_name=n.base_instance_name,
         instance_template=template.link,
         target_size=max(settings.min_replicas, 1),
         named_ports=(NamedPort(name="http", port=settings.port),),
@@ -351,6 +358,7 @@ def frontend(
 __all__ = [
     "FRONTEND_STACK",
     "PATH_MATCHER",
+    "REPLICA_PREFIX",
     "REVISION_PREFIX_MAX",
     "URL_MAP",
     "Frontend",

@@ -72,22 +72,41 @@ class Identity(Spec):
 
 
 class Condition(Spec):
-    """A narrowing of a grant to resources whose name starts with a prefix (an IAM condition)."""
+    """A narrowing of a grant to resources whose name starts with a prefix (an IAM condition).
+
+    `managed_by` lists resource types that act on these resources for the holder (a managed
+    instance group creates and deletes its VMs): the grant holds on those too, and on no other
+    resource of the condition's own type."""
 
     id: str = Field(pattern=r"^[a-z][a-zA-Z0-9]{1,30}$")
     title: str
     resource_type: str = Field(pattern=r"^[a-z]+\.googleapis\.com/[A-Za-z]+$")
     name_prefix: str = Field(pattern=r"^[a-z][-a-z0-9]{0,40}$")
+    managed_by: tuple[str, ...] = ()
+
+    @field_validator("managed_by")
+    @classmethod
+    def _types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for t in v:
+            if not re.fullmatch(r"[a-z]+\.googleapis\.com/[A-Za-z]+", t):
+                raise ValueError(f"'{t}' is not a resource type (service.googleapis.com/Kind)")
+        return v
 
     @property
     def expression(self) -> str:
-        return (
-            f'resource.type == "{self.resource_type}" && '
-            f'resource.name.extract("/instances/{{name}}").startsWith("{self.name_prefix}")'
-            if self.resource_type == "compute.googleapis.com/Instance"
-            else f'resource.type == "{self.resource_type}" && '
-            f'resource.name.startsWith("{self.name_prefix}")'
-        )
+        if self.resource_type == "compute.googleapis.com/Instance":
+            own = (
+                f'resource.type == "{self.resource_type}" && '
+                f'resource.name.extract("/instances/{{name}}").startsWith("{self.name_prefix}")'
+            )
+        else:
+            own = (
+                f'resource.type == "{self.resource_type}" && '
+                f'resource.name.startsWith("{self.name_prefix}")'
+            )
+        if not self.managed_by:
+            return own
+        return " || ".join([f"({own})", *(f'resource.type == "{t}"' for t in self.managed_by)])
 
 
 class Grant(Spec):
@@ -172,6 +191,13 @@ class ResourceKind(Spec):
     description: str = ""
 
 
+class Builds(Spec):
+    """What every identity that runs a CI trigger needs to run the build at all."""
+
+    reason: str = Field(min_length=1)
+    grants: tuple[Grant, ...] = ()
+
+
 class OperationalModel(Spec):
     """The whole model: the shipped one, or the shipped one merged with a project's additions."""
 
@@ -181,9 +207,14 @@ class OperationalModel(Spec):
     actions: tuple[Action, ...]
     triggers: tuple[Trigger, ...]
     resource_kinds: tuple[ResourceKind, ...] = ()
+    builds: Builds | None = None
 
     def action(self, action_id: str) -> Action | None:
-        return next((a for a in self.actions if a.id == action_id), None)
+        """An action of the model, or a derived `PROCESS.run-builds` action."""
+        found = next((a for a in self.actions if a.id == action_id), None)
+        if found is None and ".run-builds" in action_id:
+            found = next((a for a in self.all_build_actions() if a.id == action_id), None)
+        return found
 
     def identity(self, identity_id: str) -> Identity | None:
         return next((i for i in self.identities if i.id == identity_id), None)
@@ -204,3 +235,27 @@ class OperationalModel(Spec):
             for a in self.actions
             if a.process == identity.process and a.service_side and a.id not in identity.exclude
         )
+
+    def build_actions(self, identity: Identity) -> tuple[Action, ...]:
+        """The derived action `PROCESS.run-builds` of an identity that runs CI triggers: the
+        `builds` grants, reserved to those triggers (none when it runs no trigger)."""
+        runs = tuple(t.name for t in self.triggers if t.runs_as == identity.id)
+        if not runs or self.builds is None or not self.builds.grants:
+            return ()
+        process = self.process(identity.process)
+        own = process is not None and process.service_account == identity.id
+        suffix = "" if own else f"-as-{identity.id}"
+        return (
+            Action(
+                id=f"{identity.process}.run-builds{suffix}",
+                process=identity.process,
+                who="service_account",
+                requirement=f"Run the builds of the CI triggers {', '.join(runs)}.",
+                reason=self.builds.reason,
+                grants=self.builds.grants,
+                via_triggers=runs,
+            ),
+        )
+
+    def all_build_actions(self) -> tuple[Action, ...]:
+        return tuple(a for i in self.identities for a in self.build_actions(i))

@@ -118,13 +118,93 @@ class DataSection(Spec):
     neo4j_uri: str = "neo4j://127.0.0.1:7687"
 
 
+_EXISTING = re.compile(r"(bucket|secret|repository|endpointsService):[a-z0-9][a-z0-9-]*")
+
+
 class ResourcesSection(Spec):
-    """Named resources that grants are scoped to. Values may use {project} and {region}."""
+    """Named resources that grants are scoped to. Values may use {project} and {region}.
+    `existing` lists those the team already has (`bucket:artifacts`, ...): `mlplane export`
+    reads them (Terraform `data` sources; the gcloud script checks them) instead of creating
+    them."""
 
     buckets: dict[str, str] = {"artifacts": "{project}-mlplane-artifacts"}
     secrets: dict[str, str] = {"graph": "graph-readonly"}
     repositories: dict[str, str] = {"images": "mlplane"}
     endpoints_services: dict[str, str] = {"models": "models.endpoints.{project}.cloud.goog"}
+    existing: tuple[str, ...] = ()
+
+    @field_validator("existing")
+    @classmethod
+    def _existing(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for ref in v:
+            if not _EXISTING.fullmatch(ref):
+                raise ValueError(
+                    f"'{ref}' is not KIND:REF (bucket, secret, repository or endpointsService)"
+                )
+        return v
+
+
+class CiSection(Spec):
+    """Where the CI triggers take their source, and which manual triggers wait for approval.
+
+    Manual triggers run a build configuration fixed in the trigger (not read from the branch
+    the invoker picks); `approval` lists the manual triggers whose builds wait until someone
+    holding `cloudbuild.builds.approve` ([team] admins) approves them (docs/decisions/0902)."""
+
+    repository: str = Field(
+        default="https://github.com/OWNER/REPO",
+        description="the repository the triggers build (a GitHub https URL)",
+    )
+    branch: str = "main"
+    approval: tuple[str, ...] = ()
+    image: str = Field(
+        default="{region}-docker.pkg.dev/{project}/mlplane/mlplane:latest",
+        description="the image that runs mlplane's pipelines in the builds",
+    )
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, v: str) -> str:
+        if not re.fullmatch(r"https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", v):
+            raise ValueError(
+                f"'{v}' is not a GitHub repository URL (https://github.com/OWNER/REPO)"
+            )
+        return v
+
+
+class AuxiliaryInstance(Spec):
+    """An instance running an auxiliary service (static, passive), as the aux-runtime identity.
+    Its name starts with `aux-`: the CI/CD identity may reset only such VMs."""
+
+    name: str = Field(pattern=r"^aux-[a-z0-9]([-a-z0-9]{0,56}[a-z0-9])?$")
+    image: str = Field(min_length=1, description="the container image it runs")
+    zone: str | None = None
+    machine_type: str = "e2-small"
+
+
+class RunService(Spec):
+    """A Cloud Run service of an auxiliary service (dynamic: the build-images trigger deploys its
+    revisions), running as the aux-runtime identity."""
+
+    name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
+    image: str = Field(min_length=1)
+    region: str | None = None
+
+
+class AuxiliarySection(Spec):
+    instances: tuple[AuxiliaryInstance, ...] = ()
+    run_services: tuple[RunService, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuxiliarySection:
+        for kind, names in (
+            ("instances", [i.name for i in self.instances]),
+            ("run_services", [r.name for r in self.run_services]),
+        ):
+            dup = next((n for n in names if names.count(n) > 1), None)
+            if dup:
+                raise ValueError(f"{kind}: '{dup}' is declared twice")
+        return self
 
 
 class ProjectFile(Spec):
@@ -138,6 +218,8 @@ class ProjectFile(Spec):
     local: LocalSection = LocalSection()
     notebooks: NotebooksSection = NotebooksSection()
     data: DataSection = DataSection()
+    ci: CiSection = CiSection()
+    auxiliary: AuxiliarySection = AuxiliarySection()
     members: dict[str, tuple[str, ...]] = Field(
         default={}, description="per process id: who gets its user role (default: the team)"
     )
@@ -166,6 +248,16 @@ class ProjectFile(Spec):
             bucket = self.resolve(name)
             if not _BUCKET.fullmatch(bucket) or "goog" in bucket:
                 raise ValueError(f"resources.buckets.{ref}: '{bucket}' is not a valid bucket name")
+        tables = {
+            "bucket": self.resources.buckets,
+            "secret": self.resources.secrets,
+            "repository": self.resources.repositories,
+            "endpointsService": self.resources.endpoints_services,
+        }
+        for i, ref in enumerate(self.resources.existing):
+            kind, _, name = ref.partition(":")
+            if name not in tables[kind]:
+                raise ValueError(f"resources.existing[{i}]: '{ref}' names no {kind} '{name}'")
         for ref, name in self.resources.secrets.items():
             if not _SECRET.fullmatch(self.resolve(name)):
                 raise ValueError(

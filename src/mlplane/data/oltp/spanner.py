@@ -6,6 +6,7 @@ from google is imported at module level, and the facade loads this module by nam
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
 import re
@@ -96,13 +97,40 @@ class SpannerOltp:
 
         bound = bind(STORE, sql, params, "@")
         types = {k: param_type(v) for k, v in bound.params.items()}
+        values = {k: _to_spanner(v) for k, v in bound.params.items()}
         try:
             with self.database.snapshot() as snapshot:
                 result = snapshot.execute_sql(
-                    bound.text, params=bound.params or None, param_types=types or None
+                    bound.text, params=values or None, param_types=types or None
                 )
-                rows = tuple(tuple(r) for r in result)
-                columns = tuple(f.name for f in (result.fields or ()))
+                raw = [tuple(r) for r in result]
+                fields = tuple(result.fields or ())
         except GoogleAPICallError as exc:
             raise map_error(exc, self.path) from None
-        return Rows(columns, rows)
+        decoders = [_decoder(f.type_) for f in fields]
+        rows = tuple(
+            tuple(d(v) if d else v for d, v in zip(decoders, row, strict=True)) for row in raw
+        )
+        return Rows(tuple(f.name for f in fields), rows)
+
+
+# The client leaves BYTES in Spanner's wire form, base64 (seen against the emulator): parameters
+# are encoded and results decoded here, so callers see bytes as the SQLite backend gives them.
+def _to_spanner(value: object) -> object:
+    if isinstance(value, bytes):
+        return base64.b64encode(value)
+    if isinstance(value, list | tuple):
+        return [_to_spanner(v) for v in value]
+    return value
+
+
+def _decoder(type_: Any) -> Any:
+    from google.cloud.spanner_v1 import TypeCode
+
+    if type_.code == TypeCode.BYTES:
+        return lambda v: None if v is None else base64.b64decode(v)
+    if type_.code == TypeCode.ARRAY and type_.array_element_type.code == TypeCode.BYTES:
+        return lambda v: (
+            None if v is None else [None if x is None else base64.b64decode(x) for x in v]
+        )
+    return None

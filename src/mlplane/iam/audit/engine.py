@@ -9,6 +9,7 @@ expression. Members are compared as IAM strings: groups are not expanded.
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ IMPERSONATION_PERMISSIONS = frozenset(IMPERSONATION) | {
     "iam.serviceAccountKeys.create",
     "iam.serviceAccounts.setIamPolicy",
 }
+# The identities a build runs as when it names none: the legacy Cloud Build service account and
+# the Compute Engine default service account (the default for projects created since 2024).
+DEFAULT_BUILD_IDENTITY = re.compile(
+    r"serviceAccount:(\d+@cloudbuild\.gserviceaccount\.com"
+    r"|\d+-compute@developer\.gserviceaccount\.com)"
+)
 _ASIDE = {
     "deleted": "DELETED_PRINCIPAL",
     "convenience": "CONVENIENCE_MEMBER",
@@ -56,32 +63,36 @@ class _Held:
 
 @dataclass
 class _Audit:
+    """One audit run. Permission sets are bit sets of `roles.space` (mlplane.iam.audit.bits).
+    Each phase yields its findings as it finds them."""
+
     model: ModelIndex
     roles: RoleTable
     admins: frozenset[str]
-    findings: list[Finding] = field(default_factory=list)
     held: dict[GrantKey, _Held] = field(default_factory=dict)
     aside: dict[tuple[str, str, ScopeKey], _Held] = field(default_factory=dict)
-    have: dict[GrantKey, frozenset[str]] = field(default_factory=dict)
+    have: dict[GrantKey, int] = field(default_factory=dict)  # for the model's members only
+    _impersonation: int = 0  # IMPERSONATION_PERMISSIONS as bits
 
-    def add(
-        self, sev: Severity, code: str, key: GrantKey, why: str, h: _Held, perms: Iterable[str] = ()
-    ) -> None:
-        self.findings.append(
-            Finding(
-                sev, code, key[0], scope_label(key[1]), why, frozenset(perms),
-                tuple(dict.fromkeys(h.roles)), h.condition_title, tuple(dict.fromkeys(h.sources)),
-            )
+    def __post_init__(self) -> None:
+        self._impersonation = self.roles.space.mask(IMPERSONATION_PERMISSIONS)
+
+    def finding(
+        self, sev: Severity, code: str, key: GrantKey, why: str, h: _Held, perms: int = 0
+    ) -> Finding:
+        return Finding(
+            sev, code, key[0], scope_label(key[1]), why, perms, tuple(dict.fromkeys(h.roles)),
+            h.condition_title, tuple(dict.fromkeys(h.sources)), self.roles.space,
         )  # fmt: skip
 
     # ---------------------------------------------------------------- reading the policies
 
-    def collect(self, policies: PolicySet) -> None:
+    def collect(self, policies: PolicySet) -> Iterator[Finding]:
         for policy in policies.policies:
             scope = policy.scope
             sk = self.model.project if scope.kind == "project" else (scope.kind, scope.name)
             for b in policy.bindings:
-                perms = self.roles.expand(b.role)
+                perms = self.roles.mask(b.role)
                 cond, title = (b.condition.key, b.condition.title) if b.condition else ("", "")
                 for m in b.members:
                     kind = member_kind(m)
@@ -91,119 +102,172 @@ class _Audit:
                         key = (m, sk, cond)
                         h = self.held.get(key) or self.held.setdefault(key, _Held([], [], title))
                         if perms is None or kind == "public" or b.role in BASIC_ROLES:
-                            self._role_findings(key, kind, _Held([b.role], [b.where], title), perms)
+                            one = _Held([b.role], [b.where], title)
+                            yield from self._role_findings(key, kind, one, perms)
                             h.opaque |= perms is None
                     h.roles.append(b.role)
                     h.sources.append(b.where)
 
     def _role_findings(
-        self, key: GrantKey, kind: str, one: _Held, perms: frozenset[str] | None
-    ) -> None:
+        self, key: GrantKey, kind: str, one: _Held, perms: int | None
+    ) -> Iterator[Finding]:
         role = one.roles[0]
         if kind == "public":
             anyone = "anyone" if key[0] == "allUsers" else "anyone with a Google account"
             why = f"{key[0]} ({anyone}) holds {role}"
-            self.add(Severity.CRITICAL, "PUBLIC_PRINCIPAL", key, why, one, perms or ())
+            yield self.finding(Severity.CRITICAL, "PUBLIC_PRINCIPAL", key, why, one, perms or 0)
         if role in BASIC_ROLES:
             admin = key[0] in self.admins
             why = (
                 f"{'a declared admin' if admin else key[0]} holds the basic role {role} "
                 "(thousands of permissions across services); use the model's custom roles"
             )
-            self.add(Severity.LOW if admin else BASIC_ROLES[role], "BASIC_ROLE", key, why, one)
+            sev = Severity.LOW if admin else BASIC_ROLES[role]
+            yield self.finding(sev, "BASIC_ROLE", key, why, one)
         if perms is None:
             code, why = self.roles.problems[role]
-            self.add(Severity.MEDIUM, code, key, why, one)
+            yield self.finding(Severity.MEDIUM, code, key, why, one)
 
     # ---------------------------------------------------------------- comparing
 
-    def excess(self) -> None:
+    def excess(self) -> Iterator[Finding]:
         model = self.model
         for key, h in self.held.items():
-            expanded = [p for r in dict.fromkeys(h.roles) if (p := self.roles.expand(r))]
-            perms = expanded[0] if len(expanded) == 1 else frozenset().union(*expanded)
+            perms = 0
+            for r in dict.fromkeys(h.roles):
+                perms |= self.roles.mask(r) or 0
+            if key[0] not in model.anywhere:
+                if perms:
+                    yield from self._classify(key, h, perms)
+                continue
             self.have[key] = perms
-            covers = (
-                [g.permissions for k in _covering(key, model.project) if (g := model.grants.get(k))]
-                if key[0] in model.anywhere
-                else []
-            )
-            extra = perms.difference(*covers) if covers else perms
+            covered = 0
+            for k in _covering(key, model.project):
+                g = model.grants.get(k)
+                if g is not None:
+                    covered |= g.mask
+            extra = perms & ~covered
             if extra:
-                self._classify(key, h, extra)
+                yield from self._classify(key, h, extra)
 
-    def _classify(self, key: GrantKey, h: _Held, extra: frozenset[str]) -> None:
-        """Split excess permissions into the most specific finding for each (no copies of
-        large sets: most excess is one role's whole expansion)."""
+    def _classify(self, key: GrantKey, h: _Held, extra: int) -> Iterator[Finding]:
+        """Split excess permissions into the most specific finding for each."""
         member, sk, _ = key
         model = self.model
-        expansions = {r: p for r in dict.fromkeys(h.roles) if (p := self.roles.expand(r))}
+        expansions = {r: p for r in dict.fromkeys(h.roles) if (p := self.roles.mask(r))}
 
-        def report(sev: Severity, code: str, why: str, perms: frozenset[str]) -> None:
-            roles = [r for r, p in expansions.items() if not p.isdisjoint(perms)]
+        def report(sev: Severity, code: str, why: str, perms: int) -> Finding:
+            roles = [r for r, p in expansions.items() if p & perms]
             sources = [s for r, s in zip(h.roles, h.sources, strict=True) if r in roles]
-            self.add(sev, code, key, why, _Held(roles, sources, h.condition_title), perms)
+            return self.finding(
+                sev, code, key, why, _Held(roles, sources, h.condition_title), perms
+            )
 
         if member in self.admins:
-            why = f"{_ASIDE_WHY['ADMIN_GRANT']} ({len(extra)} permissions)"
-            return report(Severity.INFO, "ADMIN_GRANT", why, extra)
+            why = f"{_ASIDE_WHY['ADMIN_GRANT']} ({extra.bit_count()} permissions)"
+            yield report(Severity.INFO, "ADMIN_GRANT", why, extra)
+            return
         is_sa = member_kind(member) == "serviceAccount"
         target = sk == model.project or (
             sk[0] == "serviceAccount"
             and sk[1] in model.service_accounts
             and member != f"serviceAccount:{sk[1]}"
         )
-        imp = extra & IMPERSONATION_PERMISSIONS if target else frozenset()
+        imp = extra & self._impersonation if target else 0
         if imp:
             whom = "every service account of the project" if sk[0] == "project" else sk[1]
             why = (
                 f"may act as or mint credentials for {whom}, bypassing the CI triggers and "
                 "runtime identities the model routes work through"
             )
-            report(Severity.HIGH if is_sa else Severity.CRITICAL, "IMPERSONATION", why, imp)
-            extra = extra - imp
-        sa_only = frozenset() if is_sa else extra & model.service_account_only
+            yield report(Severity.HIGH if is_sa else Severity.CRITICAL, "IMPERSONATION", why, imp)
+            extra &= ~imp
+        sa_only = 0 if is_sa else extra & model.service_account_only_mask
         if sa_only:
             why = "holds permissions the model grants only to service accounts"
-            report(Severity.HIGH, "USER_HOLDS_SA_PERMISSION", why, sa_only)
-            extra = extra - sa_only
-        anywhere = model.anywhere.get(member)
-        broader = extra & anywhere if anywhere and sk == model.project else frozenset()
+            yield report(Severity.HIGH, "USER_HOLDS_SA_PERMISSION", why, sa_only)
+            extra &= ~sa_only
+        anywhere = model.anywhere_mask.get(member)
+        broader = extra & anywhere if anywhere and sk == model.project else 0
         if broader:
             where = ", ".join(model.where(member, broader))
             why = f"granted on the whole project; the model grants these only on {where}"
-            report(Severity.MEDIUM, "BROADER_SCOPE", why, broader)
-            extra = extra - broader
+            yield report(Severity.MEDIUM, "BROADER_SCOPE", why, broader)
+            extra &= ~broader
         if extra:
+            n = extra.bit_count()
             why = (
-                f"{len(extra)} permission(s) beyond what the model grants here"
-                if anywhere
-                else f"not a principal of the model; holds {len(extra)} permission(s) here"
+                f"{n} permission(s) beyond what the model grants here"
+                if anywhere is not None
+                else f"not a principal of the model; holds {n} permission(s) here"
             )
-            report(Severity.MEDIUM, "EXCESS", why, extra)
-        return None
+            yield report(Severity.MEDIUM, "EXCESS", why, extra)
 
-    def missing(self) -> None:
+    def missing(self) -> Iterator[Finding]:
         for key, g in self.model.grants.items():
             covering = _covering(key, self.model.project)
             if any(self.held[k].opaque for k in covering if k in self.held):
                 continue  # an unexpandable role may grant them; that is reported instead
-            lacking = g.permissions.difference(*(self.have[k] for k in covering if k in self.have))
+            have = 0
+            for k in covering:
+                have |= self.have.get(k, 0)
+            lacking = g.mask & ~have
             if lacking:
                 why = f"the model grants these for {', '.join(g.actions)}; the policy does not"
-                self.add(
-                    Severity.LOW,
-                    "MISSING",
-                    key,
-                    why,
-                    _Held(g.roles, [], g.condition_title),
-                    lacking,
-                )
+                held = _Held(g.roles, [], g.condition_title)
+                yield self.finding(Severity.LOW, "MISSING", key, why, held, lacking)
 
-    def asides(self) -> None:
+    def builds(self) -> Iterator[Finding]:
+        """Users who may create arbitrary Cloud Build builds while a default build account holds
+        permissions (docs/decisions/0202).
+
+        `cloudbuild.builds.create` lets its holder run any build steps; a build that names no
+        service account runs as the project's default build account. Whatever that account
+        holds, every such user holds too: high. When no default build account holds anything,
+        a build gets nothing beyond the model and the grant is the model's own (decision
+        0006): no finding."""
+        project = self.model.project
+        build_bit = self.roles.space.mask(("cloudbuild.builds.create",))
+        reach = 0
+        accounts: list[str] = []
+        roles: list[str] = []
+        sources: list[str] = []
+        holders: dict[str, _Held] = {}
+        for (member, sk, cond), h in self.held.items():
+            perms = 0
+            for r in dict.fromkeys(h.roles):
+                perms |= self.roles.mask(r) or 0
+            if DEFAULT_BUILD_IDENTITY.fullmatch(member) and perms:
+                reach |= perms
+                accounts.append(member.partition(":")[2])
+                roles += h.roles
+                sources += h.sources
+            elif (
+                sk == project
+                and not cond
+                and perms & build_bit
+                and member_kind(member) in ("user", "group", "domain")
+            ):
+                holders[member] = h
+        if not reach:
+            return
+        who = ", ".join(sorted(set(accounts)))
+        why = (
+            "may run any build steps (`gcloud builds submit`) as the default build account "
+            f"{who}, which holds {reach.bit_count()} permissions; remove that account's roles "
+            "(or enforce constraints/cloudbuild.useBuildServiceAccount and "
+            "constraints/cloudbuild.useComputeServiceAccount)"
+        )
+        for member, h in holders.items():
+            held = _Held([*h.roles, *roles], [*h.sources, *sources], "")
+            yield self.finding(
+                Severity.HIGH, "ARBITRARY_BUILD", (member, project, ""), why, held, reach
+            )
+
+    def asides(self) -> Iterator[Finding]:
         for (code, member, sk), h in self.aside.items():
             sev = Severity.LOW if code == "DELETED_PRINCIPAL" else Severity.INFO
-            self.add(sev, code, (member, sk, ""), _ASIDE_WHY[code], h)
+            yield self.finding(sev, code, (member, sk, ""), _ASIDE_WHY[code], h)
 
 
 def _covering(key: GrantKey, project: ScopeKey) -> set[GrantKey]:
@@ -213,6 +277,31 @@ def _covering(key: GrantKey, project: ScopeKey) -> set[GrantKey]:
     return {(member, sk, ""), (member, project, ""), (member, sk, cond), (member, project, cond)}
 
 
+def iter_findings(
+    plan: IamPlan,
+    policies: PolicySet,
+    catalog: Catalog | None = None,
+    admins: Iterable[str] = (),
+) -> Iterator[Finding]:
+    """Findings for `policies` measured against `plan`, in the order they are found: grants
+    that are findings by themselves while the policies are read, then excess, missing and
+    housekeeping. Memory is the policies' grants, not the findings: each is yielded and kept
+    only by the caller."""
+    catalog = catalog or load_catalog()
+    roles = RoleTable(catalog, policies)
+    run = _Audit(
+        model=index_plan(plan, roles.space),
+        roles=roles,
+        admins=frozenset(canonical_member(a) for a in admins),
+    )
+    with _cycle_collector_paused():
+        yield from run.collect(policies)
+        yield from run.excess()
+        yield from run.missing()
+        yield from run.builds()
+        yield from run.asides()
+
+
 def audit(
     plan: IamPlan,
     policies: PolicySet,
@@ -220,17 +309,8 @@ def audit(
     admins: Iterable[str] = (),
 ) -> AuditReport:
     """Findings for `policies` measured against `plan`, most severe first."""
-    run = _Audit(
-        model=index_plan(plan),
-        roles=RoleTable(catalog or load_catalog(), policies),
-        admins=frozenset(canonical_member(a) for a in admins),
-    )
-    with _cycle_collector_paused():
-        run.collect(policies)
-        run.excess()
-        run.missing()
-        run.asides()
-        return AuditReport(plan.project, tuple(sorted(run.findings, key=Finding.sort_key)))
+    findings = sorted(iter_findings(plan, policies, catalog, admins), key=Finding.sort_key)
+    return AuditReport(plan.project, tuple(findings))
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlplane.iam.audit.bits import PermissionSpace
 from mlplane.iam.audit.members import canonical_member
 from mlplane.iam.synthesis import IamPlan, Scope
 
@@ -26,6 +27,7 @@ def condition_key(expression: str) -> str:
 @dataclass
 class ExpectedGrant:
     permissions: set[str] = field(default_factory=set)
+    mask: int = 0  # the permissions as bits of the audit's PermissionSpace
     roles: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     condition_title: str = ""
@@ -39,19 +41,22 @@ class ModelIndex:
     anywhere: dict[str, set[str]]  # member -> every permission the model grants it
     service_account_only: frozenset[str]  # granted only through service-account actions
     service_accounts: frozenset[str]  # emails of the model's identities
+    space: PermissionSpace
+    anywhere_mask: dict[str, int] = field(default_factory=dict)
+    service_account_only_mask: int = 0
 
-    def where(self, member: str, permissions: frozenset[str]) -> list[str]:
+    def where(self, member: str, permissions: int) -> list[str]:
         """Scopes (with condition titles) where the model grants any of `permissions`."""
         out = []
         for key in self.by_member.get(member, ()):
             g = self.grants[key]
-            if not g.permissions.isdisjoint(permissions):
+            if g.mask & permissions:
                 cond = f" (if {g.condition_title})" if key[2] else ""
                 out.append(scope_label(key[1]) + cond)
         return sorted(set(out))
 
 
-def index_plan(plan: IamPlan) -> ModelIndex:
+def index_plan(plan: IamPlan, space: PermissionSpace | None = None) -> ModelIndex:
     grants: dict[GrantKey, ExpectedGrant] = {}
     by_member: dict[str, list[GrantKey]] = {}
     anywhere: dict[str, set[str]] = {}
@@ -74,11 +79,18 @@ def index_plan(plan: IamPlan) -> ModelIndex:
             g.roles.append(b.role.name)
             g.actions.extend(a for a in b.actions if a not in g.actions)
             anywhere.setdefault(member, set()).update(perms)
+    space = space or PermissionSpace(user_side | service_side)
+    for g in grants.values():
+        g.mask = space.mask(g.permissions)
+    sa_only = frozenset(service_side - user_side)
     return ModelIndex(
         project=("project", plan.project),
         grants=grants,
         by_member=by_member,
         anywhere=anywhere,
-        service_account_only=frozenset(service_side - user_side),
+        service_account_only=sa_only,
         service_accounts=frozenset(sa.email for sa in plan.service_accounts),
+        space=space,
+        anywhere_mask={m: space.mask(p) for m, p in anywhere.items()},
+        service_account_only_mask=space.mask(sa_only),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from mlplane.model.principals import Principal
 
@@ -19,8 +20,10 @@ _AGENT = re.compile(
 )
 
 
+@lru_cache(maxsize=1 << 16)
 def canonical_member(text: str) -> str:
-    """The member as the audit compares it (emails lowercased); ValueError if it is not one."""
+    """The member as the audit compares it (emails lowercased); ValueError if it is not one.
+    Cached: a large policy names the same few thousand members hundreds of thousands of times."""
     if text in PUBLIC:
         return text
     if text.startswith(CONVENIENCE):
@@ -36,6 +39,7 @@ def canonical_member(text: str) -> str:
     return Principal.parse(text).member
 
 
+@lru_cache(maxsize=1 << 16)
 def member_kind(member: str) -> str:
     """user | group | domain | serviceAccount | public | deleted | convenience | agent |
     federated, for a canonical member."""

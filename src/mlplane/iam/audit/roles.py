@@ -3,6 +3,7 @@ policy set. Each role is expanded once; unknown and unexpandable roles expand to
 
 from __future__ import annotations
 
+from mlplane.iam.audit.bits import PermissionSpace
 from mlplane.iam.audit.findings import Severity
 from mlplane.iam.audit.policy import PolicySet
 from mlplane.iam.catalog import Catalog
@@ -15,12 +16,25 @@ BASIC_ROLES: dict[str, Severity] = {
 
 
 class RoleTable:
-    def __init__(self, catalog: Catalog, policies: PolicySet) -> None:
+    def __init__(
+        self, catalog: Catalog, policies: PolicySet, space: PermissionSpace | None = None
+    ) -> None:
         self._catalog = catalog
         self._custom = {r.name: r for r in policies.roles}
         self._roles_given = policies.roles_given
         self._cache: dict[str, frozenset[str] | None] = {}
+        self._masks: dict[str, int | None] = {}
+        self.space = space or PermissionSpace(catalog.permissions)
         self.problems: dict[str, tuple[str, str]] = {}  # role -> (finding code, explanation)
+
+    def mask(self, role: str) -> int | None:
+        """The role's permissions as a bit set of `space`; None when it cannot be expanded."""
+        try:
+            return self._masks[role]
+        except KeyError:
+            perms = self.expand(role)
+            m = self._masks[role] = None if perms is None else self.space.mask(perms)
+            return m
 
     def expand(self, role: str) -> frozenset[str] | None:
         try:

@@ -23,7 +23,7 @@ from mlplane.iam.audit.policy import (
 )
 from mlplane.iam.synthesis import Scope
 
-_REF = re.compile(r"(?<!\$)\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}")
+_REF = re.compile(r"(?<!\$)\$\{((?:data\.)?[a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}")
 _KINDS = {
     "google_project_iam": "project",
     "google_storage_bucket_iam": "bucket",
@@ -41,12 +41,17 @@ class _Doc:
         if not isinstance(resources, dict):
             raise ConfigError(source, "resource", "expected an object of resource types")
         self.resources: dict[str, dict[str, dict[str, Any]]] = resources
+        data = doc.get("data", {})
+        self.data: dict[str, dict[str, dict[str, Any]]] = data if isinstance(data, dict) else {}
 
     def error(self, rtype: str, name: str, field: str, message: str) -> ConfigError:
         return ConfigError(self.source, f"resource.{rtype}.{name}.{field}".rstrip("."), message)
 
     def body(self, rtype: str, name: str) -> dict[str, Any]:
-        body = self.resources.get(rtype, {}).get(name)
+        if rtype.startswith("data."):
+            body = self.data.get(rtype.removeprefix("data."), {}).get(name)
+        else:
+            body = self.resources.get(rtype, {}).get(name)
         if not isinstance(body, dict):
             raise self.error(rtype, name, "", "no such resource in the document")
         return body
@@ -60,8 +65,8 @@ class _Doc:
         elif rtype == "google_project_iam_custom_role":
             role = f"projects/{body['project']}/roles/{body['role_id']}"
             values = {"name": role, "id": role}
-        else:
-            values = {}
+        else:  # a target's own arguments: name, secret_id, repository_id, location, ...
+            values = {k: v for k, v in body.items() if isinstance(v, str)}
         if attr not in values:
             raise self.error(rtype, name, attr, "cannot resolve this attribute")
         return values[attr]

@@ -28,3 +28,30 @@ def member_bindings(plan: IamPlan) -> Iterator[MemberBinding]:
 
 def condition_description(binding: Binding) -> str:
     return f"mlplane: {', '.join(binding.actions)}"[:256]
+
+
+_TARGET_NOUNS = {
+    "bucket": "bucket",
+    "secret": "secret",
+    "repository": "Artifact Registry repository",
+    "endpointsService": "Endpoints service",
+}
+
+
+def prerequisites(plan: IamPlan) -> list[str]:
+    """The resources the IAM bindings are scoped to that an IAM-only export does not create."""
+    seen: dict[tuple[str, str], str] = {}
+    for b in plan.bindings:
+        s = b.scope
+        if s.kind in _TARGET_NOUNS and (s.kind, s.name) not in seen:
+            where = f" ({s.location})" if s.location else ""
+            seen[(s.kind, s.name)] = f"{_TARGET_NOUNS[s.kind]} {s.name}{where}"
+    return list(seen.values())
+
+
+def prerequisites_note(plan: IamPlan) -> str:
+    return (
+        "This IAM-only export applies on its own where these exist: "
+        + "; ".join(prerequisites(plan))
+        + ". `mlplane export` creates them with everything else (APIs, load balancer, triggers)."
+    )

@@ -13,7 +13,13 @@ import json
 import re
 from typing import Any
 
-from mlplane.iam.export.common import HEADER, MemberBinding, condition_description, member_bindings
+from mlplane.iam.export.common import (
+    HEADER,
+    MemberBinding,
+    condition_description,
+    member_bindings,
+    prerequisites_note,
+)
 from mlplane.iam.synthesis import Binding, IamPlan
 
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_-]+")
@@ -52,8 +58,16 @@ class _Names:
         return name
 
 
-def _scope_arguments(mb: MemberBinding, plan: IamPlan, sa_refs: dict[str, str]) -> dict[str, str]:
+# (scope kind, name) -> the binding resource's arguments that name its target, as references
+Targets = dict[tuple[str, str], dict[str, str]]
+
+
+def _scope_arguments(
+    mb: MemberBinding, plan: IamPlan, sa_refs: dict[str, str], targets: Targets
+) -> dict[str, str]:
     scope = mb.binding.scope
+    if (scope.kind, scope.name) in targets:
+        return dict(targets[(scope.kind, scope.name)])
     if scope.kind == "project":
         return {"project": plan.project}
     if scope.kind == "bucket":
@@ -84,7 +98,13 @@ def _condition(binding: Binding) -> dict[str, str]:
     }
 
 
-def terraform_document(plan: IamPlan) -> dict[str, Any]:
+def terraform_document(
+    plan: IamPlan, targets: Targets | None = None, depends_on: list[str] | None = None
+) -> dict[str, Any]:
+    """The IAM resources; `targets` makes bindings refer to their targets' resources (else
+    their names), `depends_on` is added to accounts and roles (the APIs they need)."""
+    targets = targets or {}
+    after = {"depends_on": depends_on} if depends_on else {}
     names = _Names()
     accounts: dict[str, Any] = {}
     sa_refs: dict[str, str] = {}  # email -> resource name
@@ -95,6 +115,7 @@ def terraform_document(plan: IamPlan) -> dict[str, Any]:
             "account_id": sa.account_id,
             "display_name": lit(sa.display_name),
             "description": lit(sa.description),
+            **after,
         }
     roles: dict[str, Any] = {}
     role_refs: dict[str, str] = {}  # role id -> resource name
@@ -107,6 +128,7 @@ def terraform_document(plan: IamPlan) -> dict[str, Any]:
             "description": lit(role.description),
             "permissions": sorted(role.permissions),
             "stage": "GA",
+            **after,
         }
     resources: dict[str, Any] = {
         "google_service_account": accounts,
@@ -122,7 +144,7 @@ def terraform_document(plan: IamPlan) -> dict[str, Any]:
             else lit(mb.member)
         )
         body: dict[str, Any] = {
-            **_scope_arguments(mb, plan, sa_refs),
+            **_scope_arguments(mb, plan, sa_refs, targets),
             "role": f"${{google_project_iam_custom_role.{role_ref}.name}}",
             "member": member,
         }
@@ -134,4 +156,7 @@ def terraform_document(plan: IamPlan) -> dict[str, Any]:
 
 
 def render_terraform(plan: IamPlan) -> str:
-    return json.dumps(terraform_document(plan), indent=2) + "\n"
+    """The IAM-only export (`mlplane iam export`): its comment names what must exist first."""
+    doc = terraform_document(plan)
+    doc["//"] += " " + prerequisites_note(plan)
+    return json.dumps(doc, indent=2) + "\n"
