@@ -1,13 +1,17 @@
-"""Deploy to first 200: `serve deploy` (trigger, IAM checks, engine, agent, MIG, health check,
-load balancer) until the revision answers through the load balancer, beside its anchor: the same
-model server started directly, until it answers. Goal: deploy <= 2 s.
+"""Deploy to first 200: `serve deploy` (the `deploy` trigger's build in the agent, as the serving
+account: IAM checks, engine, Google's REST APIs, MIG, health check, load balancer) until the
+revision answers through the load balancer, beside its anchor: the same model server started
+directly, until it answers.
 
-Usage: python bench/bench_deploy.py [RUNS]. Starts a local agent in a temporary project and
-stops it (and everything it started) at the end.
+Goal (issue 7): within 1.5x of the figure before the seam (0.276 s, when the trigger ran in the
+caller's process against the agent's private protocol). Usage: python bench/bench_deploy.py
+[RUNS]. Starts a local agent in a temporary project (with its own config directory) and stops
+it, and everything it started, at the end.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import statistics
 import subprocess
@@ -18,10 +22,13 @@ import urllib.request
 from pathlib import Path
 
 from mlplane.examples.sentiment.train import train
-from mlplane.providers.local.control import start_agent, stop_agent
+from mlplane.workflows import compose
 from mlplane.workflows.project_file import write_project_file
 from mlplane.workflows.serving import DeployRequest, deploy, undeploy
 from mlplane.workflows.session import Session
+
+BEFORE_SEAM = 0.276  # s, median of bench_deploy.py before issue 7 (in-process trigger)
+USER = "alice@acme.com"
 
 
 def free_port() -> int:
@@ -53,28 +60,37 @@ def direct_start(artifact: Path) -> float:
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+    quiet = lambda *_: None  # noqa: E731
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
+        os.environ["MLPLANE_CONFIG_DIR"] = str(root / "config")
+        for var in ("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
+            os.environ.pop(var, None)
         project = root / "mlplane.toml"
-        write_project_file(project, project_id="bench-ml", members=["user:alice@acme.com"])
-        artifact = train(root / "model", progress=lambda *_: None)
-        start_agent(project)
+        write_project_file(project, project_id="bench-ml", members=[f"user:{USER}"])
+        artifact = Path(train(root / "model", progress=quiet))
+        compose.agent_up(project)
         try:
+            compose.login(USER)
+            compose.activate(USER)
             session = Session.open(project)
-            user = session.user()
-            anchor = [direct_start(Path(artifact)) for _ in range(runs)]
+            anchor = [direct_start(artifact) for _ in range(runs)]
+            deploy(session, DeployRequest("warm", "r0", artifact), quiet)  # the front end
             ours = []
             for i in range(runs):
-                req = DeployRequest("bench", f"r{i}", Path(artifact))
-                ours.append(deploy(session, req, user, lambda *_: None).seconds_to_ready)
-                undeploy(session, "bench", f"r{i}", user, lambda *_: None)
+                req = DeployRequest("bench", f"r{i}", artifact)
+                ours.append(deploy(session, req, quiet).seconds_to_ready)
+                undeploy(session, "bench", f"r{i}", quiet)
         finally:
-            stop_agent(project)
+            compose.agent_down(project)
     a, o = statistics.median(anchor), statistics.median(ours)
     print(f"median of {runs} runs")
-    print(f"  model server started directly, to first 200     {a:6.3f} s (anchor)")
-    print(f"  serve deploy (trigger, engine, agent, LB) to 200 {o:6.3f} s  {o / a:5.2f}x anchor")
-    print(f"  goal <= 2 s: {'met' if o <= 2 else 'missed'}")
+    print(f"  model server started directly, to first 200      {a:6.3f} s (anchor)")
+    print(f"  serve deploy (trigger's build, engine, LB) to 200 {o:6.3f} s  {o / a:5.2f}x anchor")
+    print(
+        f"  before the seam: {BEFORE_SEAM:.3f} s; now {o / BEFORE_SEAM:.2f}x it "
+        f"(goal <= 1.5x: {'met' if o <= 1.5 * BEFORE_SEAM else 'missed'})"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ per token endpoint and credential file; a new sign-in, a sign-out or a refused t
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -28,7 +29,7 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def credential(config: Path, account: str = "alice@acme.com") -> Path:
     path = config / "credentials" / f"{account}.json"
-    path.write_text('{"type": "mlplane_user", "account": "%s", "refresh_token": "r"}' % account)
+    path.write_text(json.dumps({"type": "mlplane_user", "account": account, "refresh_token": "r"}))
     (config / "active").write_text(account)
     return path
 

@@ -121,7 +121,7 @@ def test_describe_every_kind(world: World) -> None:
     assert tmpl["properties"]["serviceAccounts"][0]["email"].startswith("mlplane-serving-runtime@")
     assert any(d.get("boot") for d in tmpl["properties"]["disks"])
     mig = world.json("compute", "instance-groups", "managed", "describe", "sentiment-r1-mig")
-    assert mig["baseInstanceName"] == "sentiment-r1" and mig["namedPorts"][0]["port"] == 8080
+    assert mig["baseInstanceName"] == "srv-sentiment-r1" and mig["namedPorts"][0]["port"] == 8080
     assert mig["autoscaler"]["name"] == "sentiment-r1-as"  # gcloud looked the autoscaler up
     hc = world.json("compute", "health-checks", "describe", "sentiment-r1-hc")
     assert hc["httpHealthCheck"]["requestPath"] == "/healthz"
@@ -141,7 +141,7 @@ def test_instances_list_shows_the_notebook_and_the_replica_with_their_internal_i
     world: World,
 ) -> None:
     instances = {i["name"]: i for i in world.json("compute", "instances", "list")}
-    replica = [n for n in instances if n.startswith("sentiment-r1-")]
+    replica = [n for n in instances if n.startswith("srv-sentiment-r1-")]
     assert len(replica) == 1 and world.notebook in instances
     for name in (*replica, world.notebook):
         nic = instances[name]["networkInterfaces"][0]
@@ -157,7 +157,7 @@ def test_get_health_reports_the_replicas(world: World) -> None:
     [group] = out
     states = group["status"]["healthStatus"]
     assert len(states) == 1 and states[0]["healthState"] == "HEALTHY"
-    assert states[0]["instance"].split("/")[-1].startswith("sentiment-r1-")
+    assert states[0]["instance"].split("/")[-1].startswith("srv-sentiment-r1-")
 
 
 def test_endpoints_service_and_its_current_config(world: World) -> None:

@@ -100,7 +100,7 @@ def test_the_instance_and_its_account_come_from_the_metadata_endpoint(
 
 
 def test_a_serving_instance_may_not_write_logs(team: Team, metadata: dict[str, str]) -> None:
-    metadata.update(answers(team, "serving"))
+    metadata.update(answers(team, "serving-runtime"))
     with pytest.raises(PermissionDenied, match=r"training\.write-logs"):
         LogWriter(project_file=team.project_file)
 
@@ -110,7 +110,7 @@ def test_the_token_decides_not_the_email_the_metadata_server_claims(
 ) -> None:
     """Whose token it is comes from the token authority (tokeninfo); the metadata server's
     email is not believed."""
-    metadata["instance/service-accounts/default/token"] = answers(team, "serving")[
+    metadata["instance/service-accounts/default/token"] = answers(team, "serving-runtime")[
         "instance/service-accounts/default/token"
     ]
     assert metadata["instance/service-accounts/default/email"] == TRAINING

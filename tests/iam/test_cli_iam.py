@@ -62,7 +62,7 @@ def test_check_exit_codes(project_file: Path, capsys: pytest.CaptureFixture[str]
     # Instance permissions hold on the action's own VMs only: a serving replica is out of reach.
     code, out, _ = run(
         capsys,
-        *("-f", f, "iam", "check", "--as", "alice@acme.com"),
+        *("-f", f, "iam", "check", "--principal", "alice@acme.com"),
         *("experimentation.create-instances", "-r", "instance:srv-sentiment-r1-abcd"),
     )
     assert code == 3 and "compute.instances.create" in out

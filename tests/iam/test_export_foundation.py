@@ -23,6 +23,7 @@ from mlplane.iam.export.foundation import build_foundation
 from mlplane.iam.export.terraform_foundation import foundation_document
 from mlplane.iam.loading import load_project
 from mlplane.iam.synthesis import synthesize
+from mlplane.model.builds import build_config
 
 REF = re.compile(r"\$\{((?:data\.)?[a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}")
 # binding resource type -> the arguments that name its target
@@ -155,11 +156,10 @@ def test_triggers_keep_only_through_the_trigger(project_file: Path) -> None:
     assert "approval_config" not in triggers["train"]
     assert triggers["train"]["source_to_build"][0]["ref"] == "refs/heads/main"
     assert triggers["build-images"]["github"][0]["push"] == [{"branch": "^main$"}]
-    assert triggers["deploy"]["build"][0]["substitutions"] == {
-        "_SERVICE": "",
-        "_REVISION": "",
-        "_ARTIFACT": "",
-    }
+    # the same build the local agent runs (model.builds): `mlplane ci step TRIGGER ...`
+    deploy = triggers["deploy"]["build"][0]
+    assert deploy["substitutions"] == build_config("deploy", "p", "r", "sa")["substitutions"]
+    assert deploy["step"][0]["args"][:3] == ["ci", "step", "deploy"]
 
 
 def test_existing_resources_are_read_not_created(project_file: Path) -> None:

@@ -176,7 +176,7 @@ def test_googles_compute_client_drives_the_agent(
     assert got.properties.service_accounts[0].email == SERVING_RUNTIME
     migs = client(compute_v1.InstanceGroupManagersClient, ADMIN)
     mig = migs.get(project=PROJECT, zone=ZONE, instance_group_manager="api-r1-mig")
-    assert mig.base_instance_name == "api-r1" and mig.named_ports[0].port == 8080
+    assert mig.base_instance_name == "srv-api-r1" and mig.named_ports[0].port == 8080
     aggregated = client(compute_v1.InstancesClient, ADMIN).aggregated_list(project=PROJECT)
     scopes = {scope for scope, _ in aggregated}
     assert f"zones/{ZONE}" in scopes

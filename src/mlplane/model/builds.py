@@ -61,14 +61,17 @@ def step_of(trigger: str) -> TriggerStep:
         ) from None
 
 
-def build_config(trigger: str, project: str, region: str, service_account: str) -> dict[str, Any]:
-    """The trigger's Build (as in `cloudbuild.yaml`, in the API's JSON)."""
+def build_config(
+    trigger: str, project: str, region: str, service_account: str, image: str | None = None
+) -> dict[str, Any]:
+    """The trigger's Build (as in `cloudbuild.yaml`, in the API's JSON); `image` runs the step
+    (default: the project's mlplane image, `[ci] image`'s default)."""
     step = step_of(trigger)
     return {
         "steps": [
             {
                 "id": trigger,
-                "name": mlplane_image(project, region),
+                "name": image or mlplane_image(project, region),
                 "entrypoint": ENTRYPOINT,
                 "args": list(step.args),
             }

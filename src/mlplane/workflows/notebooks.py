@@ -75,11 +75,14 @@ class NotebookInfo:
     idle_seconds: float | None
 
 
-def _authorize_create(session: Session, user: Principal) -> None:
-    """Refuse, before anything is written (the token file), a caller the model would refuse."""
+def _authorize_create(session: Session, user: Principal, instance: str) -> None:
+    """Refuse, before anything is written (the token file), a caller the model would refuse
+    (on the VM itself: the grant holds only on notebook VMs, `nb-*`)."""
     from mlplane.errors import PermissionDenied
+    from mlplane.model.refs import ResourceRef
 
-    decision = session.authz.authorize(user, "experimentation.create-instances")
+    ref = ResourceRef("instance", instance, session.project_id)
+    decision = session.authz.authorize(user, "experimentation.create-instances", ref)
     if not decision.allowed:
         raise PermissionDenied(decision.explain(), decision)
 
@@ -89,7 +92,7 @@ def create(session: Session, name: str, machine_type: str = "e2-standard-4") -> 
     with actAs on the experimentation service account) and wait until JupyterLab answers."""
     user = session.principal
     iname = instance_name(name, user)
-    _authorize_create(session, user)
+    _authorize_create(session, user, iname)
     _require_jupyterlab()
     directory = _dir(session, iname)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -18,6 +18,7 @@ from typing import Any
 from mlplane.errors import ConfigError
 from mlplane.iam.loading import LoadedProject
 from mlplane.iam.synthesis import IamPlan, ServiceAccount
+from mlplane.model.builds import build_config
 from mlplane.model.compute_revision import PATH_MATCHER, URL_MAP, RevisionSettings, frontend
 
 ADDRESS = "mlplane-lb-ip"
@@ -195,39 +196,26 @@ def _load_balancer(project: str) -> LoadBalancer:
 
 
 def _build(loaded: LoadedProject, trigger: str, image: str) -> dict[str, Any]:
-    """The build a trigger runs, fixed in the trigger itself: mlplane's pipeline for the trigger
-    in the mlplane image, with the invoker's inputs as substitutions."""
-    inputs = {
-        "train": ("_SPEC",),
-        "deploy": ("_SERVICE", "_REVISION", "_ARTIFACT"),
-        "undeploy": ("_SERVICE", "_REVISION"),
-    }.get(trigger, ())
-    args = ["ci", "pipeline", trigger]
-    for key in inputs:
-        args += [f"--{key[1:].lower()}", f"${{{key}}}"]
-    steps: list[dict[str, Any]] = []
-    if loaded.model.trigger(trigger) and trigger == "build-images":
-        repo = image.rsplit("/", 1)[0]
-        for proc in loaded.model.processes:
-            tag = f"{repo}/{proc.id}:$SHORT_SHA"
-            steps.append(
-                {
-                    "id": f"image-{proc.id}",
-                    "name": "gcr.io/cloud-builders/docker",
-                    "args": ["build", "-t", tag, f"images/{proc.id}"],
-                }
-            )
-    steps.append({"id": "pipeline", "name": image, "entrypoint": "mlplane", "args": args})
-    build: dict[str, Any] = {
-        "steps": steps,
-        "options": {"logging": "CLOUD_LOGGING_ONLY"},
-        "timeout": "3600s",
-        "tags": ["mlplane", trigger],
-    }
-    if inputs:
-        build["substitutions"] = {k: "" for k in inputs}
+    """The build a trigger runs, fixed in the trigger itself: the same config the local agent
+    runs (`model.builds`: mlplane's step for the trigger in the mlplane image, the invoker's
+    inputs as substitutions); `build-images` first builds each process's image."""
+    p = loaded.project.project
+    build = build_config(trigger, p.id, p.region, "", image=image)
+    build.pop("serviceAccount")  # the trigger's own serviceAccount runs it
     if trigger == "build-images":
-        build["images"] = [s["args"][2] for s in steps if s["id"].startswith("image-")]
+        repo = image.rsplit("/", 1)[0]
+        docker = [
+            {
+                "id": f"image-{proc.id}",
+                "name": "gcr.io/cloud-builders/docker",
+                "args": ["build", "-t", f"{repo}/{proc.id}:$SHORT_SHA", f"images/{proc.id}"],
+            }
+            for proc in loaded.model.processes
+        ]
+        build["steps"] = docker + build["steps"]
+        build["images"] = [s["args"][2] for s in docker]
+    if not build["substitutions"]:
+        del build["substitutions"]
     return build
 
 
