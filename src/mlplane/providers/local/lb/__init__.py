@@ -20,7 +20,9 @@ map and backend services (its proxySettings are read at start only).
 
 Modules: `config` (frozen dataclasses + validation), `config_json` (Compute-Engine-style JSON),
 `settings` (limits, timeouts), `routing` (the URL map compiled to lookup tables), `http` and
-`response` (message heads), `body` (streaming relays), `pool` (endpoints, keep-alive pools,
+`response` (message heads, RFC 9112-strict: a malformed head is a 400 and is never forwarded),
+`body` (streaming relays), `upstream` (one endpoint connection as a Protocol; one with unread
+bytes is never pooled), `pool` (endpoints, keep-alive pools,
 least-outstanding choice, draining), `conn` (per-client state, timeout phases), `forward` (the
 request hot path and retry policy), `exchange` (its less common paths), `metrics`, `proxy` (the
 `LoadBalancer`: listener, live config, sweeper).

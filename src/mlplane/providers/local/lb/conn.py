@@ -11,8 +11,9 @@ from collections.abc import Callable
 from time import monotonic
 
 from .http import RequestHead
-from .pool import ServiceState, UpstreamConn
+from .pool import ServiceState
 from .settings import ProxySettings
+from .upstream import UpstreamConn
 
 INF = float("inf")
 
@@ -41,6 +42,8 @@ class ClientConn:
     __slots__ = (
         "deadline",
         "extra",
+        "idle_since",
+        "must_close",
         "phase",
         "reader",
         "stream_timeout",
@@ -59,6 +62,8 @@ class ClientConn:
         self.extra = extra  # CRLF-terminated header lines added to every upstream request
         self.phase = IDLE
         self.deadline = INF
+        self.idle_since = monotonic()
+        self.must_close = False  # the endpoint answered before the client's body was all sent
         self.upstream: UpstreamConn | None = None
         self.timed_out = False
         self.stream_timeout = 30.0
@@ -66,6 +71,10 @@ class ClientConn:
     def touch(self) -> None:
         """Relaying made progress: push the deadline out again."""
         self.deadline = monotonic() + self.stream_timeout
+
+    def buffered(self) -> int:
+        """Bytes the client sent that no one read yet (a partial request head)."""
+        return len(getattr(self.reader, "_buffer", b""))  # asyncio.StreamReader's own buffer
 
     def expire(self) -> None:
         """Called by the sweeper once `deadline` has passed."""

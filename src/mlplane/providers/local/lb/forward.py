@@ -29,8 +29,9 @@ from .exchange import (
     skip_interim,
 )
 from .http import HEAD_END, HttpError, RequestHead
-from .pool import EndpointState, ServiceState, UpstreamConn
+from .pool import EndpointState, ServiceState
 from .response import error_response, parse_response_head
+from .upstream import UpstreamConn
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 
@@ -43,6 +44,7 @@ async def forward(
     metrics = svc.metrics
     metrics.in_flight += 1
     status = 499
+    cc.must_close = False
     try:
         cl = req.content_length
         streamed = cl < 0 or cl > SMALL_BODY
@@ -51,7 +53,7 @@ async def forward(
             if req.expect_continue:
                 cc.writer.write(CONTINUE)
             cc.phase = IDLE
-            cc.deadline = monotonic() + settings.client_idle_timeout_sec
+            cc.deadline = monotonic() + settings.client_header_timeout_sec
             try:
                 payload += await cc.reader.readexactly(cl)
             except (IncompleteReadError, OSError):
@@ -87,10 +89,10 @@ async def forward(
                 if streamed:
                     await send_streamed(rt, cc, req, conn, payload)
                 else:
-                    conn.writer.write(payload)
+                    conn.write(payload)
                 # The response head: inline, this is the hot path.
                 try:
-                    data = await conn.reader.read(PIECE)
+                    data = await conn.read(PIECE)
                 except OSError:
                     data = b""
                 end = data.find(HEAD_END)
@@ -118,6 +120,8 @@ async def forward(
                         keep, reusable = await drain_client(cc, keep, reusable)
                 else:
                     keep, reusable = await relay_body(rt, cc, req, svc, conn, resp, rest)
+                if cc.must_close:
+                    keep = reusable = False
                 ep.release(conn, reusable, monotonic(), settings.max_idle_per_endpoint)
                 conn = None
                 return keep

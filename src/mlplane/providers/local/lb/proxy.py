@@ -53,7 +53,9 @@ class LoadBalancer:
         self._metrics: dict[str, ServiceMetrics] = {}
         self._services: dict[str, ServiceState] = {}
         self._unrouted: dict[int, int] = {}
-        self._clients: set[ClientConn] = set()
+        self._refused = 0  # connections refused at the cap
+        self._evicted = 0  # idle connections closed to make room at the cap
+        self._clients: dict[ClientConn, None] = {}  # oldest first
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._port = 0
@@ -172,9 +174,12 @@ class LoadBalancer:
         while True:
             await asyncio.sleep(_SWEEP_SEC)
             now = monotonic()
+            header_cutoff = now - self.settings.client_header_timeout_sec
             for cc in list(self._clients):
                 if cc.deadline < now:
                     cc.expire()
+                elif cc.phase == IDLE and cc.idle_since < header_cutoff and cc.buffered():
+                    cc.expire()  # a keep-alive connection sending a request head too slowly
             if now >= next_pool_sweep:
                 next_pool_sweep = now + 1.0
                 cutoff = now - self.settings.upstream_idle_timeout_sec
@@ -193,14 +198,21 @@ class LoadBalancer:
         ip = peer[0] if peer else "127.0.0.1"
         extra = f"X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: http\r\n".encode()
         cc = ClientConn(reader, writer, extra)
-        self._clients.add(cc)
+        if len(self._clients) >= self.settings.max_connections and not self._evict_idle():
+            self._refused += 1
+            transport.abort()
+            return
+        self._clients[cc] = None
         idle = self.settings.client_idle_timeout_sec
         rt = self._rt
         linger = False
+        wait = self.settings.client_header_timeout_sec  # for the first request
         try:
             while not rt.closing:
                 cc.phase = IDLE
-                cc.deadline = monotonic() + idle
+                cc.idle_since = now = monotonic()
+                cc.deadline = now + wait
+                wait = idle
                 try:
                     head = await reader.readuntil(HEAD_END)
                 except (asyncio.IncompleteReadError, OSError):
@@ -234,8 +246,18 @@ class LoadBalancer:
         except Exception:
             log.exception("local load balancer: unexpected error on a client connection")
         finally:
-            self._clients.discard(cc)
+            self._clients.pop(cc, None)
             transport.close()
+
+    def _evict_idle(self) -> bool:
+        """At the connection cap: close the connection idle longest, if one is idle."""
+        for cc in self._clients:
+            if cc.phase == IDLE:
+                del self._clients[cc]
+                cc.transport.abort()
+                self._evicted += 1
+                return True
+        return False
 
     @staticmethod
     async def _linger(cc: ClientConn) -> None:
