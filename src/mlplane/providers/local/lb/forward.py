@@ -43,6 +43,7 @@ async def forward(
     settings = rt.settings
     metrics = svc.metrics
     metrics.in_flight += 1
+    metrics.start_sum += t0
     status = 499
     cc.must_close = False
     try:
@@ -153,6 +154,7 @@ async def forward(
         return keep
     finally:
         metrics.in_flight -= 1
+        metrics.start_sum = metrics.start_sum - t0 if metrics.in_flight else 0.0
         metrics.observe(status, monotonic() - t0)
 
 

@@ -102,6 +102,7 @@ class LoadBalancer:
         for name, state in self._services.items():
             if name not in new:
                 state.drain_all()
+                self._metrics.pop(name, None)  # requests still in flight count on, unseen
         self._services = new
 
     # -- metrics -------------------------------------------------------------------------------
@@ -114,6 +115,12 @@ class LoadBalancer:
             healthy = len(svc.live) if svc else 0
             services[name] = snapshot_service(m, total, healthy)
         return MetricsSnapshot(services=services, unrouted=dict(self._unrouted))
+
+    def service_loads(self, now: float) -> dict[str, tuple[int, int, float]]:
+        """(in flight, requests served, busy request-seconds) per backend service, cheaply."""
+        return {
+            name: (m.in_flight, m.total, m.busy_seconds(now)) for name, m in self._metrics.items()
+        }
 
     def render_metrics(self) -> str:
         return render_prometheus(self.metrics_snapshot())

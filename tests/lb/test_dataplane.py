@@ -1,0 +1,151 @@
+"""The data plane as its own process: versioned configuration over its control socket, its own
+health probes gating endpoints, adoption by a second client (a restarted agent) with the
+listener's port kept and traffic flowing, and a clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from lb_support import ReplicaServer
+
+from mlplane.providers.local.dataplane.client import DataPlaneClient
+from mlplane.providers.local.dataplane.files import alive, read_info
+from mlplane.providers.local.dataplane.health import CheckSpec, Health
+from mlplane.providers.local.dataplane.protocol import DataPlaneConfig, Listener, ProbeTarget
+from mlplane.providers.local.lb import BackendService, Endpoint, UrlMap
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def config(port: int, replica: int, check: str = "hc") -> DataPlaneConfig:
+    svc = BackendService("s", (Endpoint("127.0.0.1", replica, health_check=check),))
+    return DataPlaneConfig(
+        listeners=(Listener("fr", port, UrlMap("s"), (svc,)),),
+        checks=(CheckSpec(check, "/healthz", interval_sec=1, timeout_sec=1, healthy_threshold=1),),
+        targets=(ProbeTarget(replica, check, "replica-a:1"),),
+    )
+
+
+def get(port: int, path: str = "/x") -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    d = tmp_path / ".mlplane" / "agent"
+    d.mkdir(parents=True, mode=0o700)
+    yield d
+    info = read_info(DataPlaneClient(d).files)
+    if info is not None and alive(info):
+        os.kill(info.pid, 9)
+
+
+def test_configured_healthy_adopted_and_stopped(
+    state_dir: Path, replicas: Callable[[str], ReplicaServer]
+) -> None:
+    a = replicas("a")
+    port = free_port()
+
+    async def first() -> tuple[int, list[str]]:
+        dp = DataPlaneClient(state_dir)
+        await dp.ensure()
+        assert not dp.adopted and dp.info is not None
+        assert await dp.apply(config(port, a.port)) == {"fr": ""}
+        states: list[str] = []
+        while "HEALTHY" not in states:  # its own probe makes the endpoint healthy
+            reply = await dp.poll()
+            states += [str(h.state) for h in reply.health]
+            await asyncio.sleep(0.02)
+        dp.close()
+        return dp.info.pid, states
+
+    pid, states = asyncio.run(first())
+    assert states[-1] == Health.HEALTHY
+    assert get(port)[1]["replica"] == "a"
+
+    stop = threading.Event()
+    failures: list[object] = []
+
+    def load() -> None:
+        while not stop.is_set():
+            status = get(port)[0]
+            if status != 200:
+                failures.append(status)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+
+        async def second() -> None:  # a restarted agent: adopts, re-applies, polls
+            dp = DataPlaneClient(state_dir)
+            await dp.ensure()
+            assert dp.adopted and dp.info is not None and dp.info.pid == pid
+            assert await dp.apply(config(port, a.port)) == {"fr": ""}
+            reply = await dp.poll()  # since 0: the whole picture
+            assert [(h.port, h.state) for h in reply.health] == [(a.port, Health.HEALTHY)]
+            assert reply.loads["s"].total > 0
+            dp.close()
+
+        asyncio.run(second())
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        worker.join()
+    assert failures == []
+
+    async def third() -> None:
+        dp = DataPlaneClient(state_dir)
+        await dp.ensure()
+        await dp.shutdown()
+
+    asyncio.run(third())
+    info = read_info(DataPlaneClient(state_dir).files)
+    assert info is None or not alive(info)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+def test_a_busy_port_is_reported_and_an_invalid_config_keeps_the_running_one(
+    state_dir: Path, replicas: Callable[[str], ReplicaServer]
+) -> None:
+    a = replicas("a")
+    port = free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        busy = squatter.getsockname()[1]
+
+        async def go() -> None:
+            dp = DataPlaneClient(state_dir)
+            await dp.ensure()
+            try:
+                errors = await dp.apply(config(busy, a.port))
+                assert errors == {"fr": f"port {busy} on 127.0.0.1 is already in use"}
+                assert await dp.apply(config(port, a.port)) == {"fr": ""}
+                bad = config(port, a.port, check="hc")
+                bad = DataPlaneConfig(bad.listeners, bad.checks, (ProbeTarget(1, "nope", "x"),))
+                with pytest.raises(Exception, match="unknown check 'nope'"):
+                    await dp.apply(bad)
+            finally:
+                await dp.shutdown()
+
+        asyncio.run(go())
