@@ -22,7 +22,7 @@ from typing import Any
 
 from mlplane.errors import MlplaneError
 
-from .files import DataPlaneFiles, DataPlaneInfo, alive, read_info
+from .files import DataPlaneFiles, DataPlaneInfo, alive, read_info, start_time
 from .protocol import MAX_LINE, DataPlaneConfig, PollReply, decode, encode
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class DataPlaneClient:
         self.adopted = False
         self.since = 0
         self.version = 0
+        self._spawned = 0  # pid of the data plane this client started (it may still be starting)
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock = asyncio.Lock()
 
@@ -68,8 +69,10 @@ class DataPlaneClient:
             stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL, env=env,
         )  # fmt: skip
         out, _ = await proc.communicate()
+        with contextlib.suppress(ValueError):
+            self._spawned = int(out.decode().strip())
         deadline = time.monotonic() + START_TIMEOUT_SEC
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self._starting():
             info = read_info(self.files)
             if info is not None and alive(info) and await self._connect():
                 self.info, self.adopted, self.since = info, False, 0
@@ -81,6 +84,10 @@ class DataPlaneClient:
             f"socket within {START_TIMEOUT_SEC:g} s; see {self.files.log}"
         )
 
+    def _starting(self) -> bool:
+        """The data plane this client spawned still lives (it may not listen yet)."""
+        return self._spawned > 0 and start_time(self._spawned) is not None
+
     async def _connect(self) -> bool:
         try:
             self._conn = await asyncio.open_unix_connection(
@@ -91,9 +98,21 @@ class DataPlaneClient:
             return False
         return True
 
+    @property
+    def in_use(self) -> bool:
+        """This client adopted or started a data plane (whose shutdown is then its job)."""
+        return self.info is not None or self._spawned > 0
+
     async def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop the data plane (it drains in-flight requests) and wait until it is gone."""
+        """Stop the data plane (it drains in-flight requests) and wait until it is gone; one
+        this client spawned and that is still starting is waited for, then stopped."""
         info = self.info or read_info(self.files)
+        deadline = time.monotonic() + START_TIMEOUT_SEC
+        while (
+            (info is None or not alive(info)) and self._starting() and time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.02)
+            info = read_info(self.files)
         with contextlib.suppress(DataPlaneError):
             if self._conn is None:
                 await self._connect()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +90,21 @@ def remove_files(files: DataPlaneFiles) -> None:
     for path in (files.info, files.socket):
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def stop_orphan(files: DataPlaneFiles, timeout: float = 5.0) -> bool:
+    """Stop a data plane that no agent runs any more (`mlplane down` after the agent was
+    killed): SIGTERM (it drains), SIGKILL after `timeout`. True when there was one."""
+    info = read_info(files)
+    if info is None or not alive(info):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(info) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if alive(info):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(info.pid, signal.SIGKILL)
+    remove_files(files)
+    return True

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +45,25 @@ class CheckSpec:
     unhealthy_threshold: int = 2
 
 
+class Thresholds(Protocol):
+    @property
+    def healthy_threshold(self) -> int: ...
+    @property
+    def unhealthy_threshold(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class HealthTrack:
     state: Health = Health.UNKNOWN
     successes: int = 0
     failures: int = 0
 
-    def observe(self, ok: bool, healthy_threshold: int, unhealthy_threshold: int) -> HealthTrack:
+    def observe(self, ok: bool, check: Thresholds) -> HealthTrack:
         if ok:
             n = self.successes + 1
-            return HealthTrack(Health.HEALTHY if n >= healthy_threshold else self.state, n, 0)
+            return HealthTrack(Health.HEALTHY if n >= check.healthy_threshold else self.state, n, 0)
         n = self.failures + 1
-        state = Health.UNHEALTHY if n >= unhealthy_threshold else self.state
+        state = Health.UNHEALTHY if n >= check.unhealthy_threshold else self.state
         return HealthTrack(state, 0, n)
 
 
@@ -128,9 +136,7 @@ class Prober:
             if warming and started - counted_at >= check.interval_sec:
                 result, counted_at = FAILED, started
             if result in (OK, FAILED) or (result == REFUSED and self.ever_healthy):
-                track = self.track.observe(
-                    result == OK, check.healthy_threshold, check.unhealthy_threshold
-                )
+                track = self.track.observe(result == OK, check)
                 if track.state is Health.HEALTHY:
                     self.ever_healthy = True
                 if track != self.track:

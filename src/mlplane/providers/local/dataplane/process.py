@@ -22,6 +22,8 @@ from .server import DataPlane, serve_control
 log = logging.getLogger("mlplane.dataplane")
 EXIT_LOCKED = 3
 WATCH_SEC = 2.0
+UNCLAIMED_SEC = 10.0
+"""A data plane that no agent has configured by then exits (its agent died while it started)."""
 
 
 def raise_fd_limit() -> int:
@@ -84,8 +86,15 @@ async def _serve(files: DataPlaneFiles, fd_limit: int) -> None:
 async def _watch(files: DataPlaneFiles, dp: DataPlane) -> None:
     """Stop when the state directory goes away: no agent could find this process any more."""
     inode = files.lock.stat().st_ino
+    started = time.monotonic()
     while True:
         await asyncio.sleep(WATCH_SEC)
+        if dp.config.version == 0 and time.monotonic() - started > UNCLAIMED_SEC:
+            log.warning(
+                "no agent configured this data plane within %.0f s: stopping", UNCLAIMED_SEC
+            )
+            dp.stopping.set()
+            return
         try:
             gone = files.lock.stat().st_ino != inode
         except OSError:

@@ -52,6 +52,7 @@ class DataPlane:
         self._services: dict[tuple[str, str], BackendService] = {}
         self._owner_of: dict[tuple[int, str], str] = {}
         self._reported: dict[str, tuple[int, int]] = {}
+        self.clients = 0  # control connections ever made
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -197,6 +198,7 @@ class DataPlane:
     # -- control socket ------------------------------------------------------------------------
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.clients += 1
         try:
             while line := await reader.readline():
                 try:
