@@ -28,6 +28,7 @@ from mlplane.model.principals import Principal
 
 from .agent.processes import kill_group, recorded_children, start_time
 from .client import AgentClient
+from .dataplane.files import DataPlaneFiles, stop_orphan
 from .paths import AgentInfo, AgentPaths, read_info, read_pid, read_token
 
 AGENT_MODULE = "mlplane.providers.local.agent"
@@ -162,6 +163,7 @@ def stop_agent(project_file: Path | str, timeout: float = 20.0) -> DownResult:
 def _sweep(paths: AgentPaths) -> int:
     """Kill what a dead agent left (children die with the agent; this is the second net)."""
     killed = sum(kill_group(p, signal.SIGKILL) for p in recorded_children(paths.children))
+    killed += stop_orphan(DataPlaneFiles(paths.root))  # it outlives a killed agent by design
     for path in (paths.children, paths.info, paths.token, paths.pid_file):
         path.unlink(missing_ok=True)
     return killed
