@@ -98,6 +98,11 @@ class _AppServer(ThreadingHTTPServer):
 
 
 def serve(kind: str) -> None:
+    if kind == "app-port":  # on $PORT, like a replica the agent starts; prints when it listens
+        srv = _AppServer(("127.0.0.1", int(os.environ["PORT"])), _AppHandler)
+        print(f"listening {time.monotonic()}", flush=True)
+        srv.serve_forever()
+        return
     if kind == "app":
         srv = _AppServer(("127.0.0.1", 0), _AppHandler)
         print(srv.server_address[1], flush=True)

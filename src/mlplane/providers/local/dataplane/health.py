@@ -2,10 +2,11 @@
 threshold state machine of a Compute Engine health check, and a prober per target.
 
 A target starts UNKNOWN; `healthyThreshold` consecutive successes make it HEALTHY,
-`unhealthyThreshold` consecutive failures make it UNHEALTHY. Until a target is first healthy it
-is probed as soon as its port opens and then on a back-off (10 ms doubling up to
-`checkIntervalSec`), so a replica is in service moments after it listens; after that, every
-`checkIntervalSec`. A probe that timed out only because the prober itself was late (its loop
+`unhealthyThreshold` consecutive failures make it UNHEALTHY. Until a target is first healthy,
+its port is tried every 10 ms while nothing listens (for `FAST_CONNECT_SEC`, then backing off),
+it is probed as soon as the port opens, and from there on a back-off (10 ms doubling up to
+`checkIntervalSec`): a replica is in service moments after it listens, every time. After that,
+every `checkIntervalSec`. A probe that timed out only because the prober itself was late (its loop
 stalled, e.g. the process was stopped) proves nothing about the replica: it is not counted.
 """
 
@@ -22,6 +23,8 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 FIRST_BACKOFF_SEC = 0.01
+FAST_CONNECT_SEC = 5.0
+"""For this long after a target appears, a refused connection is retried every 10 ms."""
 LATE_SEC = 0.25
 """A timed-out probe that ended this much later than its timeout was the prober's lateness."""
 
@@ -126,7 +129,7 @@ class Prober:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         backoff = FIRST_BACKOFF_SEC
-        counted_at = loop.time()
+        born = counted_at = loop.time()
         while True:
             started = loop.time()
             result = await probe(self.port, self.check)
@@ -144,6 +147,8 @@ class Prober:
                     self._on_change(track)
             if self.ever_healthy and result != LATE:
                 delay = check.interval_sec - (loop.time() - started)
+            elif result == REFUSED and started - born < FAST_CONNECT_SEC:
+                delay = FIRST_BACKOFF_SEC  # not listening yet: try again at once
             else:  # warming up (or the probe was inconclusive): soon again, backing off
                 delay, backoff = backoff, min(backoff * 2, check.interval_sec)
             await asyncio.sleep(max(delay, 0.0))
