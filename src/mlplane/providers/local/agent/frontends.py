@@ -40,13 +40,23 @@ from mlplane.providers.local.dataplane.protocol import (
 
 from . import lb_config
 from .groups import GroupRuntime
-from .health import HealthTrack, check_spec
+from .health import Health, HealthTrack, check_spec
 from .host import Host
 from .store import ResourceStore
 
 log = logging.getLogger(__name__)
 POLL_SEC = 0.25
 RETRY_SEC = 0.5
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    """One entry of `backendServices.getHealth`'s healthStatus."""
+
+    group: str
+    instance: str
+    port: int
+    health_state: str  # HEALTHY, UNHEALTHY or UNKNOWN
 
 
 @dataclass
@@ -252,6 +262,26 @@ class Frontends:
                 total += load.total
                 busy += load.busy
         return Load(in_flight, total, busy), self.loads_at
+
+    def backend_health(self, service: str) -> list[EndpointHealth]:
+        """What `backendServices.getHealth` reports: each replica of the service's groups with
+        its state under the service's health check (HEALTHY when it has none and runs)."""
+        rec = self.store.get(ResourceKey(BackendService.KIND, service))
+        if rec is None or not isinstance(rec.spec, BackendService):
+            return []
+        spec = rec.spec
+        check = lb_config.name_of(spec.health_checks[0]) if spec.health_checks else None
+        out = []
+        for backend in spec.backends:
+            group = self.groups.get(lb_config.name_of(backend.group))
+            if group is None:
+                continue
+            for r in sorted(group.replicas.values(), key=lambda r: r.name):
+                if r.running is None:
+                    continue
+                state = r.health(check) if check else Health.HEALTHY
+                out.append(EndpointHealth(group.name, r.name, r.running.port, str(state)))
+        return out
 
     def detail(self, name: str) -> str:
         entry = self.listeners.get(name)
