@@ -78,6 +78,7 @@ class Frontends:
         self.loads_at = 0.0
         self._backends_of: dict[str, list[BackendService]] = {}  # group -> its backend services
         self._pushed: DataPlaneConfig | None = None
+        self._dirty = True  # the records changed since the last push
         self._pid = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -148,6 +149,7 @@ class Frontends:
         if self._listener(entry) is None:
             raise InvalidRequest(f"{rule.key}: its target proxy or URL map is missing", rule.key)
         self.listeners[rule.name] = entry
+        self._dirty = True
         try:
             errors = await self._push()
         except DataPlaneError as exc:
@@ -156,6 +158,7 @@ class Frontends:
         error = errors.get(rule.name, "")
         if error:
             self.listeners.pop(rule.name, None)
+            self._dirty = True
             with contextlib.suppress(DataPlaneError):
                 await self._push()
             if "already in use" in error:
@@ -174,6 +177,7 @@ class Frontends:
 
     async def close(self, name: str) -> None:
         if self.listeners.pop(name, None) is not None:
+            self._dirty = True
             with contextlib.suppress(DataPlaneError):
                 await self._push()
 
@@ -195,6 +199,7 @@ class Frontends:
                 for b in spec.backends:
                     index.setdefault(lb_config.name_of(b.group), []).append(spec)
         self._backends_of = index
+        self._dirty = True
         if self._task is None and (self.listeners or any(g.checks for g in self.groups.values())):
             self._task = asyncio.get_running_loop().create_task(self._link())
         self._wake.set()
@@ -204,6 +209,9 @@ class Frontends:
             await self.dataplane.ensure()
             if self.dataplane.info is not None and self.dataplane.info.pid != self._pid:
                 self._pid, self._pushed = self.dataplane.info.pid, None  # a new data plane
+            if not self._dirty and self._pushed is not None:
+                return {}
+            self._dirty = False
             config = self.config()
             if config == self._pushed:
                 return {}
@@ -221,7 +229,7 @@ class Frontends:
                 self._absorb(await self.dataplane.poll())
             except DataPlaneError as exc:
                 log.warning("data plane: %s", exc)
-                self._pushed = None
+                self._pushed, self._dirty = None, True
                 await asyncio.sleep(RETRY_SEC)
             except ConfigError as exc:
                 log.error("data plane configuration not applied: %s", exc)
