@@ -6,11 +6,11 @@ balancer's sweeper (every 50 ms) calls `expire()` on connections whose deadline 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from time import monotonic
 
 from .http import RequestHead
+from .peer import Peer
 from .pool import ServiceState
 from .settings import ProxySettings
 from .upstream import UpstreamConn
@@ -38,7 +38,10 @@ class Runtime:
         self.reroute = reroute
 
 
-class ClientConn:
+class ClientConn(Peer):
+    """A client connection: a `Peer` (its own reader and writer) plus what the request path and
+    the timeout sweeper share. `client.ClientProtocol` drives it."""
+
     __slots__ = (
         "deadline",
         "extra",
@@ -48,18 +51,14 @@ class ClientConn:
         "reader",
         "stream_timeout",
         "timed_out",
-        "transport",
         "upstream",
         "writer",
     )
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, extra: bytes
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.transport = writer.transport
-        self.extra = extra  # CRLF-terminated header lines added to every upstream request
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.reader = self.writer = self  # the stream-like calls of the coroutine paths
+        self.extra = b""  # CRLF-terminated header lines added to every upstream request
         self.phase = IDLE
         self.deadline = INF
         self.idle_since = monotonic()
@@ -74,7 +73,7 @@ class ClientConn:
 
     def buffered(self) -> int:
         """Bytes the client sent that no one read yet (a partial request head)."""
-        return len(getattr(self.reader, "_buffer", b""))  # asyncio.StreamReader's own buffer
+        return len(self.buf)
 
     def expire(self) -> None:
         """Called by the sweeper once `deadline` has passed."""

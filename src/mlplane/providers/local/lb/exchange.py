@@ -56,16 +56,14 @@ async def send_streamed(
         cc.writer.write(CONTINUE)
     cc.phase = STREAM
     limit = rt.settings.max_request_body_bytes
-
-    def answered() -> bool:  # the endpoint answered (or closed) before taking the whole body
-        return bool(conn.buf) or conn.eof
-
     try:
         if req.chunked:
-            await relay_chunked(cc.reader, conn, cc.touch, first=head, limit=limit, stop=answered)
+            await relay_chunked(
+                cc.reader, conn, cc.touch, first=head, limit=limit, stop=conn.answered
+            )
         else:
             await relay_length(
-                cc.reader, conn, req.content_length, cc.touch, first=head, stop=answered
+                cc.reader, conn, req.content_length, cc.touch, first=head, stop=conn.answered
             )
     except PeerGone as exc:
         if exc.side == SOURCE:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Sequence
 from time import monotonic
 
 from mlplane.errors import ConfigError
 
+from .client import ClientProtocol
 from .config import BackendService, Endpoint, UrlMap, validate, validate_endpoints
-from .conn import IDLE, INF, NONE, ClientConn, Runtime
-from .forward import forward
-from .http import CRLF, HEAD_END, HttpError, RequestHead, parse_request_head
+from .conn import IDLE, ClientConn, Runtime
+from .http import HttpError, RequestHead, parse_request_head
 from .metrics import MetricsSnapshot, ServiceMetrics, render_prometheus, snapshot_service
 from .pool import ServiceState
 from .response import error_response, simple_response
@@ -31,7 +30,6 @@ METRICS_PATH = (RESERVED_PREFIX + "metrics").encode()
 HEALTH_PATH = (RESERVED_PREFIX + "healthz").encode()
 _RESERVED = RESERVED_PREFIX.encode()
 _SWEEP_SEC = 0.05
-_LINGER_SEC = 2.0
 
 
 class LoadBalancer:
@@ -128,18 +126,18 @@ class LoadBalancer:
     # -- lifecycle -----------------------------------------------------------------------------
 
     @property
+    def rt(self) -> Runtime:
+        return self._rt
+
+    @property
     def port(self) -> int:
         return self._port
 
     async def start(self, port: int = 0) -> int:
         """Listen on 127.0.0.1:`port` (0: pick a free one); returns the bound port."""
-        self._server = await asyncio.start_server(
-            self._on_client,
-            BIND_HOST,
-            port,
-            limit=self.settings.max_header_bytes,
-            backlog=1024,
-            reuse_address=True,
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientProtocol(self), BIND_HOST, port, backlog=1024, reuse_address=True
         )
         self._port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -196,65 +194,16 @@ class LoadBalancer:
 
     # -- the request path ----------------------------------------------------------------------
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        transport = writer.transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peer = transport.get_extra_info("peername")
-        ip = peer[0] if peer else "127.0.0.1"
-        extra = f"X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: http\r\n".encode()
-        cc = ClientConn(reader, writer, extra)
+    def admit(self, cc: ClientConn) -> bool:
+        """A new client connection: registered, unless at the cap with no idle one to close."""
         if len(self._clients) >= self.settings.max_connections and not self._evict_idle():
             self._refused += 1
-            transport.abort()
-            return
+            return False
         self._clients[cc] = None
-        idle = self.settings.client_idle_timeout_sec
-        rt = self._rt
-        linger = False
-        wait = self.settings.client_header_timeout_sec  # for the first request
-        try:
-            while not rt.closing:
-                cc.phase = IDLE
-                cc.idle_since = now = monotonic()
-                cc.deadline = now + wait
-                wait = idle
-                try:
-                    head = await reader.readuntil(HEAD_END)
-                except (asyncio.IncompleteReadError, OSError):
-                    break
-                except asyncio.LimitOverrunError:
-                    self._reply_unrouted(cc, 431, "request header section too large", False)
-                    linger = True
-                    break
-                cc.phase = NONE
-                cc.deadline = INF
-                if head[0] == 13:  # stray CRLFs between requests (RFC 9112 §2.2)
-                    head = head.lstrip(CRLF)
-                    if not head:
-                        continue
-                    if not head.endswith(HEAD_END):
-                        head += CRLF
-                t0 = monotonic()
-                routed = self._prepare(cc, head, t0)
-                if isinstance(routed, tuple):
-                    keep = await forward(rt, cc, routed[0], routed[1], t0)
-                else:
-                    keep = routed
-                if not keep:
-                    linger = not transport.is_closing()
-                    break
-            await writer.drain()
-            if linger:
-                await self._linger(cc)
-        except OSError:
-            pass
-        except Exception:
-            log.exception("local load balancer: unexpected error on a client connection")
-        finally:
-            self._clients.pop(cc, None)
-            transport.close()
+        return True
+
+    def forget(self, cc: ClientConn) -> None:
+        self._clients.pop(cc, None)
 
     def _evict_idle(self) -> bool:
         """At the connection cap: close the connection idle longest, if one is idle."""
@@ -266,18 +215,7 @@ class LoadBalancer:
                 return True
         return False
 
-    @staticmethod
-    async def _linger(cc: ClientConn) -> None:
-        """Half-close and read what the client still sends, so that closing with unread input
-        (e.g. after a 413 or 431) does not reset the connection before it read our answer."""
-        if cc.writer.can_write_eof():
-            cc.writer.write_eof()
-        cc.phase = IDLE
-        cc.deadline = monotonic() + _LINGER_SEC
-        while await cc.reader.read(65536):
-            pass
-
-    def _prepare(
+    def prepare(
         self, cc: ClientConn, head: bytes, t0: float
     ) -> tuple[RequestHead, ServiceState] | bool:
         """Parse and route. Returns what to forward, or whether to keep the connection after a
@@ -285,7 +223,7 @@ class LoadBalancer:
         try:
             req = parse_request_head(head)
         except HttpError as exc:
-            return self._reply_unrouted(cc, exc.status, exc.message, False)
+            return self.reply_unrouted(cc, exc.status, exc.message, False)
         no_body = req.content_length == 0
         if req.path.startswith(_RESERVED):
             return self._internal(cc, req.path, req.method, req.keep_alive and no_body)
@@ -293,7 +231,7 @@ class LoadBalancer:
         if target is None:
             message = f"no route for host '{req.host.decode('latin-1')}' path "
             message += f"'{req.path.decode('latin-1')}' and the URL map has no default service"
-            return self._reply_unrouted(cc, 404, message, req.keep_alive and no_body)
+            return self.reply_unrouted(cc, 404, message, req.keep_alive and no_body)
         svc = self._services[target if isinstance(target, str) else target.choose()]
         limit = self.settings.max_request_body_bytes
         if req.content_length > limit:
@@ -308,7 +246,7 @@ class LoadBalancer:
             return None
         return self._services[target if isinstance(target, str) else target.choose()]
 
-    def _reply_unrouted(self, cc: ClientConn, status: int, message: str, keep: bool) -> bool:
+    def reply_unrouted(self, cc: ClientConn, status: int, message: str, keep: bool) -> bool:
         keep = keep and not self._rt.closing
         self._unrouted[status] = self._unrouted.get(status, 0) + 1
         cc.writer.write(error_response(status, message, keep_alive=keep))
@@ -317,7 +255,7 @@ class LoadBalancer:
     def _internal(self, cc: ClientConn, path: bytes, method: bytes, keep: bool) -> bool:
         keep = keep and not self._rt.closing
         if method not in (b"GET", b"HEAD"):
-            return self._reply_unrouted(cc, 405, "reserved paths answer GET only", keep)
+            return self.reply_unrouted(cc, 405, "reserved paths answer GET only", keep)
         if path == METRICS_PATH:
             body = self.render_metrics().encode()
             ctype = b"text/plain; version=0.0.4; charset=utf-8"
@@ -326,7 +264,7 @@ class LoadBalancer:
         else:
             reserved = RESERVED_PREFIX
             message = f"unknown path under the reserved prefix {reserved} (try {reserved}metrics)"
-            return self._reply_unrouted(cc, 404, message, keep)
+            return self.reply_unrouted(cc, 404, message, keep)
         response = simple_response(200, body, ctype, keep_alive=keep)
         if method == b"HEAD":
             response = response[: len(response) - len(body)]
