@@ -31,11 +31,13 @@ LINGER_SEC = 2.0
 
 
 class ClientProtocol(ClientConn):
-    __slots__ = ("_body", "_ep", "_req", "_svc", "_t0", "busy", "lb", "task")
+    __slots__ = ("_body", "_ep", "_req", "_svc", "_t0", "busy", "lb", "rt", "settings", "task")
 
     def __init__(self, lb: LoadBalancer) -> None:
         super().__init__(lb.settings.max_header_bytes)
         self.lb = lb
+        self.rt = lb.rt
+        self.settings = lb.settings
         self.busy = False  # a request is being handled (by callbacks or by a task)
         self.task: asyncio.Task[None] | None = None
         self._req: RequestHead | None = None
@@ -55,7 +57,7 @@ class ClientProtocol(ClientConn):
         ip = peer[0] if peer else "127.0.0.1"
         self.extra = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % ip.encode()
         self.idle_since = now = monotonic()
-        self.deadline = now + self.lb.settings.client_header_timeout_sec
+        self.deadline = now + self.settings.client_header_timeout_sec
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -77,15 +79,15 @@ class ClientProtocol(ClientConn):
 
     # -- the request loop ----------------------------------------------------------------------
 
-    def _idle(self) -> None:
+    def _idle(self, now: float = 0.0) -> None:
         self.phase = IDLE
-        self.idle_since = now = monotonic()
-        self.deadline = now + self.lb.settings.client_idle_timeout_sec
+        self.idle_since = now = now or monotonic()
+        self.deadline = now + self.settings.client_idle_timeout_sec
 
     def _process(self) -> None:
         """Take the next request off the buffer (callback mode: no task owns the connection)."""
         lb = self.lb
-        while not self.busy and not self.closed and not lb.rt.closing:
+        while not self.busy and not self.closed and not self.rt.closing:
             buf = self.buf
             if buf[:2] == CRLF:  # stray CRLFs between requests (RFC 9112 §2.2)
                 self.buf = buf = buf.lstrip(CRLF)
@@ -135,7 +137,7 @@ class ClientProtocol(ClientConn):
         sent: tuple[EndpointState, UpstreamConn] | None,
     ) -> None:
         try:
-            keep = await forward(self.lb.rt, self, req, svc, t0, body, sent)
+            keep = await forward(self.rt, self, req, svc, t0, body, sent)
         except Exception:
             log.exception("local load balancer: unexpected error on a client connection")
             self.transport.abort()
@@ -183,8 +185,7 @@ class ClientProtocol(ClientConn):
         ep = svc.pick((), t0)
         if ep is None:
             return False
-        settings = self.lb.settings
-        conn = ep.take_idle(t0, settings.upstream_idle_timeout_sec)
+        conn = ep.take_idle(t0, self.settings.upstream_idle_timeout_sec)
         if conn is None:
             return False
         body = b""
@@ -202,7 +203,8 @@ class ClientProtocol(ClientConn):
         self.stream_timeout = svc.timeout
         self.phase, self.deadline = UPSTREAM, t0 + svc.timeout
         conn.on_data = self._on_upstream
-        conn.write(req.upstream_head(self.extra) + body if body else req.upstream_head(self.extra))
+        head = req.upstream_head(self.extra)
+        conn.transport.write(head + body if body else head)
         return True
 
     def _on_upstream(self) -> None:
@@ -225,20 +227,21 @@ class ClientProtocol(ClientConn):
                 and req.version == 11
                 and req.keep_alive
                 and req.method != b"HEAD"
-                and not self.lb.rt.closing
+                and not self.rt.closing
             ):
                 cl, rest = resp.content_length, len(buf) - end
                 if cl == rest:
                     conn.buf = b""
                     self.transport.write(buf)
-                    self._finish(conn, resp.status, resp.keep_alive)
-                    if self.busy or self.closed:
+                    now = self._finish(conn, resp.status, resp.keep_alive)
+                    if self.closed:
                         return
                     if self._write_paused:  # a slow reader: let the coroutine path wait
                         self._spawn_drain()
                         return
-                    self._idle()
-                    self._process()
+                    self._idle(now)
+                    if self.buf or self.eof:
+                        self._process()
                     return
                 if 0 <= rest < cl <= SMALL_BODY and not conn.eof:
                     return  # the rest of a small body is on its way
@@ -246,7 +249,7 @@ class ClientProtocol(ClientConn):
             return  # the rest of the head is on its way
         self._hand_over(conn)
 
-    def _finish(self, conn: UpstreamConn, status: int, reusable: bool) -> None:
+    def _finish(self, conn: UpstreamConn, status: int, reusable: bool) -> float:
         svc, ep, t0 = self._svc, self._ep, self._t0
         conn.on_data = None
         self.upstream = None
@@ -255,13 +258,14 @@ class ClientProtocol(ClientConn):
         self.busy = False
         now = monotonic()
         if ep is not None:
-            ep.release(conn, reusable, now, self.lb.settings.max_idle_per_endpoint)
+            ep.release(conn, reusable, now, self.settings.max_idle_per_endpoint)
             ep.outstanding -= 1
         if svc is not None:
             m = svc.metrics
             m.in_flight -= 1
             m.start_sum = m.start_sum - t0 if m.in_flight else 0.0
             m.observe(status, now - t0)
+        return now
 
     def _hand_over(self, conn: UpstreamConn) -> None:
         """Something the callback path does not handle: `forward` carries on from here

@@ -91,6 +91,7 @@ class RequestHead:
         "path",
         "raw",
         "target",
+        "upstream",
         "verbatim",
         "version",
     )
@@ -108,11 +109,16 @@ class RequestHead:
         self.expect_continue = False
         self.verbatim = True  # the raw head can be forwarded unchanged (plus our extra lines)
         self.raw = b""
+        self.upstream: tuple[bytes, bytes] = (b"", b"")  # (extra, head): the last one built
 
     def upstream_head(self, extra: bytes) -> bytes:
         """The head to send upstream (always HTTP/1.1). `extra` is CRLF-terminated lines."""
         if self.verbatim:
-            return self.raw[:-2] + extra + CRLF
+            last_extra, head = self.upstream
+            if last_extra is not extra and last_extra != extra:
+                head = self.raw[:-2] + extra + CRLF
+                self.upstream = (extra, head)
+            return head
         parts = [self.method, b" ", self.target, b" HTTP/1.1\r\n"]
         for line in self.headers:
             parts.append(line)
