@@ -149,3 +149,30 @@ def test_a_busy_port_is_reported_and_an_invalid_config_keeps_the_running_one(
                 await dp.shutdown()
 
         asyncio.run(go())
+
+
+def test_the_prober_counts_no_late_probe_and_no_refusal_while_a_replica_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scripted probe results: refusals while warming up (within an interval) and a probe that
+    was late because the prober was are not failures; real results count as usual."""
+    from mlplane.providers.local.dataplane import health
+
+    script = [health.REFUSED, health.REFUSED, health.LATE, health.FAILED, health.OK, health.OK]
+
+    async def scripted(port: int, check: CheckSpec, host: str = "127.0.0.1") -> str:
+        return script.pop(0) if script else health.OK
+
+    monkeypatch.setattr(health, "probe", scripted)
+    check = CheckSpec("hc", interval_sec=1000, healthy_threshold=2, unhealthy_threshold=1)
+    seen: list[tuple[str, int, int]] = []
+
+    async def go() -> None:
+        prober = health.Prober(1, check, lambda t: seen.append((t.state, t.successes, t.failures)))
+        prober.start()
+        while len(seen) < 3:
+            await asyncio.sleep(0.01)
+        await prober.stop()
+
+    asyncio.run(go())
+    assert seen == [("UNHEALTHY", 0, 1), ("UNHEALTHY", 1, 0), ("HEALTHY", 2, 0)]
