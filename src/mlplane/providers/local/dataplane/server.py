@@ -53,6 +53,7 @@ class DataPlane:
         self._owner_of: dict[tuple[int, str], str] = {}
         self._reported: dict[str, tuple[int, int]] = {}
         self.clients = 0  # control connections ever made
+        self._closing: set[asyncio.Task[None]] = set()  # listeners draining
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -66,7 +67,9 @@ class DataPlane:
         wanted = {li.name: li for li in config.listeners}
         for name in [n for n in self.balancers if n not in wanted]:
             gone = self.balancers.pop(name)
-            asyncio.get_running_loop().create_task(gone.stop(drain_timeout_sec=DRAIN_SEC))
+            task = asyncio.get_running_loop().create_task(gone.stop(drain_timeout_sec=DRAIN_SEC))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         self._gated, self._services = {}, {}
         for li in config.listeners:
             services = tuple(self._gate(li.name, s) for s in li.services)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .conn import IDLE, INF, NONE, UPSTREAM, ClientConn
 from .exchange import SMALL_BODY
@@ -106,8 +106,9 @@ class ClientProtocol(ClientConn):
             routed = lb.prepare(self, head, t0)
             if isinstance(routed, tuple):
                 req, svc = routed
-                if not self._send(req, svc, t0):
-                    self._spawn(req, svc, t0, None)
+                picked = self._send(req, svc, t0)
+                if picked is not True:
+                    self._spawn(req, svc, t0, None, picked)
                     return
             elif routed:
                 self._idle()
@@ -121,12 +122,14 @@ class ClientProtocol(ClientConn):
         svc: ServiceState,
         t0: float,
         sent: tuple[EndpointState, UpstreamConn] | None,
+        picked: EndpointState | None = None,
     ) -> None:
         self.busy = True
         body = None
         if sent is not None:
             body, self._body = self._body, b""
-        self.task = asyncio.get_running_loop().create_task(self._forward(req, svc, t0, body, sent))
+        work = self._forward(req, svc, t0, body, sent, picked)
+        self.task = asyncio.get_running_loop().create_task(work)
 
     async def _forward(
         self,
@@ -135,9 +138,10 @@ class ClientProtocol(ClientConn):
         t0: float,
         body: bytes | None,
         sent: tuple[EndpointState, UpstreamConn] | None,
+        picked: EndpointState | None,
     ) -> None:
         try:
-            keep = await forward(self.rt, self, req, svc, t0, body, sent)
+            keep = await forward(self.rt, self, req, svc, t0, body, sent, picked)
         except Exception:
             log.exception("local load balancer: unexpected error on a client connection")
             self.transport.abort()
@@ -177,17 +181,20 @@ class ClientProtocol(ClientConn):
 
     # -- the callback path ---------------------------------------------------------------------
 
-    def _send(self, req: RequestHead, svc: ServiceState, t0: float) -> bool:
-        """Write the request to an idle pooled connection now, if the common case allows."""
+    def _send(
+        self, req: RequestHead, svc: ServiceState, t0: float
+    ) -> EndpointState | Literal[True] | None:
+        """Write the request to an idle pooled connection now, if the common case allows:
+        True. Else the endpoint it picked (to be connected to by `forward`), or None."""
         cl = req.content_length
         if cl < 0 or cl > SMALL_BODY or len(self.buf) < cl or req.expect_continue or svc.retired:
-            return False
+            return None
         ep = svc.pick((), t0)
         if ep is None:
-            return False
+            return None
         conn = ep.take_idle(t0, self.settings.upstream_idle_timeout_sec)
         if conn is None:
-            return False
+            return ep
         body = b""
         if cl:
             body, self.buf = self.buf[:cl], self.buf[cl:]

@@ -44,12 +44,14 @@ async def forward(
     t0: float,
     body: bytes | None = None,
     sent: tuple[EndpointState, UpstreamConn] | None = None,
+    picked: EndpointState | None = None,
 ) -> bool:
     """Proxy one request and record it; returns whether the client connection stays open.
 
     `body`: the request body, already read. `sent`: the request was already written on this
     pooled connection by the callback path (`client`), which counted it in flight and as
-    outstanding on the endpoint; carry on from its response."""
+    outstanding on the endpoint; carry on from its response. `picked`: the endpoint the
+    callback path chose (it had no idle connection): the first attempt goes there."""
     settings = rt.settings
     metrics = svc.metrics
     if sent is None:
@@ -84,12 +86,12 @@ async def forward(
             else:
                 if svc.retired:  # removed by apply() while we read the body / retrying
                     svc = rt.reroute(req) or svc
-                picked = svc.pick(tried, now)
-                if picked is None:
+                choice, picked = picked or svc.pick(tried, now), None
+                if choice is None:
                     if failure is None or not failure.reused or tried.count(tried[-1]) > 1:
                         break
-                    picked = tried[-1]  # a stale pooled connection to the only endpoint: again
-                ep = picked
+                    choice = tried[-1]  # a stale pooled connection to the only endpoint: again
+                ep = choice
                 if tried:
                     metrics.retries += 1
                 tried.append(ep)
