@@ -108,7 +108,7 @@ async def probe(port: int, check: CheckSpec, host: str = "127.0.0.1") -> str:
 
 class Prober:
     """Probes one target until cancelled; `on_change(track)` after each counted result that
-    changed the track."""
+    changed the track, except one more success of a target that stays healthy."""
 
     def __init__(
         self, port: int, check: CheckSpec, on_change: Callable[[HealthTrack], None]
@@ -142,8 +142,9 @@ class Prober:
                 track = self.track.observe(result == OK, check)
                 if track.state is Health.HEALTHY:
                     self.ever_healthy = True
-                if track != self.track:
-                    self.track = track
+                before, self.track = self.track, track
+                steady = track.state is Health.HEALTHY is before.state and not track.failures
+                if track != before and not steady:  # a healthy target's successes go unsaid
                     self._on_change(track)
             if self.ever_healthy and result != LATE:
                 delay = check.interval_sec - (loop.time() - started)
