@@ -176,3 +176,52 @@ def test_the_prober_counts_no_late_probe_and_no_refusal_while_a_replica_starts(
 
     asyncio.run(go())
     assert seen == [("UNHEALTHY", 0, 1), ("UNHEALTHY", 1, 0), ("HEALTHY", 2, 0)]
+
+
+def test_a_config_survives_its_trip_over_the_control_socket() -> None:
+    """What the agent sends is what the data plane applies: URL map (host rules, path rules,
+    weighted route rules), services with gated endpoints, checks and targets."""
+    from mlplane.providers.local.lb import (
+        HostRule,
+        PathMatcher,
+        PathRule,
+        RouteMatch,
+        RouteRule,
+        WeightedBackendService,
+    )
+
+    services = (
+        BackendService("a", (Endpoint("127.0.0.1", 8001, True, "hc"),), 12.5, 3.0),
+        BackendService("b", (Endpoint("127.0.0.1", 8002, False),)),
+    )
+    url_map = UrlMap(
+        default_service="a",
+        host_rules=(HostRule(("*",), "pm"), HostRule(("api.test", "*.x.test"), "paths")),
+        path_matchers=(
+            PathMatcher(
+                "pm",
+                default_service="b",
+                route_rules=(
+                    RouteRule(1, (RouteMatch(prefix_match="/v1/"),), service="a"),
+                    RouteRule(
+                        2,
+                        (RouteMatch(full_path_match="/w"),),
+                        weighted_backend_services=(
+                            WeightedBackendService("a", 90),
+                            WeightedBackendService("b", 10),
+                        ),
+                    ),
+                ),
+            ),
+            PathMatcher("paths", path_rules=(PathRule(("/p/*", "/q"), "b"),)),
+        ),
+        name="m",
+    )
+    config = DataPlaneConfig(
+        listeners=(Listener("fr", 8080, url_map, services),),
+        checks=(CheckSpec("hc", "/healthz", "h.test", 2.0, 1.0, 3, 4),),
+        targets=(ProbeTarget(8001, "hc", "r-1:42"),),
+        version=7,
+    )
+    wire = json.loads(json.dumps(config.to_json()))
+    assert DataPlaneConfig.from_json(wire) == config
