@@ -225,3 +225,29 @@ def test_a_config_survives_its_trip_over_the_control_socket() -> None:
     )
     wire = json.loads(json.dumps(config.to_json()))
     assert DataPlaneConfig.from_json(wire) == config
+
+
+def test_an_adopting_agent_can_keep_listeners_it_has_not_recovered_yet(
+    state_dir: Path, replicas: Callable[[str], ReplicaServer]
+) -> None:
+    a = replicas("a")
+    port = free_port()
+
+    async def go() -> None:
+        first = DataPlaneClient(state_dir)
+        await first.ensure()
+        assert await first.apply(config(port, a.port)) == {"fr": ""}
+        first.close()
+        second = DataPlaneClient(state_dir)  # a restarted agent, nothing recovered yet
+        await second.ensure()
+        assert second.adopted and second.inherited == {"fr": port}
+        await second.apply(DataPlaneConfig(keep=("fr",)))
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass  # still listening
+        await second.apply(DataPlaneConfig())  # converged: what no rule claims closes
+        await asyncio.sleep(0.2)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1)
+        await second.shutdown()
+
+    asyncio.run(go())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -47,6 +48,9 @@ from .store import ResourceStore
 log = logging.getLogger(__name__)
 POLL_SEC = 0.25
 RETRY_SEC = 0.5
+ADOPT_GRACE_SEC = 60.0
+"""An adopted data plane's listeners this agent has no rule for stay open this long, unless
+`converged()` says sooner that the agent has recovered all it will."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class Frontends:
         self._pushed: DataPlaneConfig | None = None
         self._dirty = True  # the records changed since the last push
         self._pid = 0
+        self._converged_at: float | None = None  # keep inherited listeners until then
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._push_lock = asyncio.Lock()
@@ -128,7 +133,22 @@ class Frontends:
             for name, check in group.checks.items():
                 checks[name] = check_spec(check)
             targets += [ProbeTarget(*t) for t in group.probe_targets()]
-        return DataPlaneConfig(tuple(listeners), tuple(checks.values()), tuple(targets))
+        keep: tuple[str, ...] = ()
+        if self._converged_at is None or time.monotonic() < self._converged_at:
+            keep = tuple(n for n in self.dataplane.inherited if n not in self.listeners)
+        return DataPlaneConfig(
+            tuple(listeners),
+            tuple(checks.values()),
+            tuple(targets),
+            keep=keep,
+            drain_sec=self.host.settings.lb_drain_sec,
+        )
+
+    def converged(self) -> None:
+        """The agent recovered every resource it will (after a restart): listeners of an
+        adopted data plane that no forwarding rule claims may now close."""
+        self._converged_at = time.monotonic()
+        self.sync()
 
     def check_url_map(self, spec: UrlMap) -> None:
         """Refuse a URL map the local load balancer could not serve (InvalidRequest)."""
@@ -209,6 +229,8 @@ class Frontends:
             await self.dataplane.ensure()
             if self.dataplane.info is not None and self.dataplane.info.pid != self._pid:
                 self._pid, self._pushed = self.dataplane.info.pid, None  # a new data plane
+                if self.dataplane.adopted and self._converged_at is None:
+                    self._converged_at = time.monotonic() + ADOPT_GRACE_SEC
             if not self._dirty and self._pushed is not None:
                 return {}
             self._dirty = False
@@ -224,6 +246,9 @@ class Frontends:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SEC)
             self._wake.clear()
+            pushed, until = self._pushed, self._converged_at
+            if pushed is not None and pushed.keep and until and time.monotonic() >= until:
+                self._dirty = True  # the grace for inherited listeners is over
             try:
                 await self._push()
                 self._absorb(await self.dataplane.poll())

@@ -38,6 +38,7 @@ class DataPlaneClient:
         self.files = DataPlaneFiles(state_dir)
         self.info: DataPlaneInfo | None = None
         self.adopted = False
+        self.inherited: dict[str, int] = {}  # listeners an adopted data plane was running
         self.since = 0
         self.version = 0
         self._spawned = 0  # pid of the data plane this client started (it may still be starting)
@@ -55,6 +56,7 @@ class DataPlaneClient:
             self.info, self.adopted = info, True
             hello = await self.call({"op": "hello"})
             self.version = int(hello.get("version", 0))
+            self.inherited = {str(k): int(v) for k, v in hello.get("listeners", {}).items()}
             log.info("adopted data plane pid %d (config version %d)", info.pid, self.version)
             return
         await self._start()

@@ -1,13 +1,15 @@
 """What crosses the control socket between the agent and the data plane: typed messages, sent as
 one JSON object per line.
 
-    -> {"op": "hello"}                            <- {"pid", "startedAt", "version"}
+    -> {"op": "hello"}                <- {"pid", "startedAt", "version", "listeners": {name: port}}
     -> {"op": "apply", "config": {...}}           <- {"version", "listeners": {name: error|""}}
     -> {"op": "poll", "since": SEQ}               <- {"seq", "at", "health": [...], "loads": {...}}
     -> {"op": "shutdown", "drainSec": S}          <- {"ok": true}, then the process exits
 
 A configuration is whole and versioned: the data plane validates all of it, then swaps it in
-between two requests (or keeps the one it has and says why not). `poll` answers only what
+between two requests (or keeps the one it has and says why not). Listeners named in `keep`
+and absent from `listeners` are left as they run: an agent that adopted a running data plane
+keeps its ports open until it has recovered its forwarding rules. `poll` answers only what
 changed since `since` (health transitions, loads of backend services that saw traffic), so its
 cost follows change, not the number of revisions.
 """
@@ -53,6 +55,8 @@ class DataPlaneConfig:
     checks: tuple[CheckSpec, ...] = ()
     targets: tuple[ProbeTarget, ...] = ()
     version: int = 0
+    keep: tuple[str, ...] = ()
+    drain_sec: float = 1.0  # in-flight requests of a listener that goes
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +78,8 @@ class DataPlaneConfig:
                 for c in self.checks
             ],
             "targets": [{"port": t.port, "check": t.check, "owner": t.owner} for t in self.targets],
+            "keep": list(self.keep),
+            "drainSec": self.drain_sec,
         }
 
     @classmethod
@@ -105,13 +111,15 @@ class DataPlaneConfig:
                 for t in doc.get("targets", [])
             )
             version = int(doc.get("version", 0))
+            keep = tuple(str(k) for k in doc.get("keep", []))
+            drain_sec = float(doc.get("drainSec", 1.0))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError("data plane config", "", f"malformed: {exc!r}") from None
         names = {c.name for c in checks}
         for t in targets:
             if t.check not in names:
                 raise ConfigError("data plane config", "targets", f"unknown check '{t.check}'")
-        return cls(tuple(listeners), checks, targets, version)
+        return cls(tuple(listeners), checks, targets, version, keep, drain_sec)
 
 
 @dataclass(frozen=True, slots=True)

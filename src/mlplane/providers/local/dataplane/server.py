@@ -65,9 +65,10 @@ class DataPlane:
         self._apply_targets(config)
         errors: dict[str, str] = {}
         wanted = {li.name: li for li in config.listeners}
-        for name in [n for n in self.balancers if n not in wanted]:
+        for name in [n for n in self.balancers if n not in wanted and n not in config.keep]:
             gone = self.balancers.pop(name)
-            task = asyncio.get_running_loop().create_task(gone.stop(drain_timeout_sec=DRAIN_SEC))
+            drain = config.drain_sec
+            task = asyncio.get_running_loop().create_task(gone.stop(drain_timeout_sec=drain))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         self._gated, self._services = {}, {}
@@ -76,7 +77,7 @@ class DataPlane:
             balancer = self.balancers.get(li.name)
             if balancer is not None and balancer.port != li.port:
                 self.balancers.pop(li.name)
-                await balancer.stop(drain_timeout_sec=DRAIN_SEC)
+                await balancer.stop(drain_timeout_sec=config.drain_sec)
                 balancer = None
             if balancer is None:
                 errors[li.name] = await self._open(li, services)
@@ -228,7 +229,7 @@ class DataPlane:
                 "pid": os.getpid(),
                 "startedAt": self.started_at,
                 "version": self.config.version,
-                "listeners": {li.name: li.port for li in self.config.listeners},
+                "listeners": {name: b.port for name, b in self.balancers.items()},
             }
         if op == "shutdown":
             self.stopping.set()
