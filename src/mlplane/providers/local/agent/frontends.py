@@ -5,8 +5,9 @@ must probe), sends it when it changed, and polls back what the data plane saw: h
 transitions (fed to the groups, for autohealing and status) and per-backend-service load
 counters (for the autoscalers).
 
-One task (`_link`) does all of it, a few times a second and at once after a change: the cost of
-a poll follows what changed, not how many revisions exist. Traffic and probes never wait on it.
+One task pushes after each change (`_link`), another long-polls (`_listen`): a health change
+reaches the agent moments after the data plane saw it, and a poll's cost follows what changed,
+not how many revisions exist. Traffic and probes never wait on the agent.
 """
 
 from __future__ import annotations
@@ -242,23 +243,41 @@ class Frontends:
             return errors
 
     async def _link(self) -> None:
+        """Push after each change; the reports come in on their own task (`_listen`)."""
+        listener = asyncio.get_running_loop().create_task(self._listen())
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                try:
+                    await self._push()
+                except DataPlaneError as exc:
+                    log.warning("data plane: %s", exc)
+                    self._pushed, self._dirty = None, True
+                    await asyncio.sleep(RETRY_SEC)
+                    self._wake.set()
+                except ConfigError as exc:
+                    log.error("data plane configuration not applied: %s", exc)
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        """Long polls: a health change reaches the groups moments after the data plane saw it,
+        the loads at least every POLL_SEC."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_SEC)
-            self._wake.clear()
+            if self.dataplane.info is None:  # not started or adopted yet
+                await asyncio.sleep(0.02)
+                continue
+            try:
+                self._absorb(await self.dataplane.poll(wait=POLL_SEC))
+            except DataPlaneError as exc:
+                log.warning("data plane: %s", exc)
+                await asyncio.sleep(RETRY_SEC)
             pushed, until = self._pushed, self._converged_at
             if pushed is not None and pushed.keep and until and time.monotonic() >= until:
                 self._dirty = True  # the grace for inherited listeners is over
-            try:
-                await self._push()
-                self._absorb(await self.dataplane.poll())
-            except DataPlaneError as exc:
-                log.warning("data plane: %s", exc)
-                self._pushed, self._dirty = None, True
-                await asyncio.sleep(RETRY_SEC)
-            except ConfigError as exc:
-                log.error("data plane configuration not applied: %s", exc)
-                await asyncio.sleep(RETRY_SEC)
+                self._wake.set()
 
     def _absorb(self, reply: PollReply) -> None:
         self.loads.update(reply.loads)

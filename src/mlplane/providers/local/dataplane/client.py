@@ -44,6 +44,8 @@ class DataPlaneClient:
         self._spawned = 0  # pid of the data plane this client started (it may still be starting)
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock = asyncio.Lock()
+        # Long polls go over a connection of their own, so that they never hold up an apply.
+        self._poller: DataPlaneClient | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -129,6 +131,9 @@ class DataPlaneClient:
         if self._conn is not None:
             self._conn[1].close()
             self._conn = None
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
 
     # -- calls ---------------------------------------------------------------------------------
 
@@ -160,7 +165,19 @@ class DataPlaneClient:
         assert isinstance(listeners, dict)
         return {str(k): str(v) for k, v in listeners.items()}
 
-    async def poll(self) -> PollReply:
-        reply = PollReply.from_json(await self.call({"op": "poll", "since": self.since}))
+    async def poll(self, wait: float = 0.0) -> PollReply:
+        """What changed since the last poll; with `wait`, a long poll on its own connection
+        that answers as soon as a replica's health changes (at most `wait` seconds later)."""
+        msg = {"op": "poll", "since": self.since, "wait": wait}
+        if wait > 0:
+            if self._poller is None or self._poller._conn is None:
+                poller = DataPlaneClient(self.files.root)
+                if not await poller._connect():
+                    raise DataPlaneError("cannot open a polling connection to the data plane")
+                self._poller = poller
+            doc = await self._poller.call(msg)
+        else:
+            doc = await self.call(msg)
+        reply = PollReply.from_json(doc)
         self.since = reply.seq
         return reply

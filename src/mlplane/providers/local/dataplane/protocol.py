@@ -3,15 +3,18 @@ one JSON object per line.
 
     -> {"op": "hello"}                <- {"pid", "startedAt", "version", "listeners": {name: port}}
     -> {"op": "apply", "config": {...}}           <- {"version", "listeners": {name: error|""}}
-    -> {"op": "poll", "since": SEQ}               <- {"seq", "at", "health": [...], "loads": {...}}
+    -> {"op": "poll", "since": SEQ, "wait": S}    <- {"seq", "at", "health": [...], "loads": {...}}
     -> {"op": "shutdown", "drainSec": S}          <- {"ok": true}, then the process exits
 
 A configuration is whole and versioned: the data plane validates all of it, then swaps it in
 between two requests (or keeps the one it has and says why not). Listeners named in `keep`
 and absent from `listeners` are left as they run: an agent that adopted a running data plane
-keeps its ports open until it has recovered its forwarding rules. `poll` answers only what
-changed since `since` (health transitions, loads of backend services that saw traffic), so its
-cost follows change, not the number of revisions.
+keeps its ports open until it has recovered its forwarding rules.
+
+`poll` answers only what changed since `since` (health transitions, loads of backend services
+that saw traffic), so its cost follows change, not the number of revisions. It is a long poll:
+it answers at once when health changed after `since`, else at the first change or after `wait`
+seconds (the agent polls on a connection of its own, so an apply never waits behind it).
 """
 
 from __future__ import annotations

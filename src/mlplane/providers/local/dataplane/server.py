@@ -10,6 +10,7 @@ Nothing here waits on the agent: a stalled or restarted agent leaves traffic and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -53,6 +54,7 @@ class DataPlane:
         self._owner_of: dict[tuple[int, str], str] = {}
         self._reported: dict[str, tuple[int, int]] = {}
         self.clients = 0  # control connections ever made
+        self._news = asyncio.Event()  # a health record was made (wakes waiting polls)
         self._closing: set[asyncio.Task[None]] = set()  # listeners draining
 
     # -- configuration -------------------------------------------------------------------------
@@ -147,6 +149,7 @@ class DataPlane:
         return changed
 
     def _record(self, key: TargetKey, track: HealthTrack) -> None:
+        self._news.set()
         self.seq += 1
         self.health.pop(key, None)  # re-inserted last: the dict stays in seq order
         self.health[key] = (self.seq, track)
@@ -219,7 +222,13 @@ class DataPlane:
     async def _dispatch(self, msg: dict[str, Any]) -> dict[str, Any]:
         op = msg.get("op")
         if op == "poll":
-            return self.poll(int(msg.get("since", 0))).to_json()
+            since = int(msg.get("since", 0))
+            wait = min(float(msg.get("wait", 0.0)), 5.0)
+            if wait > 0 and self.seq <= since:  # a long poll: answer at the first news
+                self._news.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._news.wait(), wait)
+            return self.poll(since).to_json()
         if op == "apply":
             config = DataPlaneConfig.from_json(msg.get("config"))
             errors = await self.apply(config)
