@@ -8,8 +8,9 @@ local agent in a temporary project; every revision is a real bundle (template, M
 min=max=1, health check, backend service, its route in the URL map) whose replica is a stdlib
 HTTP server (`lb_bench_support.py app-port`). Load: wrk (1 thread, 32 connections, small JSON
 POST) on revision 0's route, through the data plane and through nginx (one worker, keep-alive
-pool) to the same replica, in paired rounds. Idle CPU: the agent's and the data plane's
-user+system time over 10 s with no load. Everything started is stopped at the end.
+pool) to the same replica, in paired rounds. Idle CPU: the agent's and the data plane's own
+user+system time over 10 s with no load (not the replicas', which are the agent's children).
+Everything started is stopped at the end.
 """
 
 from __future__ import annotations
@@ -101,9 +102,11 @@ def wait_healthy(providers: ProviderSet, n: int, timeout: float = 300) -> dict[s
 
 
 def idle_cpu(pids: list[int], seconds: float = 10.0) -> list[float]:
-    before = [cpu_seconds(p) for p in pids]
+    """% of a core each process used (itself only: the agent's children are the replicas)."""
+    before = [cpu_seconds(p, with_children=False) for p in pids]
     time.sleep(seconds)
-    return [(cpu_seconds(p) - b) / seconds * 100 for p, b in zip(pids, before, strict=True)]
+    after = [cpu_seconds(p, with_children=False) for p in pids]
+    return [(a - b) / seconds * 100 for a, b in zip(after, before, strict=True)]
 
 
 def measure(
@@ -122,6 +125,7 @@ def main() -> int:
     parser.add_argument("--revisions", type=int, default=100)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hold", type=float, default=0, help="seconds to wait at N (to profile)")
     args = parser.parse_args()
     require_tools("wrk", "nginx")
     procs = Procs()
@@ -159,6 +163,9 @@ def main() -> int:
             wait_healthy(providers, args.revisions)
             deployed = time.monotonic() - t0
             time.sleep(2)
+            if args.hold:
+                print(f"holding {args.hold:g} s: agent pid {agent.info.pid}, data plane {dp.pid}")
+                time.sleep(args.hold)
             idle_n = idle_cpu([agent.info.pid, dp.pid])
             many = measure(lb_port, nginx_port, args.rounds, args.duration, lua)
         finally:

@@ -230,10 +230,11 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of `pid` and its direct children (nginx's workers)."""
+def cpu_seconds(pid: int, with_children: bool = True) -> float:
+    """CPU time (user + system) of `pid` and (by default) its direct children (nginx's
+    workers)."""
     total = 0.0
-    pids = [pid, *children(pid)]
+    pids = [pid, *children(pid)] if with_children else [pid]
     for p in pids:
         try:
             stat = Path(f"/proc/{p}/stat").read_text()
