@@ -2,10 +2,10 @@
 
     python bench/bench_lb.py [--duration 4] [--connections 32] [--rounds 3] [--loops auto,asyncio]
 
-Needs `wrk` and nginx (`apt-get install -y wrk nginx-light`); installs nothing itself. uvloop is
-used by the LB's default loop (`auto`) when installed (`pip install uvloop`, in the `fast`
-extra). Starts two upstream replicas of each kind, then measures with wrk (1 thread, small JSON
-POST, 127.0.0.1 only):
+Needs `wrk` and nginx (`apt-get install -y wrk nginx-light`); installs nothing itself. The LB's
+default loop (`auto`) is uvloop (a dependency of mlplane), else the stdlib's; `--loops
+uvloop,asyncio` measures both side by side. Starts two upstream replicas of each kind, then
+measures with wrk (1 thread, small JSON POST, 127.0.0.1 only):
   (a) our LB vs nginx in front of 2 "app" replicas (stdlib ThreadingHTTPServer handlers that parse
       the JSON body and answer JSON: a Python app server of the slow kind),
   (b) our LB vs nginx in front of 2 "static" replicas (a raw asyncio.Protocol answering a fixed
