@@ -251,3 +251,39 @@ def test_an_adopting_agent_can_keep_listeners_it_has_not_recovered_yet(
         await second.shutdown()
 
     asyncio.run(go())
+
+
+def test_a_probe_that_passes_while_its_listener_opens_is_not_lost(
+    replicas: Callable[[str], ReplicaServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first probe of an already-listening replica can finish while `apply` still awaits
+    the listener's socket: the endpoint must end up healthy all the same."""
+    from mlplane.providers.local.dataplane.server import DataPlane
+    from mlplane.providers.local.lb import LoadBalancer
+
+    a = replicas("a")
+    port = free_port()
+    start = LoadBalancer.start
+
+    async def slow_start(self: LoadBalancer, port: int = 0) -> int:
+        await asyncio.sleep(0.3)  # the probe of `a` passes meanwhile
+        return await start(self, port)
+
+    monkeypatch.setattr(LoadBalancer, "start", slow_start)
+
+    async def go() -> int:
+        dp = DataPlane()
+        await dp.apply(config(port, a.port))
+        loop = asyncio.get_running_loop()
+        try:
+            status = 0
+            for _ in range(50):
+                status = (await loop.run_in_executor(None, get, port))[0]
+                if status == 200:
+                    break
+                await asyncio.sleep(0.05)
+            return status
+        finally:
+            await dp.stop()
+
+    assert asyncio.run(go()) == 200

@@ -86,7 +86,13 @@ class DataPlane:
             else:
                 balancer.apply(li.url_map, services)
                 errors[li.name] = ""
+        # Probes that finished while this apply awaited (a listener opening) were pushed into
+        # the state being replaced: gate every service on the health known now.
+        for listener, name in list(self._services):
+            self._regate(listener, name)
         self.config = config
+        log.info("config %d: %d listeners, %d probe targets", config.version,
+                 len(config.listeners), len(config.targets))  # fmt: skip
         return errors
 
     async def _open(self, li: Listener, services: tuple[BackendService, ...]) -> str:
@@ -144,6 +150,7 @@ class DataPlane:
             before = self.health.get(key)
             self._record(key, track)
             if before is None or before[1].state is not track.state:
+                log.info("%s on port %d (%s): %s", key[1], key[0], key[2], track.state)
                 self._push_health((key[0], key[1]))
 
         return changed
@@ -157,20 +164,23 @@ class DataPlane:
     def _push_health(self, key: tuple[int, str]) -> None:
         """A probe result changed an endpoint's health: the load balancers hear it now."""
         for listener, name in self._gated.get(key, ()):
-            balancer = self.balancers.get(listener)
-            service = self._services.get((listener, name))
-            if balancer is None or service is None:
-                continue
-            endpoints = [
-                replace(ep, healthy=self._healthy((ep.port, ep.health_check)))
-                if ep.health_check is not None
-                else ep
-                for ep in service.endpoints
-            ]
-            try:
-                balancer.set_endpoints(name, endpoints)
-            except ConfigError as exc:
-                log.error("health of %s not applied: %s", name, exc)
+            self._regate(listener, name)
+
+    def _regate(self, listener: str, name: str) -> None:
+        balancer = self.balancers.get(listener)
+        service = self._services.get((listener, name))
+        if balancer is None or service is None:
+            return
+        endpoints = [
+            replace(ep, healthy=self._healthy((ep.port, ep.health_check)))
+            if ep.health_check is not None
+            else ep
+            for ep in service.endpoints
+        ]
+        try:
+            balancer.set_endpoints(name, endpoints)
+        except ConfigError as exc:
+            log.error("health of %s not applied: %s", name, exc)
 
     # -- reporting -----------------------------------------------------------------------------
 
@@ -214,7 +224,7 @@ class DataPlane:
                     reply = {"error": str(exc)}
                 writer.write(encode(reply))
                 await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
+        except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
