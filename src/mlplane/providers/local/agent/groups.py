@@ -121,7 +121,7 @@ class GroupRuntime:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await asyncio.gather(*(self._remove(r) for r in list(self.replicas.values())))
+        await asyncio.gather(*(self._remove(r, drain=False) for r in list(self.replicas.values())))
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -242,11 +242,22 @@ class GroupRuntime:
         limit = self.host.settings.restart_backoff_max_sec
         self._backoff = min(max(self._backoff * 2, 0.5), limit)
 
-    async def _stop_process(self, r: Replica) -> None:
+    async def _stop_process(self, r: Replica, drain: bool = True) -> None:
+        """Out of the load balancer first (as a MIG's instance leaves its backend services
+        before it is deleted), then stopped: requests in flight on it may finish for
+        `lb_drain_sec`. A replica that is gone, or that no check passes, is stopped at once."""
+        running = r.running
+        if drain and running is not None and running.proc.returncode is None and self._serving(r):
+            self.host.notify()  # its status is no longer RUNNING: the data plane drops it
+            await asyncio.sleep(self.host.settings.lb_drain_sec)
         r.tracks = {}
         running, r.running = r.running, None
         if running is not None:
             await halt(self.host, running)
+
+    def _serving(self, r: Replica) -> bool:
+        """Could the load balancer be sending it requests?"""
+        return not self.checks or any(t.state is Health.HEALTHY for t in r.tracks.values())
 
     async def _recreate(self, r: Replica) -> None:
         r.status = "RECREATING"
@@ -254,9 +265,9 @@ class GroupRuntime:
         r.restarts += 1
         await self._start(r)
 
-    async def _remove(self, r: Replica) -> None:
+    async def _remove(self, r: Replica, drain: bool = True) -> None:
         r.status = "STOPPING"
-        await self._stop_process(r)
+        await self._stop_process(r, drain)
         self.replicas.pop(r.name, None)
         self.host.names.discard(r.name)
 
