@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import http.client
 import json
+import os
 import socket
 import sys
 import threading
@@ -240,7 +241,12 @@ class LoopThread:
     """An event loop in a background thread; the LB lives there, tests talk to it via `run`."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        if os.environ.get("MLPLANE_TEST_LOOP") == "uvloop":  # the data plane's loop when installed
+            import uvloop
+
+            self.loop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 

@@ -194,6 +194,28 @@ def test_least_outstanding_and_health(replicas: Replicas, make_lb: MakeLb) -> No
     assert {json.loads(request(lb.port, "/h")[2])["replica"] for _ in range(6)} == {"y"}
 
 
+def test_sequential_requests_alternate_between_equal_endpoints(
+    replicas: Replicas, make_lb: MakeLb
+) -> None:
+    """Ties go round-robin whether or not the picked endpoint has a pooled connection yet (the
+    callback path's pick is the one the coroutine path connects to)."""
+    x, y = replicas("x"), replicas("y")
+    lb = make_lb(UrlMap("s"), [service("s", x, y)])
+    for keep_alive in (False, True):
+        seen: Counter[str] = Counter()
+        with socket.create_connection(("127.0.0.1", lb.port), timeout=5) as s:
+            for _ in range(20):
+                if keep_alive:
+                    s.sendall(b"GET /rr HTTP/1.1\r\nHost: x\r\n\r\n")
+                    seen[json.loads(read_response(s)[2])["replica"]] += 1
+                else:
+                    out = raw_exchange(
+                        lb.port, b"GET /rr HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    )
+                    seen[json.loads(out.partition(b"\r\n\r\n")[2])["replica"]] += 1
+        assert seen == {"x": 10, "y": 10}, (keep_alive, seen)
+
+
 def test_tcp_nodelay_on_both_sides(replicas: Replicas, make_lb: MakeLb) -> None:
     a = replicas("a")
     lb = make_lb(UrlMap("a"), [service("a", a)])

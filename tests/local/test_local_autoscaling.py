@@ -159,3 +159,32 @@ def test_policy_of_reads_the_autoscaler_and_its_backends() -> None:
         1,
         60.0,
     )
+
+
+def test_the_sampler_reads_the_mean_load_from_busy_request_seconds() -> None:
+    """One reading a tick: the mean in flight is the change of busy request-seconds over the
+    time between readings, however many requests came and went in between."""
+    from mlplane.providers.local.agent.scalers import ScalerLoop
+    from mlplane.providers.local.dataplane.protocol import Load
+
+    class Group:
+        name = "s-mig"
+        target_size = 1
+        sizes: list[int] = []
+
+        def resize(self, size: int) -> None:
+            self.sizes.append(size)
+            self.target_size = size
+
+    group = Group()
+    readings = [(Load(0, 0, 0.0), 10.0), (Load(0, 500, 3.0), 11.0), (Load(2, 900, 3.5), 12.0)]
+    loop = ScalerLoop(
+        autoscaler(cool_down_period_sec=0),
+        lambda: group,  # type: ignore[arg-type,return-value]
+        lambda name: readings.pop(0),
+        lambda: [],
+    )
+    decisions = [loop.tick(float(t)) for t in (10, 11, 12)]
+    loads = [d.load for d in decisions if d is not None]
+    assert loads == [0.0, 3.0, 0.5]  # in flight now at first, then 3.0/1 s and 0.5/1 s
+    assert group.sizes == [4, 1]  # ceil(3.0 / 0.8) capped at max 4, then back to min 1

@@ -195,6 +195,9 @@ def _sweep(paths: AgentPaths) -> int:
     from .agent.processes import kill_group, recorded_children
 
     killed = sum(kill_group(p, signal.SIGKILL) for p in recorded_children(paths.children))
+    from .dataplane.files import DataPlaneFiles, stop_orphan
+
+    killed += stop_orphan(DataPlaneFiles(paths.root))  # it outlives a killed agent by design
     for path in (paths.children, paths.info, paths.pid_file):
         path.unlink(missing_ok=True)
     return killed

@@ -8,6 +8,8 @@ tokens.json     sha256 of the sign-in and impersonation tokens the agent issued 
 agent.log       the agent's log
 children.json   pid and start time of every process the agent supervises (for crash cleanup)
 logs/NAME.log   stdout and stderr of each instance or replica process
+dataplane.*     the data plane's lock, pid file (dataplane.json), control socket and log: see
+                `providers/local/dataplane/files.py` (it outlives a killed agent, to be adopted)
 """
 
 from __future__ import annotations

@@ -1,15 +1,23 @@
-"""The load balancers in the agent: one `LoadBalancer` (the colleague's asyncio proxy) per
-forwarding rule, listening on 127.0.0.1:portRange, configured from its target proxy's URL map
-and the backend services that map routes to. `sync()` re-derives every configuration from the
-records and pushes what changed: a new routing with `apply`, health or membership changes of
-replicas with `set_endpoints`."""
+"""The agent's side of the data plane (see `providers/local/dataplane`): it derives one whole
+configuration from the records (a listener per forwarding rule, configured from its target
+proxy's URL map and the backend services that map routes to; the replicas each health check
+must probe), sends it when it changed, and polls back what the data plane saw: health
+transitions (fed to the groups, for autohealing and status) and per-backend-service load
+counters (for the autoscalers).
+
+One task pushes after each change (`_link`), another long-polls (`_listen`): a health change
+reaches the agent moments after the data plane saw it, and a poll's cost follows what changed,
+not how many revisions exist. Traffic and probes never wait on the agent.
+"""
 
 from __future__ import annotations
 
-import errno
+import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from mlplane.errors import ConfigError
 from mlplane.model.compute import (
@@ -23,21 +31,43 @@ from mlplane.model.compute import (
 )
 from mlplane.providers.errors import InvalidRequest
 from mlplane.providers.local import lb
+from mlplane.providers.local.dataplane.client import DataPlaneClient, DataPlaneError
+from mlplane.providers.local.dataplane.protocol import (
+    DataPlaneConfig,
+    Listener,
+    Load,
+    PollReply,
+    ProbeTarget,
+)
 
 from . import lb_config
 from .groups import GroupRuntime
+from .health import Health, HealthTrack, check_spec
 from .host import Host
 from .store import ResourceStore
 
 log = logging.getLogger(__name__)
+POLL_SEC = 0.25
+RETRY_SEC = 0.5
+ADOPT_GRACE_SEC = 60.0
+"""An adopted data plane's listeners this agent has no rule for stay open this long, unless
+`converged()` says sooner that the agent has recovered all it will."""
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    """One entry of `backendServices.getHealth`'s healthStatus."""
+
+    group: str
+    instance: str
+    port: int
+    health_state: str  # HEALTHY, UNHEALTHY or UNKNOWN
 
 
 @dataclass
-class Listener:
+class Rule:
     rule: ForwardingRule
-    balancer: lb.LoadBalancer
     port: int
-    pushed: dict[str, tuple[lb.Endpoint, ...]] = field(default_factory=dict)
 
 
 class Frontends:
@@ -47,7 +77,18 @@ class Frontends:
         self.host = host
         self.store = store
         self.groups = groups
-        self.listeners: dict[str, Listener] = {}
+        self.listeners: dict[str, Rule] = {}
+        self.dataplane = DataPlaneClient(host.paths.root)
+        self.loads: dict[str, Load] = {}
+        self.loads_at = 0.0
+        self._backends_of: dict[str, list[BackendService]] = {}  # group -> its backend services
+        self._pushed: DataPlaneConfig | None = None
+        self._dirty = True  # the records changed since the last push
+        self._pid = 0
+        self._converged_at: float | None = None  # keep inherited listeners until then
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._push_lock = asyncio.Lock()
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -63,11 +104,11 @@ class Frontends:
             group = self.groups.get(lb_config.name_of(backend.group))
             if group is None or backend.capacity_scaler == 0:
                 continue
-            out += [lb.Endpoint("127.0.0.1", p, ok) for p, ok in group.endpoints(check)]
+            out += [lb.Endpoint("127.0.0.1", p, True, check) for p, _ in group.endpoints(None)]
         return tuple(out)
 
-    def config(self, rule: ForwardingRule) -> tuple[lb.UrlMap, list[lb.BackendService]] | None:
-        proxy = self._spec(TargetHttpProxy.KIND, rule.target)
+    def _listener(self, entry: Rule) -> Listener | None:
+        proxy = self._spec(TargetHttpProxy.KIND, entry.rule.target)
         if not isinstance(proxy, TargetHttpProxy):
             return None
         url_map = self._spec(UrlMap.KIND, proxy.url_map)
@@ -78,7 +119,37 @@ class Frontends:
             rec = self.store.get(ResourceKey(BackendService.KIND, name))
             if rec is not None and isinstance(rec.spec, BackendService):
                 services.append(lb_config.backend_service(rec.spec, self._endpoints(rec.spec)))
-        return lb_config.url_map(url_map), services
+        return Listener(entry.rule.name, entry.port, lb_config.url_map(url_map), tuple(services))
+
+    def config(self) -> DataPlaneConfig:
+        """The whole data-plane configuration the records describe now."""
+        listeners = []
+        for entry in self.listeners.values():
+            listener = self._listener(entry)
+            if listener is not None:
+                listeners.append(listener)
+        checks = {}
+        targets = []
+        for group in self.groups.values():
+            for name, check in group.checks.items():
+                checks[name] = check_spec(check)
+            targets += [ProbeTarget(*t) for t in group.probe_targets()]
+        keep: tuple[str, ...] = ()
+        if self._converged_at is None or time.monotonic() < self._converged_at:
+            keep = tuple(n for n in self.dataplane.inherited if n not in self.listeners)
+        return DataPlaneConfig(
+            tuple(listeners),
+            tuple(checks.values()),
+            tuple(targets),
+            keep=keep,
+            drain_sec=self.host.settings.lb_drain_sec,
+        )
+
+    def converged(self) -> None:
+        """The agent recovered every resource it will (after a restart): listeners of an
+        adopted data plane that no forwarding rule claims may now close."""
+        self._converged_at = time.monotonic()
+        self.sync()
 
     def check_url_map(self, spec: UrlMap) -> None:
         """Refuse a URL map the local load balancer could not serve (InvalidRequest)."""
@@ -95,25 +166,30 @@ class Frontends:
 
     async def open(self, rule: ForwardingRule) -> None:
         port = lb_config.parse_port(rule.port_range)
-        cfg = self.config(rule)
-        if cfg is None:
+        entry = Rule(rule, port)
+        if self._listener(entry) is None:
             raise InvalidRequest(f"{rule.key}: its target proxy or URL map is missing", rule.key)
-        balancer = lb.LoadBalancer(cfg[0], cfg[1])
+        self.listeners[rule.name] = entry
+        self._dirty = True
         try:
-            await balancer.start(port)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                msg = (
-                    f"port {port} on 127.0.0.1 is already in use: forwarding rule '{rule.name}' "
-                    f"(portRange '{rule.port_range}') cannot listen there; stop what uses port "
-                    f"{port} or choose another portRange"
+            errors = await self._push()
+        except DataPlaneError as exc:
+            self.listeners.pop(rule.name, None)
+            raise InvalidRequest(f"forwarding rule '{rule.name}': {exc}", rule.key) from exc
+        error = errors.get(rule.name, "")
+        if error:
+            self.listeners.pop(rule.name, None)
+            self._dirty = True
+            with contextlib.suppress(DataPlaneError):
+                await self._push()
+            if "already in use" in error:
+                error = (
+                    f"{error}: forwarding rule '{rule.name}' (portRange '{rule.port_range}') "
+                    f"cannot listen there; stop what uses port {port} or choose another portRange"
                 )
             else:
-                msg = f"forwarding rule '{rule.name}' cannot listen on 127.0.0.1:{port}: {exc}"
-            raise InvalidRequest(msg, rule.key) from exc
-        listener = Listener(rule, balancer, port)
-        listener.pushed = {s.name: s.endpoints for s in cfg[1]}
-        self.listeners[rule.name] = listener
+                error = f"forwarding rule '{rule.name}': {error}"
+            raise InvalidRequest(error, rule.key)
         log.info("forwarding rule %s: listening on 127.0.0.1:%d", rule.name, port)
 
     def retarget(self, rule: ForwardingRule) -> None:
@@ -121,59 +197,144 @@ class Frontends:
         self.sync()
 
     async def close(self, name: str) -> None:
-        listener = self.listeners.pop(name, None)
-        if listener is not None:
-            await listener.balancer.stop(drain_timeout_sec=self.host.settings.lb_drain_sec)
+        if self.listeners.pop(name, None) is not None:
+            self._dirty = True
+            with contextlib.suppress(DataPlaneError):
+                await self._push()
 
     async def close_all(self) -> None:
-        for name in list(self.listeners):
-            await self.close(name)
+        """The agent stops: stop the data plane too (it drains in-flight requests)."""
+        self.listeners.clear()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self.dataplane.in_use:
+            await self.dataplane.shutdown()
 
     def sync(self) -> None:
-        for listener in self.listeners.values():
-            cfg = self.config(listener.rule)
-            if cfg is None:
+        """Something changed: re-derive the configuration and send it if it differs."""
+        index: dict[str, list[BackendService]] = {}
+        for spec in self.store.specs(BackendService.KIND):
+            if isinstance(spec, BackendService):
+                for b in spec.backends:
+                    index.setdefault(lb_config.name_of(b.group), []).append(spec)
+        self._backends_of = index
+        self._dirty = True
+        if self._task is None and (self.listeners or any(g.checks for g in self.groups.values())):
+            self._task = asyncio.get_running_loop().create_task(self._link())
+        self._wake.set()
+
+    async def _push(self) -> dict[str, str]:
+        async with self._push_lock:
+            await self.dataplane.ensure()
+            if self.dataplane.info is not None and self.dataplane.info.pid != self._pid:
+                self._pid, self._pushed = self.dataplane.info.pid, None  # a new data plane
+                if self.dataplane.adopted and self._converged_at is None:
+                    self._converged_at = time.monotonic() + ADOPT_GRACE_SEC
+            if not self._dirty and self._pushed is not None:
+                return {}
+            self._dirty = False
+            config = self.config()
+            if config == self._pushed:
+                return {}
+            errors = await self.dataplane.apply(config)
+            self._pushed = config
+            return errors
+
+    async def _link(self) -> None:
+        """Push after each change; the reports come in on their own task (`_listen`)."""
+        listener = asyncio.get_running_loop().create_task(self._listen())
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                try:
+                    await self._push()
+                except DataPlaneError as exc:
+                    log.warning("data plane: %s", exc)
+                    self._pushed, self._dirty = None, True
+                    await asyncio.sleep(RETRY_SEC)
+                    self._wake.set()
+                except ConfigError as exc:
+                    log.error("data plane configuration not applied: %s", exc)
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        """Long polls: a health change reaches the groups moments after the data plane saw it,
+        the loads at least every POLL_SEC."""
+        while True:
+            if self.dataplane.info is None:  # not started or adopted yet
+                await asyncio.sleep(0.02)
                 continue
-            url_map, services = cfg
-            balancer = listener.balancer
             try:
-                if balancer.url_map != url_map or _shape(balancer.backend_services) != _shape(
-                    services
-                ):
-                    balancer.apply(url_map, services)
-                    listener.pushed = {s.name: s.endpoints for s in services}
-                    continue
-                for s in services:
-                    if listener.pushed.get(s.name) != s.endpoints:
-                        balancer.set_endpoints(s.name, s.endpoints)
-                        listener.pushed[s.name] = s.endpoints
-            except ConfigError as exc:
-                log.error("forwarding rule %s: configuration not applied: %s", listener.rule.name,
-                          exc)  # fmt: skip
+                self._absorb(await self.dataplane.poll(wait=POLL_SEC))
+            except DataPlaneError as exc:
+                log.warning("data plane: %s", exc)
+                await asyncio.sleep(RETRY_SEC)
+            pushed, until = self._pushed, self._converged_at
+            if pushed is not None and pushed.keep and until and time.monotonic() >= until:
+                self._dirty = True  # the grace for inherited listeners is over
+                self._wake.set()
+
+    def _absorb(self, reply: PollReply) -> None:
+        self.loads.update(reply.loads)
+        self.loads_at = reply.at
+        changed = False
+        for h in reply.health:
+            group = self.groups.get(self._group_of(h.owner))
+            if group is not None:
+                track = HealthTrack(h.state, h.successes, h.failures)
+                changed = group.observe(h.owner, h.check, track) or changed
+        if changed:
+            self.host.notify()
+
+    def _group_of(self, owner: str) -> str:
+        name = owner.rpartition(":")[0]
+        for group in self.groups.values():  # a replica's name starts with its group's base
+            if name in group.replicas:
+                return group.name
+        return ""
 
     # -- measurements --------------------------------------------------------------------------
 
-    def load_of(self, group: str) -> tuple[float, int]:
-        """(requests in flight, requests served) by the backend services of `group`."""
-        names = set()
-        for rec in self.store.of_kind(BackendService.KIND):
-            spec = rec.spec
-            if isinstance(spec, BackendService) and any(
-                lb_config.name_of(b.group) == group for b in spec.backends
-            ):
-                names.add(spec.name)
-        in_flight, total = 0.0, 0
-        for listener in self.listeners.values():
-            snap = listener.balancer.metrics_snapshot()
-            for name in names & set(snap.services):
-                in_flight += snap.services[name].in_flight
-                total += snap.services[name].total_requests
-        return in_flight, total
+    def backends_of(self, group: str) -> list[BackendService]:
+        return self._backends_of.get(group, [])
+
+    def load_of(self, group: str) -> tuple[Load, float]:
+        """The summed counters of the backend services in front of `group`, and when they were
+        read (the data plane's monotonic clock)."""
+        in_flight, total, busy = 0, 0, 0.0
+        for spec in self._backends_of.get(group, ()):
+            load = self.loads.get(spec.name)
+            if load is not None:
+                in_flight += load.in_flight
+                total += load.total
+                busy += load.busy
+        return Load(in_flight, total, busy), self.loads_at
+
+    def backend_health(self, service: str) -> list[EndpointHealth]:
+        """What `backendServices.getHealth` reports: each replica of the service's groups with
+        its state under the service's health check (HEALTHY when it has none and runs)."""
+        rec = self.store.get(ResourceKey(BackendService.KIND, service))
+        if rec is None or not isinstance(rec.spec, BackendService):
+            return []
+        spec = rec.spec
+        check = lb_config.name_of(spec.health_checks[0]) if spec.health_checks else None
+        out = []
+        for backend in spec.backends:
+            group = self.groups.get(lb_config.name_of(backend.group))
+            if group is None:
+                continue
+            for r in sorted(group.replicas.values(), key=lambda r: r.name):
+                if r.running is None:
+                    continue
+                state = r.health(check) if check else Health.HEALTHY
+                out.append(EndpointHealth(group.name, r.name, r.running.port, str(state)))
+        return out
 
     def detail(self, name: str) -> str:
-        listener = self.listeners.get(name)
-        return f"listening on 127.0.0.1:{listener.port}" if listener else "not listening"
-
-
-def _shape(services: Sequence[lb.BackendService]) -> list[tuple[str, float, float]]:
-    return [(s.name, s.timeout_sec, s.connection_draining_timeout_sec) for s in services]
+        entry = self.listeners.get(name)
+        return f"listening on 127.0.0.1:{entry.port}" if entry else "not listening"

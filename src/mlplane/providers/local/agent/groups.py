@@ -4,7 +4,9 @@ One task per group reconciles the replicas with the target size whenever somethi
 resize, a replica exiting, a replica failing its autohealing check after `initialDelaySec`, a
 template change). A recreated replica keeps its name (GCP's RECREATE) and gets a new process,
 port and metadata endpoint. A replica that keeps crashing at start slows the group down with an
-exponential back-off instead of a busy loop.
+exponential back-off instead of a busy loop. The data plane probes the replicas
+(`probe_targets`) and the agent feeds its reports back (`observe`): a stalled agent delays
+autohealing, it never fails a replica.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from mlplane.model.compute import HealthCheck, InstanceGroupManager, InstanceTem
 from mlplane.providers.local.runtime import items_of
 from mlplane.providers.local.wire import ReplicaView
 
-from .health import Health, HealthTrack, Prober
+from .health import Health, HealthTrack
 from .host import Host, Running, halt, launch
 
 log = logging.getLogger(__name__)
@@ -37,20 +39,20 @@ class Replica:
     template: str
     running: Running | None = None
     status: str = "STARTING"
-    probers: dict[str, Prober] = field(default_factory=dict)
+    tracks: dict[str, HealthTrack] = field(default_factory=dict)  # by check, from the data plane
     healthy_once: bool = False
     recreate: bool = False
     restarts: int = 0
     error: str = ""
 
     def health(self, check: str | None) -> Health:
-        prober = self.probers.get(check) if check else None
-        return prober.state if prober else Health.UNKNOWN
+        track = self.tracks.get(check) if check else None
+        return track.state if track else Health.UNKNOWN
 
-    def stop_probers(self) -> None:
-        for p in self.probers.values():
-            p.cancel()
-        self.probers = {}
+    @property
+    def owner(self) -> str:
+        """What the data plane's reports name: this replica's current process."""
+        return f"{self.name}:{self.running.pid}" if self.running else ""
 
 
 class GroupRuntime:
@@ -103,13 +105,23 @@ class GroupRuntime:
         """The health checks whose view of this group's replicas someone needs."""
         self.checks = dict(checks)
         for replica in self.replicas.values():
-            self._sync_probers(replica)
+            for name in [n for n in replica.tracks if n not in self.checks]:
+                del replica.tracks[name]
+
+    def probe_targets(self) -> list[tuple[int, str, str]]:
+        """(port, check, owner) for the data plane to probe: every check, every live replica."""
+        return [
+            (r.running.port, check, r.owner)
+            for r in self.replicas.values()
+            if r.running is not None and r.status == "RUNNING"
+            for check in self.checks
+        ]
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await asyncio.gather(*(self._remove(r) for r in list(self.replicas.values())))
+        await asyncio.gather(*(self._remove(r, drain=False) for r in list(self.replicas.values())))
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -213,7 +225,7 @@ class GroupRuntime:
         r.status = "RUNNING"
         log.info("group %s: replica %s pid %d port %d", self.name, r.name, r.running.pid,
                  r.running.port)  # fmt: skip
-        self._sync_probers(r)
+        self.host.notify()  # the data plane starts probing it now, not after the whole reconcile
         self.host.background(self._watch(r, r.running))
 
     async def _watch(self, r: Replica, running: Running) -> None:
@@ -230,11 +242,22 @@ class GroupRuntime:
         limit = self.host.settings.restart_backoff_max_sec
         self._backoff = min(max(self._backoff * 2, 0.5), limit)
 
-    async def _stop_process(self, r: Replica) -> None:
-        r.stop_probers()
+    async def _stop_process(self, r: Replica, drain: bool = True) -> None:
+        """Out of the load balancer first (as a MIG's instance leaves its backend services
+        before it is deleted), then stopped: requests in flight on it may finish for
+        `lb_drain_sec`. A replica that is gone, or that no check passes, is stopped at once."""
+        running = r.running
+        if drain and running is not None and running.proc.returncode is None and self._serving(r):
+            self.host.notify()  # its status is no longer RUNNING: the data plane drops it
+            await asyncio.sleep(self.host.settings.lb_drain_sec)
+        r.tracks = {}
         running, r.running = r.running, None
         if running is not None:
             await halt(self.host, running)
+
+    def _serving(self, r: Replica) -> bool:
+        """Could the load balancer be sending it requests?"""
+        return not self.checks or any(t.state is Health.HEALTHY for t in r.tracks.values())
 
     async def _recreate(self, r: Replica) -> None:
         r.status = "RECREATING"
@@ -242,48 +265,36 @@ class GroupRuntime:
         r.restarts += 1
         await self._start(r)
 
-    async def _remove(self, r: Replica) -> None:
+    async def _remove(self, r: Replica, drain: bool = True) -> None:
         r.status = "STOPPING"
-        await self._stop_process(r)
+        await self._stop_process(r, drain)
         self.replicas.pop(r.name, None)
         self.host.names.discard(r.name)
 
     # -- health --------------------------------------------------------------------------------
 
-    def _sync_probers(self, r: Replica) -> None:
-        if r.running is None:
-            return
-        for name in [n for n in r.probers if n not in self.checks]:
-            r.probers.pop(name).cancel()
-        for name, check in self.checks.items():
-            if name in r.probers:
-                r.probers[name].retarget(check)
-            else:
-                prober = Prober(r.running.port, check, self._on_result(r, r.running, name))
-                r.probers[name] = prober
-                prober.start()
-
-    def _on_result(
-        self, r: Replica, running: Running, check: str
-    ) -> Callable[[Health, HealthTrack], None]:
-        def on_result(before: Health, track: HealthTrack) -> None:
-            if r.running is not running:
-                return
-            heal = self.autohealing
-            if heal is not None and check == heal[0]:
-                if track.state is Health.HEALTHY:
-                    r.healthy_once, self._backoff = True, 0.0
-                elapsed = time.monotonic() - running.started_at
-                if (
-                    track.state is Health.UNHEALTHY
-                    and not r.recreate
-                    and (r.healthy_once or elapsed >= heal[1])
-                ):
-                    log.warning("group %s: replica %s failed health check %s: recreating",
-                                self.name, r.name, check)  # fmt: skip
-                    r.recreate = True
-                    self._wake.set()
-            if track.state is not before:
-                self.host.notify()
-
-        return on_result
+    def observe(self, owner: str, check: str, track: HealthTrack) -> bool:
+        """A report of the data plane's prober; returns whether the replica's state changed.
+        A replica failing its autohealing check after `initialDelaySec` (or after it was once
+        healthy) is recreated."""
+        name = owner.rpartition(":")[0]
+        r = self.replicas.get(name)
+        if r is None or r.running is None or r.owner != owner or check not in self.checks:
+            return False
+        before = r.health(check)
+        r.tracks[check] = track
+        heal = self.autohealing
+        if heal is not None and check == heal[0]:
+            if track.state is Health.HEALTHY:
+                r.healthy_once, self._backoff = True, 0.0
+            elapsed = time.monotonic() - r.running.started_at
+            if (
+                track.state is Health.UNHEALTHY
+                and not r.recreate
+                and (r.healthy_once or elapsed >= heal[1])
+            ):
+                log.warning("group %s: replica %s failed health check %s: recreating",
+                            self.name, r.name, check)  # fmt: skip
+                r.recreate = True
+                self._wake.set()
+        return track.state is not before

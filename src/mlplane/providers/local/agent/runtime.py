@@ -34,7 +34,7 @@ from .frontends import Frontends
 from .groups import GroupRuntime
 from .host import Host
 from .instances import InstanceRuntime
-from .scalers import ScalerLoop
+from .scalers import Autoscaling, ScalerLoop
 from .store import Record, ResourceStore
 
 
@@ -45,6 +45,7 @@ class Runtime:
         self.groups: dict[str, GroupRuntime] = {}
         self.instances: dict[str, InstanceRuntime] = {}
         self.scalers: dict[str, ScalerLoop] = {}
+        self.autoscaling = Autoscaling(host.settings.autoscale_tick_sec)
         self.frontends = Frontends(host, store, self.groups)
         host.notify = self._changed
 
@@ -120,16 +121,13 @@ class Runtime:
             return self.groups.get(name)
 
         def backends() -> list[BackendService]:
-            return [
-                s for s in self.store.specs(BackendService.KIND) if isinstance(s, BackendService)
-            ]
+            return self.frontends.backends_of(name)
 
-        loop = ScalerLoop(spec, group, self.frontends.load_of, backends,
-                          self.host.settings.autoscale_tick_sec)  # fmt: skip
+        loop = ScalerLoop(spec, group, self.frontends.load_of, backends)
         if name in self.groups:
             self.groups[name].autoscaled = True
         self.scalers[spec.name] = loop
-        loop.start()
+        self.autoscaling.add(loop)
 
     async def remove(self, spec: ResourceSpec) -> None:
         if isinstance(spec, InstanceGroupManager):
@@ -139,7 +137,7 @@ class Runtime:
         elif isinstance(spec, Autoscaler):
             loop = self.scalers.pop(spec.name, None)
             if loop is not None:
-                await loop.stop()
+                self.autoscaling.discard(loop)
                 group = loop.group()
                 if group is not None:
                     group.autoscaled = False  # the group keeps its current size, as on GCP
@@ -156,7 +154,7 @@ class Runtime:
         return next((g for g in self.groups.values() if instance in g.replicas), None)
 
     async def shutdown(self) -> None:
-        await asyncio.gather(*(s.stop() for s in self.scalers.values()))
+        await self.autoscaling.stop()
         await asyncio.gather(
             *(g.stop() for g in self.groups.values()),
             *(i.stop() for i in self.instances.values()),

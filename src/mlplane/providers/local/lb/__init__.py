@@ -1,5 +1,6 @@
 """The local provider's load balancer: BackendService + UrlMap + TargetHttpProxy + ForwardingRule
-as one HTTP/1.1 reverse proxy on raw asyncio streams, listening on 127.0.0.1 only.
+as one HTTP/1.1 reverse proxy on asyncio Protocols (uvloop when installed), listening on
+127.0.0.1 only. In the agent it runs inside the data plane's process (`providers/local/dataplane`).
 
     lb = LoadBalancer(url_map, backend_services)          # validated: raises ConfigError
     port = await lb.start(port=0)
@@ -14,16 +15,20 @@ routed: `GET /_mlplane/metrics` (Prometheus text format), `GET /_mlplane/healthz
 Call `apply`, `set_endpoints` and the metrics methods on the event loop's thread (from another
 thread: `loop.call_soon_threadsafe`). Both swaps take effect between two requests.
 
-Standalone: `python -m mlplane.providers.local.lb --port P --config FILE.json` (see
-`config_json` for the file format); SIGTERM drains and exits, SIGHUP re-applies the file's URL
+Standalone: `python -m mlplane.providers.local.lb --port P --config FILE.json [--loop auto]`
+(see `config_json` for the file format); SIGTERM drains and exits, SIGHUP re-applies the file's URL
 map and backend services (its proxySettings are read at start only).
 
 Modules: `config` (frozen dataclasses + validation), `config_json` (Compute-Engine-style JSON),
 `settings` (limits, timeouts), `routing` (the URL map compiled to lookup tables), `http` and
-`response` (message heads), `body` (streaming relays), `pool` (endpoints, keep-alive pools,
-least-outstanding choice, draining), `conn` (per-client state, timeout phases), `forward` (the
-request hot path and retry policy), `exchange` (its less common paths), `metrics`, `proxy` (the
-`LoadBalancer`: listener, live config, sweeper).
+`response` (message heads, RFC 9112-strict: a malformed head is a 400 and is never forwarded),
+`body` (streaming relays), `peer` (a connection as a Protocol that is its own reader and
+writer), `upstream` (an endpoint connection; one with unread bytes is never pooled), `pool`
+(endpoints, keep-alive pools, least-outstanding choice, draining), `conn` (per-client state,
+timeout phases), `client` (the client protocol: the common request on callbacks, no
+coroutine), `forward` (everything else as a coroutine: connecting, retry policy), `exchange`
+(its less common paths), `metrics`, `proxy` (the `LoadBalancer`: listener, live config,
+connection cap, sweeper).
 """
 
 from .config import (

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 
 from mlplane.errors import ConfigError
 
@@ -43,6 +44,20 @@ async def serve(port: int, config_path: str, drain_timeout: float) -> None:
     await lb.stop(drain_timeout_sec=drain_timeout)
 
 
+def run(main: Coroutine[object, object, None], loop: str = "auto") -> None:
+    """asyncio.run on uvloop when it is installed (or asked for), else on the stdlib loop."""
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mlplane.providers.local.lb",
@@ -51,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")
     parser.add_argument("--config", required=True, help="JSON file: urlMap + backendServices")
     parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds, on SIGTERM")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
-        asyncio.run(serve(args.port, args.config, args.drain_timeout))
+        run(serve(args.port, args.config, args.drain_timeout), args.loop)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -6,11 +6,11 @@ destination's connection is lost while we wait for it to drain.
 
 from __future__ import annotations
 
-from asyncio import IncompleteReadError, LimitOverrunError, StreamReader, StreamWriter
+from asyncio import IncompleteReadError, LimitOverrunError
 from collections.abc import Callable
 from typing import Protocol
 
-from .http import CRLF, HttpError, chunk_size
+from .http import CRLF, HttpError, check_line, chunk_size
 
 PIECE = 64 * 1024
 SOURCE = "source"
@@ -23,6 +23,11 @@ class Source(Protocol):
     async def readexactly(self, n: int) -> bytes: ...
 
 
+class Sink(Protocol):
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+
+
 class Prefixed:
     """A reader that first yields `buf` (bytes already read off `reader`), then the stream.
 
@@ -31,7 +36,7 @@ class Prefixed:
 
     __slots__ = ("buf", "limit", "reader")
 
-    def __init__(self, buf: bytes, reader: StreamReader, limit: int = PIECE) -> None:
+    def __init__(self, buf: bytes, reader: Source, limit: int = PIECE) -> None:
         self.buf = buf
         self.reader = reader
         self.limit = limit
@@ -74,7 +79,7 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def _drain(dst: StreamWriter) -> None:
+async def _drain(dst: Sink) -> None:
     try:
         await dst.drain()
     except OSError:
@@ -101,10 +106,18 @@ async def _readline(src: Source) -> bytes:
 
 
 async def relay_length(
-    src: Source, dst: StreamWriter, n: int, touch: Callable[[], None], first: bytes = b""
+    src: Source,
+    dst: Sink,
+    n: int,
+    touch: Callable[[], None],
+    first: bytes = b"",
+    stop: Callable[[], bool] | None = None,
 ) -> None:
-    """Copy exactly `n` bytes; `first` (e.g. a message head) is sent with the first piece."""
+    """Copy exactly `n` bytes; `first` (e.g. a message head) is sent with the first piece.
+    `stop()` true between pieces ends the copy as if the destination were gone."""
     while n > 0:
+        if stop is not None and stop():
+            raise PeerGone(SINK)
         touch()
         data = await _read(src, min(n, PIECE))
         n -= len(data)
@@ -117,7 +130,7 @@ async def relay_length(
 
 
 async def relay_until_eof(
-    src: Source, dst: StreamWriter, touch: Callable[[], None], first: bytes = b""
+    src: Source, dst: Sink, touch: Callable[[], None], first: bytes = b""
 ) -> None:
     """Copy until the source closes (a close-delimited response body)."""
     if first:
@@ -136,12 +149,13 @@ async def relay_until_eof(
 
 async def relay_chunked(
     src: Source,
-    dst: StreamWriter,
+    dst: Sink,
     touch: Callable[[], None],
     *,
     first: bytes = b"",
     dechunk: bool = False,
     limit: int = -1,
+    stop: Callable[[], bool] | None = None,
 ) -> None:
     """Copy a chunked body, keeping its framing (or stripping it when `dechunk`).
 
@@ -150,6 +164,8 @@ async def relay_chunked(
     total = 0
     pending = first
     while True:
+        if stop is not None and stop():
+            raise PeerGone(SINK)
         touch()
         line = await _readline(src)
         size = chunk_size(line)
@@ -157,6 +173,7 @@ async def relay_chunked(
             trailer = b"" if dechunk else line
             while True:  # trailer section up to the empty line
                 tline = await _readline(src)
+                check_line(tline)
                 if not dechunk:
                     trailer += tline
                 if tline == CRLF:

@@ -21,11 +21,13 @@ _Need = Callable[[str | None, str], None]
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One replica of a backend service; `healthy` is pushed in by the health-check owner."""
+    """One replica of a backend service; `healthy` is pushed in by the health-check owner.
+    `health_check` names the check that gates it (for the data plane, which probes it)."""
 
     host: str
     port: int
     healthy: bool = True
+    health_check: str | None = None
 
     @property
     def address(self) -> str:

@@ -24,7 +24,7 @@ does not implement (header matches, redirects, rewrites, ...) are rejected with 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -122,12 +122,14 @@ def _service(value: object, src: str, where: str) -> BackendService:
     endpoints = []
     for i, e in enumerate(_list(o.get("endpoints", []), src, f"{where}.endpoints")):
         ew = f"{where}.endpoints[{i}]"
-        eo = _obj(e, src, ew, {"ipAddress", "port", "healthy"})
+        eo = _obj(e, src, ew, {"ipAddress", "port", "healthy", "healthCheck"})
+        check = eo.get("healthCheck")
         endpoints.append(
             Endpoint(
                 _typed(eo.get("ipAddress", "127.0.0.1"), str, src, f"{ew}.ipAddress"),
                 _typed(eo.get("port"), int, src, f"{ew}.port"),
                 _typed(eo.get("healthy", True), bool, src, f"{ew}.healthy"),
+                None if check is None else _typed(check, str, src, f"{ew}.healthCheck"),
             )
         )
     return BackendService(
@@ -237,3 +239,68 @@ def _settings(value: object, src: str) -> ProxySettings:
 def _camel(snake: str) -> str:
     head, *rest = snake.split("_")
     return head + "".join(p.title() for p in rest)
+
+
+def config_to_json(url_map: UrlMap, services: Sequence[BackendService]) -> dict[str, Any]:
+    """The inverse of `parse_config` (without proxySettings): what the data plane is sent."""
+    return {
+        "urlMap": _url_map_json(url_map),
+        "backendServices": [_service_json(s) for s in services],
+    }
+
+
+def _service_json(s: BackendService) -> dict[str, Any]:
+    endpoints = []
+    for e in s.endpoints:
+        ep: dict[str, Any] = {"ipAddress": e.host, "port": e.port, "healthy": e.healthy}
+        if e.health_check is not None:
+            ep["healthCheck"] = e.health_check
+        endpoints.append(ep)
+    return {
+        "name": s.name,
+        "endpoints": endpoints,
+        "timeoutSec": s.timeout_sec,
+        "connectionDraining": {"drainingTimeoutSec": s.connection_draining_timeout_sec},
+    }
+
+
+def _url_map_json(m: UrlMap) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": m.name}
+    if m.default_service is not None:
+        out["defaultService"] = m.default_service
+    out["hostRules"] = [
+        {"hosts": list(h.hosts), "pathMatcher": h.path_matcher} for h in m.host_rules
+    ]
+    out["pathMatchers"] = [_matcher_json(pm) for pm in m.path_matchers]
+    return out
+
+
+def _matcher_json(pm: PathMatcher) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": pm.name}
+    if pm.default_service is not None:
+        out["defaultService"] = pm.default_service
+    out["pathRules"] = [{"paths": list(r.paths), "service": r.service} for r in pm.path_rules]
+    rules = []
+    for r in pm.route_rules:
+        rule: dict[str, Any] = {
+            "priority": r.priority,
+            "matchRules": [_match_json(m) for m in r.match_rules],
+        }
+        if r.service is not None:
+            rule["service"] = r.service
+        if r.weighted_backend_services:
+            rule["routeAction"] = {
+                "weightedBackendServices": [
+                    {"backendService": w.service, "weight": w.weight}
+                    for w in r.weighted_backend_services
+                ]
+            }
+        rules.append(rule)
+    out["routeRules"] = rules
+    return out
+
+
+def _match_json(m: RouteMatch) -> dict[str, str]:
+    if m.prefix_match is not None:
+        return {"prefixMatch": m.prefix_match}
+    return {"fullPathMatch": m.full_path_match or ""}

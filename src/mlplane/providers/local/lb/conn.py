@@ -6,13 +6,14 @@ balancer's sweeper (every 50 ms) calls `expire()` on connections whose deadline 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from time import monotonic
 
 from .http import RequestHead
-from .pool import ServiceState, UpstreamConn
+from .peer import Peer
+from .pool import ServiceState
 from .settings import ProxySettings
+from .upstream import UpstreamConn
 
 INF = float("inf")
 
@@ -37,28 +38,31 @@ class Runtime:
         self.reroute = reroute
 
 
-class ClientConn:
+class ClientConn(Peer):
+    """A client connection: a `Peer` (its own reader and writer) plus what the request path and
+    the timeout sweeper share. `client.ClientProtocol` drives it."""
+
     __slots__ = (
         "deadline",
         "extra",
+        "idle_since",
+        "must_close",
         "phase",
         "reader",
         "stream_timeout",
         "timed_out",
-        "transport",
         "upstream",
         "writer",
     )
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, extra: bytes
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.transport = writer.transport
-        self.extra = extra  # CRLF-terminated header lines added to every upstream request
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.reader = self.writer = self  # the stream-like calls of the coroutine paths
+        self.extra = b""  # CRLF-terminated header lines added to every upstream request
         self.phase = IDLE
         self.deadline = INF
+        self.idle_since = monotonic()
+        self.must_close = False  # the endpoint answered before the client's body was all sent
         self.upstream: UpstreamConn | None = None
         self.timed_out = False
         self.stream_timeout = 30.0
@@ -66,6 +70,10 @@ class ClientConn:
     def touch(self) -> None:
         """Relaying made progress: push the deadline out again."""
         self.deadline = monotonic() + self.stream_timeout
+
+    def buffered(self) -> int:
+        """Bytes the client sent that no one read yet (a partial request head)."""
+        return len(self.buf)
 
     def expire(self) -> None:
         """Called by the sweeper once `deadline` has passed."""

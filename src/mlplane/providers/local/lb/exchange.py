@@ -19,9 +19,10 @@ from .body import (
 )
 from .conn import STREAM, UPSTREAM, ClientConn, Runtime
 from .http import HEAD_END, HttpError, RequestHead
-from .pool import ServiceState, UpstreamConn
+from .pool import ServiceState
 from .response import ResponseHead, error_response, parse_response_head
 from .response import response_head as build_response_head
+from .upstream import UpstreamConn
 
 SMALL_BODY = 64 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -57,13 +58,19 @@ async def send_streamed(
     limit = rt.settings.max_request_body_bytes
     try:
         if req.chunked:
-            await relay_chunked(cc.reader, conn.writer, cc.touch, first=head, limit=limit)
+            await relay_chunked(
+                cc.reader, conn, cc.touch, first=head, limit=limit, stop=conn.answered
+            )
         else:
-            await relay_length(cc.reader, conn.writer, req.content_length, cc.touch, first=head)
+            await relay_length(
+                cc.reader, conn, req.content_length, cc.touch, first=head, stop=conn.answered
+            )
     except PeerGone as exc:
         if exc.side == SOURCE:
             raise Done(499) from None
-        raise upstream_gone(cc, conn, "closed the connection while receiving the body") from None
+        # The endpoint stopped reading the body: it may have answered early (e.g. 413), so
+        # relay its answer if there is one; the client connection closes after it.
+        cc.must_close = True
     except BodyTooLarge:
         cc.writer.write(error_response(413, f"request body exceeds {limit} bytes"))
         raise Done(413) from None
@@ -99,7 +106,7 @@ async def read_head(
         if len(buf) > limit:
             raise protocol_error(conn, "response head too large")
         try:
-            data = await conn.reader.read(PIECE)
+            data = await conn.read(PIECE)
         except OSError:
             data = b""
         if not data:
@@ -144,7 +151,7 @@ async def relay_body(
 ) -> tuple[bool, bool]:
     """Everything but the common case: framing changes, bodies not yet (fully) read, streaming.
     Returns (keep the client connection, upstream connection reusable)."""
-    up = conn.reader
+    up = conn
     status = resp.status
     keep = req.keep_alive and not rt.closing
     reusable = resp.keep_alive

@@ -29,29 +29,47 @@ from .exchange import (
     skip_interim,
 )
 from .http import HEAD_END, HttpError, RequestHead
-from .pool import EndpointState, ServiceState, UpstreamConn
+from .pool import EndpointState, ServiceState
 from .response import error_response, parse_response_head
+from .upstream import UpstreamConn
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 
 
 async def forward(
-    rt: Runtime, cc: ClientConn, req: RequestHead, svc: ServiceState, t0: float
+    rt: Runtime,
+    cc: ClientConn,
+    req: RequestHead,
+    svc: ServiceState,
+    t0: float,
+    body: bytes | None = None,
+    sent: tuple[EndpointState, UpstreamConn] | None = None,
+    picked: EndpointState | None = None,
 ) -> bool:
-    """Proxy one request and record it; returns whether the client connection stays open."""
+    """Proxy one request and record it; returns whether the client connection stays open.
+
+    `body`: the request body, already read. `sent`: the request was already written on this
+    pooled connection by the callback path (`client`), which counted it in flight and as
+    outstanding on the endpoint; carry on from its response. `picked`: the endpoint the
+    callback path chose (it had no idle connection): the first attempt goes there."""
     settings = rt.settings
     metrics = svc.metrics
-    metrics.in_flight += 1
+    if sent is None:
+        metrics.in_flight += 1
+        metrics.start_sum += t0
     status = 499
+    cc.must_close = False
     try:
         cl = req.content_length
         streamed = cl < 0 or cl > SMALL_BODY
         payload = req.upstream_head(cc.extra)
-        if cl > 0 and not streamed:
+        if body is not None:
+            payload += body
+        elif cl > 0 and not streamed:
             if req.expect_continue:
                 cc.writer.write(CONTINUE)
             cc.phase = IDLE
-            cc.deadline = monotonic() + settings.client_idle_timeout_sec
+            cc.deadline = monotonic() + settings.client_header_timeout_sec
             try:
                 payload += await cc.reader.readexactly(cl)
             except (IncompleteReadError, OSError):
@@ -60,37 +78,43 @@ async def forward(
         tried: list[EndpointState] = []
         failure: Failed | None = None
         while len(tried) < settings.max_attempts:
-            if svc.retired:  # removed by apply() while we were reading the body / retrying
-                svc = rt.reroute(req) or svc
             now = monotonic()
-            ep = svc.pick(tried, now)
-            if ep is None:
-                if failure is None or not failure.reused or tried.count(tried[-1]) > 1:
-                    break
-                ep = tried[-1]  # a stale pooled connection to the only endpoint: once more
-            if tried:
-                metrics.retries += 1
-            tried.append(ep)
-            ep.outstanding += 1
             conn: UpstreamConn | None = None
+            if sent is not None:
+                (ep, conn), sent, reused = sent, None, True
+                tried.append(ep)
+            else:
+                if svc.retired:  # removed by apply() while we read the body / retrying
+                    svc = rt.reroute(req) or svc
+                choice, picked = picked or svc.pick(tried, now), None
+                if choice is None:
+                    if failure is None or not failure.reused or tried.count(tried[-1]) > 1:
+                        break
+                    choice = tried[-1]  # a stale pooled connection to the only endpoint: again
+                ep = choice
+                if tried:
+                    metrics.retries += 1
+                tried.append(ep)
+                ep.outstanding += 1
             try:
-                conn = ep.take_idle(now, settings.upstream_idle_timeout_sec)
-                reused = conn is not None
                 if conn is None:
-                    conn = await _connect(rt, svc, ep)
-                    now = monotonic()
-                cc.upstream = conn
-                cc.timed_out = False
-                cc.stream_timeout = svc.timeout
-                cc.phase = UPSTREAM
-                cc.deadline = now + svc.timeout
-                if streamed:
-                    await send_streamed(rt, cc, req, conn, payload)
-                else:
-                    conn.writer.write(payload)
+                    conn = ep.take_idle(now, settings.upstream_idle_timeout_sec)
+                    reused = conn is not None
+                    if conn is None:
+                        conn = await _connect(rt, svc, ep)
+                        now = monotonic()
+                    cc.upstream = conn
+                    cc.timed_out = False
+                    cc.stream_timeout = svc.timeout
+                    cc.phase = UPSTREAM
+                    cc.deadline = now + svc.timeout
+                    if streamed:
+                        await send_streamed(rt, cc, req, conn, payload)
+                    else:
+                        conn.write(payload)
                 # The response head: inline, this is the hot path.
                 try:
-                    data = await conn.reader.read(PIECE)
+                    data = await conn.read(PIECE)
                 except OSError:
                     data = b""
                 end = data.find(HEAD_END)
@@ -118,6 +142,8 @@ async def forward(
                         keep, reusable = await drain_client(cc, keep, reusable)
                 else:
                     keep, reusable = await relay_body(rt, cc, req, svc, conn, resp, rest)
+                if cc.must_close:
+                    keep = reusable = False
                 ep.release(conn, reusable, monotonic(), settings.max_idle_per_endpoint)
                 conn = None
                 return keep
@@ -149,6 +175,7 @@ async def forward(
         return keep
     finally:
         metrics.in_flight -= 1
+        metrics.start_sum = metrics.start_sum - t0 if metrics.in_flight else 0.0
         metrics.observe(status, monotonic() - t0)
 
 

@@ -7,6 +7,7 @@ body is kept, so bodies are relayed as they come.
 
 from __future__ import annotations
 
+import re
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -21,6 +22,52 @@ HOP_BY_HOP = frozenset(
 )
 # Headers the parsers look at; everything else passes through untouched.
 FRAMING_HEADERS = HOP_BY_HOP | {b"content-length", b"host"}
+
+
+# RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" /
+# "`" / "|" / "~" / DIGIT / ALPHA. A header name or a method is one or more of these.
+TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# Bytes no header value or request target may hold: CTLs but HTAB (so CR, LF and NUL), and DEL.
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
+
+
+def is_token(name: bytes) -> bool:
+    return bool(name) and not name.translate(None, TCHAR)
+
+
+def check_framing(head: bytes, status: int) -> None:
+    """RFC 9112 §2.2: every line ends in CRLF (no bare CR or LF), no NUL anywhere."""
+    crlf = head.count(CRLF)
+    if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
+        raise HttpError(status, "line endings other than CRLF (bare CR or LF)")
+    if b"\0" in head:
+        raise HttpError(status, "NUL byte in the message head")
+
+
+def check_line(line: bytes) -> None:
+    """A chunk-size or trailer line (ending in CRLF) holds no other CR, LF or NUL."""
+    body = line[:-2]
+    if b"\r" in body or b"\n" in body or b"\0" in body:
+        raise HttpError(400, "bare CR, LF or NUL in a chunked body's framing")
+
+
+def header_name(line: bytes, status: int) -> tuple[bytes, int]:
+    """(lowercased name, index of the colon) of a header line; HttpError when the name is not a
+    token (spaces, obs-fold continuation lines, empty) or the value holds a control byte."""
+    c = line.find(b":")
+    if c <= 0:
+        if line[:1] in (b" ", b"\t"):
+            raise HttpError(status, "obsolete line folding (obs-fold) in a header")
+        raise HttpError(status, f"malformed header line {line[:80]!r}")
+    name = line[:c]
+    if not is_token(name):
+        if line[:1] in (b" ", b"\t"):
+            raise HttpError(status, "obsolete line folding (obs-fold) in a header")
+        raise HttpError(status, f"invalid header name {name[:80]!r}")
+    if _BAD_VALUE.search(line, c + 1):
+        raise HttpError(status, f"control character in the value of header {name[:80]!r}")
+    return name.lower(), c
 
 
 class HttpError(Exception):
@@ -44,6 +91,7 @@ class RequestHead:
         "path",
         "raw",
         "target",
+        "upstream",
         "verbatim",
         "version",
     )
@@ -61,11 +109,16 @@ class RequestHead:
         self.expect_continue = False
         self.verbatim = True  # the raw head can be forwarded unchanged (plus our extra lines)
         self.raw = b""
+        self.upstream: tuple[bytes, bytes] = (b"", b"")  # (extra, head): the last one built
 
     def upstream_head(self, extra: bytes) -> bytes:
         """The head to send upstream (always HTTP/1.1). `extra` is CRLF-terminated lines."""
         if self.verbatim:
-            return self.raw[:-2] + extra + CRLF
+            last_extra, head = self.upstream
+            if last_extra is not extra and last_extra != extra:
+                head = self.raw[:-2] + extra + CRLF
+                self.upstream = (extra, head)
+            return head
         parts = [self.method, b" ", self.target, b" HTTP/1.1\r\n"]
         for line in self.headers:
             parts.append(line)
@@ -79,11 +132,9 @@ class RequestHead:
         return b"".join(parts)
 
 
-def name_value(line: bytes) -> tuple[bytes, bytes]:
-    name, sep, value = line.partition(b":")
-    if not sep or not name or name[-1] in b" \t" or name[0] in b" \t":
-        raise HttpError(400, f"malformed header line {line[:80]!r}")
-    return name.lower(), value.strip()
+def name_value(line: bytes, status: int = 400) -> tuple[bytes, bytes]:
+    name, c = header_name(line, status)
+    return name, line[c + 1 :].strip(b" \t")
 
 
 def forwardable(
@@ -100,10 +151,9 @@ def tokens(value: bytes) -> set[bytes]:
 def content_length_value(value: bytes, current: int) -> int:
     if not value.isdigit() or len(value) > 18:
         raise HttpError(400, "invalid Content-Length")
-    n = int(value)
-    if current >= 0 and current != n:
-        raise HttpError(400, "conflicting Content-Length headers")
-    return n
+    if current >= 0:
+        raise HttpError(400, "more than one Content-Length header")
+    return int(value)
 
 
 class HeadCache(Generic[T]):
@@ -144,12 +194,15 @@ def parse_request_head(head: bytes) -> RequestHead:
 def _parse_request_head(head: bytes) -> RequestHead:
     req = RequestHead()
     req.raw = head
+    check_framing(head, 400)
     lines = head.split(CRLF)
     del lines[-2:]
     parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[0] or not parts[1]:
+    if len(parts) != 3 or not is_token(parts[0]) or not parts[1]:
         raise HttpError(400, "malformed request line")
     req.method, target, version = parts
+    if _BAD_TARGET.search(target):
+        raise HttpError(400, "malformed request target")
     if version == b"HTTP/1.1":
         pass
     elif version == b"HTTP/1.0":
@@ -169,13 +222,10 @@ def _parse_request_head(head: bytes) -> RequestHead:
     conn_tokens: set[bytes] = set()
     for i in range(1, len(lines)):
         hline = lines[i]
-        c = hline.find(b":")
-        if c <= 0 or hline[c - 1] in b" \t" or hline[0] in b" \t":
-            raise HttpError(400, f"malformed header line {hline[:80]!r}")
-        name = hline[:c].lower()
+        name, c = header_name(hline, 400)
         if name not in FRAMING_HEADERS:
             continue
-        value = hline[c + 1 :].strip()
+        value = hline[c + 1 :].strip(b" \t")
         if name == b"content-length":
             cl = content_length_value(value, cl)
         elif name == b"host":
@@ -183,7 +233,9 @@ def _parse_request_head(head: bytes) -> RequestHead:
                 raise HttpError(400, "conflicting Host headers")
             req.host = value.lower()
         elif name == b"transfer-encoding":
-            if value.lower() != b"chunked" or req.chunked:
+            if req.chunked:
+                raise HttpError(400, "more than one Transfer-Encoding header")
+            if value.lower() != b"chunked":
                 raise HttpError(501, "only 'Transfer-Encoding: chunked' is supported")
             req.chunked = True
             req.verbatim = False
@@ -231,7 +283,8 @@ def _origin_form(req: RequestHead, target: bytes) -> bytes:
 
 def chunk_size(line: bytes) -> int:
     """Parse a chunk-size line (with CRLF, optional extensions)."""
-    size = line.split(b";", 1)[0].strip()
+    check_line(line)
+    size = line[:-2].split(b";", 1)[0].rstrip(b" \t")
     if not size or len(size) > 15 or size.strip(b"0123456789abcdefABCDEF"):
         raise HttpError(400, "invalid chunk size")
     try:

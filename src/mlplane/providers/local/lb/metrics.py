@@ -22,7 +22,16 @@ ERROR_KINDS = ("connect", "reset", "timeout", "protocol")
 class ServiceMetrics:
     """Mutable counters of one backend service; only the event-loop thread touches them."""
 
-    __slots__ = ("buckets", "errors", "in_flight", "latency_sum", "requests", "retries")
+    __slots__ = (
+        "buckets",
+        "errors",
+        "in_flight",
+        "latency_sum",
+        "requests",
+        "retries",
+        "start_sum",
+        "total",
+    )
 
     def __init__(self) -> None:
         self.requests = [0] * 6  # index: status // 100
@@ -31,11 +40,20 @@ class ServiceMetrics:
         self.in_flight = 0
         self.buckets = [0] * (len(BUCKETS) + 1)  # last: +Inf
         self.latency_sum = 0.0
+        self.start_sum = 0.0  # sum of the start times of the requests in flight
+        self.total = 0
 
     def observe(self, status: int, seconds: float) -> None:
+        self.total += 1
         self.requests[status // 100 if 100 <= status < 600 else 5] += 1
         self.buckets[bisect_left(BUCKETS, seconds)] += 1
         self.latency_sum += seconds
+
+    def busy_seconds(self, now: float) -> float:
+        """The integral of `in_flight` over time up to `now` (request-seconds): its change over
+        an interval divided by the interval is the mean number of requests in flight, in O(1)
+        whenever it is read, however many requests came and went."""
+        return self.latency_sum + self.in_flight * now - self.start_sum
 
 
 @dataclass(frozen=True, slots=True)

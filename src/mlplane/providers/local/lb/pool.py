@@ -8,30 +8,12 @@ in-flight ones may finish for `connection_draining_timeout_sec`, then are aborte
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import deque
 from collections.abc import Sequence
 
 from .config import BackendService, Endpoint
 from .metrics import ServiceMetrics
-
-
-class UpstreamConn:
-    __slots__ = ("endpoint", "idle_since", "reader", "transport", "writer")
-
-    def __init__(
-        self, endpoint: EndpointState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.endpoint = endpoint
-        self.reader = reader
-        self.writer = writer
-        self.transport = writer.transport
-        self.idle_since = 0.0
-
-    def usable(self) -> bool:
-        """False once the upstream closed or reset the idle connection, or we closed it."""
-        r = self.reader
-        return not (r.at_eof() or r.exception() is not None or self.transport.is_closing())
+from .upstream import UpstreamConn, open_upstream
 
 
 class EndpointState:
@@ -61,30 +43,19 @@ class EndpointState:
         self._drain_timer: asyncio.TimerHandle | None = None
 
     def take_idle(self, now: float, max_age: float) -> UpstreamConn | None:
-        """The most recently used live pooled connection, or None."""
+        """The most recently used live pooled connection, or None. A pooled connection that
+        received anything while idle (or was closed) is discarded, never reused."""
         idle = self.idle
         while idle:
             conn = idle.pop()
-            r = conn.reader
-            if (
-                now - conn.idle_since < max_age
-                and not r.at_eof()
-                and r.exception() is None
-                and not conn.transport.is_closing()
-            ):
+            if now - conn.idle_since < max_age and conn.usable():
                 self.active.add(conn)
                 return conn
-            conn.transport.close()
+            conn.transport.abort()
         return None
 
     async def connect(self, timeout: float, limit: int) -> UpstreamConn:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=limit), timeout
-        )
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = UpstreamConn(self, reader, writer)
+        conn = await open_upstream(self, timeout, limit)
         self.active.add(conn)
         return conn
 

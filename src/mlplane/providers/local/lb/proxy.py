@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Sequence
 from time import monotonic
 
 from mlplane.errors import ConfigError
 
+from .client import ClientProtocol
 from .config import BackendService, Endpoint, UrlMap, validate, validate_endpoints
-from .conn import IDLE, INF, NONE, ClientConn, Runtime
-from .forward import forward
-from .http import CRLF, HEAD_END, HttpError, RequestHead, parse_request_head
+from .conn import IDLE, ClientConn, Runtime
+from .http import HttpError, RequestHead, parse_request_head
 from .metrics import MetricsSnapshot, ServiceMetrics, render_prometheus, snapshot_service
 from .pool import ServiceState
 from .response import error_response, simple_response
@@ -31,7 +30,6 @@ METRICS_PATH = (RESERVED_PREFIX + "metrics").encode()
 HEALTH_PATH = (RESERVED_PREFIX + "healthz").encode()
 _RESERVED = RESERVED_PREFIX.encode()
 _SWEEP_SEC = 0.05
-_LINGER_SEC = 2.0
 
 
 class LoadBalancer:
@@ -53,7 +51,9 @@ class LoadBalancer:
         self._metrics: dict[str, ServiceMetrics] = {}
         self._services: dict[str, ServiceState] = {}
         self._unrouted: dict[int, int] = {}
-        self._clients: set[ClientConn] = set()
+        self._refused = 0  # connections refused at the cap
+        self._evicted = 0  # idle connections closed to make room at the cap
+        self._clients: dict[ClientConn, None] = {}  # oldest first
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._port = 0
@@ -100,6 +100,7 @@ class LoadBalancer:
         for name, state in self._services.items():
             if name not in new:
                 state.drain_all()
+                self._metrics.pop(name, None)  # requests still in flight count on, unseen
         self._services = new
 
     # -- metrics -------------------------------------------------------------------------------
@@ -113,10 +114,20 @@ class LoadBalancer:
             services[name] = snapshot_service(m, total, healthy)
         return MetricsSnapshot(services=services, unrouted=dict(self._unrouted))
 
+    def service_loads(self, now: float) -> dict[str, tuple[int, int, float]]:
+        """(in flight, requests served, busy request-seconds) per backend service, cheaply."""
+        return {
+            name: (m.in_flight, m.total, m.busy_seconds(now)) for name, m in self._metrics.items()
+        }
+
     def render_metrics(self) -> str:
         return render_prometheus(self.metrics_snapshot())
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def rt(self) -> Runtime:
+        return self._rt
 
     @property
     def port(self) -> int:
@@ -124,13 +135,9 @@ class LoadBalancer:
 
     async def start(self, port: int = 0) -> int:
         """Listen on 127.0.0.1:`port` (0: pick a free one); returns the bound port."""
-        self._server = await asyncio.start_server(
-            self._on_client,
-            BIND_HOST,
-            port,
-            limit=self.settings.max_header_bytes,
-            backlog=1024,
-            reuse_address=True,
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientProtocol(self), BIND_HOST, port, backlog=1024, reuse_address=True
         )
         self._port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -172,9 +179,12 @@ class LoadBalancer:
         while True:
             await asyncio.sleep(_SWEEP_SEC)
             now = monotonic()
+            header_cutoff = now - self.settings.client_header_timeout_sec
             for cc in list(self._clients):
                 if cc.deadline < now:
                     cc.expire()
+                elif cc.phase == IDLE and cc.idle_since < header_cutoff and cc.buffered():
+                    cc.expire()  # a keep-alive connection sending a request head too slowly
             if now >= next_pool_sweep:
                 next_pool_sweep = now + 1.0
                 cutoff = now - self.settings.upstream_idle_timeout_sec
@@ -184,71 +194,28 @@ class LoadBalancer:
 
     # -- the request path ----------------------------------------------------------------------
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        transport = writer.transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peer = transport.get_extra_info("peername")
-        ip = peer[0] if peer else "127.0.0.1"
-        extra = f"X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: http\r\n".encode()
-        cc = ClientConn(reader, writer, extra)
-        self._clients.add(cc)
-        idle = self.settings.client_idle_timeout_sec
-        rt = self._rt
-        linger = False
-        try:
-            while not rt.closing:
-                cc.phase = IDLE
-                cc.deadline = monotonic() + idle
-                try:
-                    head = await reader.readuntil(HEAD_END)
-                except (asyncio.IncompleteReadError, OSError):
-                    break
-                except asyncio.LimitOverrunError:
-                    self._reply_unrouted(cc, 431, "request header section too large", False)
-                    linger = True
-                    break
-                cc.phase = NONE
-                cc.deadline = INF
-                if head[0] == 13:  # stray CRLFs between requests (RFC 9112 §2.2)
-                    head = head.lstrip(CRLF)
-                    if not head:
-                        continue
-                    if not head.endswith(HEAD_END):
-                        head += CRLF
-                t0 = monotonic()
-                routed = self._prepare(cc, head, t0)
-                if isinstance(routed, tuple):
-                    keep = await forward(rt, cc, routed[0], routed[1], t0)
-                else:
-                    keep = routed
-                if not keep:
-                    linger = not transport.is_closing()
-                    break
-            await writer.drain()
-            if linger:
-                await self._linger(cc)
-        except OSError:
-            pass
-        except Exception:
-            log.exception("local load balancer: unexpected error on a client connection")
-        finally:
-            self._clients.discard(cc)
-            transport.close()
+    def admit(self, cc: ClientConn) -> bool:
+        """A new client connection: registered, unless at the cap with no idle one to close."""
+        if len(self._clients) >= self.settings.max_connections and not self._evict_idle():
+            self._refused += 1
+            return False
+        self._clients[cc] = None
+        return True
 
-    @staticmethod
-    async def _linger(cc: ClientConn) -> None:
-        """Half-close and read what the client still sends, so that closing with unread input
-        (e.g. after a 413 or 431) does not reset the connection before it read our answer."""
-        if cc.writer.can_write_eof():
-            cc.writer.write_eof()
-        cc.phase = IDLE
-        cc.deadline = monotonic() + _LINGER_SEC
-        while await cc.reader.read(65536):
-            pass
+    def forget(self, cc: ClientConn) -> None:
+        self._clients.pop(cc, None)
 
-    def _prepare(
+    def _evict_idle(self) -> bool:
+        """At the connection cap: close the connection idle longest, if one is idle."""
+        for cc in self._clients:
+            if cc.phase == IDLE:
+                del self._clients[cc]
+                cc.transport.abort()
+                self._evicted += 1
+                return True
+        return False
+
+    def prepare(
         self, cc: ClientConn, head: bytes, t0: float
     ) -> tuple[RequestHead, ServiceState] | bool:
         """Parse and route. Returns what to forward, or whether to keep the connection after a
@@ -256,7 +223,7 @@ class LoadBalancer:
         try:
             req = parse_request_head(head)
         except HttpError as exc:
-            return self._reply_unrouted(cc, exc.status, exc.message, False)
+            return self.reply_unrouted(cc, exc.status, exc.message, False)
         no_body = req.content_length == 0
         if req.path.startswith(_RESERVED):
             return self._internal(cc, req.path, req.method, req.keep_alive and no_body)
@@ -264,7 +231,7 @@ class LoadBalancer:
         if target is None:
             message = f"no route for host '{req.host.decode('latin-1')}' path "
             message += f"'{req.path.decode('latin-1')}' and the URL map has no default service"
-            return self._reply_unrouted(cc, 404, message, req.keep_alive and no_body)
+            return self.reply_unrouted(cc, 404, message, req.keep_alive and no_body)
         svc = self._services[target if isinstance(target, str) else target.choose()]
         limit = self.settings.max_request_body_bytes
         if req.content_length > limit:
@@ -279,7 +246,7 @@ class LoadBalancer:
             return None
         return self._services[target if isinstance(target, str) else target.choose()]
 
-    def _reply_unrouted(self, cc: ClientConn, status: int, message: str, keep: bool) -> bool:
+    def reply_unrouted(self, cc: ClientConn, status: int, message: str, keep: bool) -> bool:
         keep = keep and not self._rt.closing
         self._unrouted[status] = self._unrouted.get(status, 0) + 1
         cc.writer.write(error_response(status, message, keep_alive=keep))
@@ -288,7 +255,7 @@ class LoadBalancer:
     def _internal(self, cc: ClientConn, path: bytes, method: bytes, keep: bool) -> bool:
         keep = keep and not self._rt.closing
         if method not in (b"GET", b"HEAD"):
-            return self._reply_unrouted(cc, 405, "reserved paths answer GET only", keep)
+            return self.reply_unrouted(cc, 405, "reserved paths answer GET only", keep)
         if path == METRICS_PATH:
             body = self.render_metrics().encode()
             ctype = b"text/plain; version=0.0.4; charset=utf-8"
@@ -297,7 +264,7 @@ class LoadBalancer:
         else:
             reserved = RESERVED_PREFIX
             message = f"unknown path under the reserved prefix {reserved} (try {reserved}metrics)"
-            return self._reply_unrouted(cc, 404, message, keep)
+            return self.reply_unrouted(cc, 404, message, keep)
         response = simple_response(200, body, ctype, keep_alive=keep)
         if method == b"HEAD":
             response = response[: len(response) - len(body)]

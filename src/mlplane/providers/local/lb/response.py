@@ -9,8 +9,10 @@ from .http import (
     FRAMING_HEADERS,
     HeadCache,
     HttpError,
+    check_framing,
     content_length_value,
     forwardable,
+    header_name,
     name_value,
     tokens,
 )
@@ -68,6 +70,7 @@ def parse_response_head(head: bytes) -> ResponseHead:
 def _parse_response_head(head: bytes) -> ResponseHead:
     resp = ResponseHead()
     resp.raw = head
+    check_framing(head, 502)
     lines = head.split(CRLF)
     del lines[-2:]
     line = lines[0]
@@ -89,14 +92,14 @@ def _parse_response_head(head: bytes) -> ResponseHead:
     cl = -1
     for i in range(1, len(lines)):
         hline = lines[i]
-        c = hline.find(b":")
-        if c <= 0 or hline[c - 1] in b" \t" or hline[0] in b" \t":
-            raise HttpError(502, f"malformed header line {hline[:80]!r}")
-        name = hline[:c].lower()
+        name, c = header_name(hline, 502)
         if name not in FRAMING_HEADERS:
             continue
         if name == b"content-length":
-            cl = content_length_value(hline[c + 1 :].strip(), cl)
+            try:
+                cl = content_length_value(hline[c + 1 :].strip(b" \t"), cl)
+            except HttpError as exc:
+                raise HttpError(502, exc.message) from None
         elif name == b"transfer-encoding":
             if hline[c + 1 :].strip().lower() != b"chunked":
                 raise HttpError(502, "unsupported upstream Transfer-Encoding")
@@ -111,7 +114,7 @@ def _parse_response_head(head: bytes) -> ResponseHead:
                     resp.keep_alive = True
     if resp.chunked and cl >= 0:  # chunked wins; a Content-Length beside it must not pass
         resp.verbatim = False
-        resp.lines = [h for h in lines[1:] if name_value(h)[0] != b"content-length"]
+        resp.lines = [h for h in lines[1:] if name_value(h, 502)[0] != b"content-length"]
     else:
         resp.lines = lines[1:]
     resp.content_length = -1 if resp.chunked else cl
