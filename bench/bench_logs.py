@@ -11,7 +11,11 @@ side by side in one run.
     median and the job's CPU time are shown beside it (a shared 2-core machine is noisy);
     twice: a very chatty job (WORK per line) and a less chatty one (LINES/4 lines, 10 x WORK).
 (c) the writer API in-process: the same job calling `LogWriter.write` per line vs not logging.
-Runs in a temporary project; bounded (about 40 s with the defaults on 2 cores).
+Every log is written as the `training` service account, as a training job writes it: the
+project's admin impersonates it (IAM Credentials' generateAccessToken) and the pipe and the
+writer get its token as gcloud takes one (CLOUDSDK_AUTH_ACCESS_TOKEN_FILE). Runs in a temporary
+project (its local agent, the token authority, and its own config directory) and stops the
+agent at the end; bounded (about 40 s with the defaults on 2 cores).
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ zone = "us-central1-a"
 
 [team]
 principals = ["user:alice@example.com"]
+admins = ["user:admin@example.com"]
 """
+ADMIN = "admin@example.com"
+CREDENTIAL_VARS = ("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "GOOGLE_APPLICATION_CREDENTIALS")
 
 JOB = """
 import sys, time
@@ -51,9 +58,27 @@ open(out, "w").write(f"{time.perf_counter() - t0} {time.process_time()}")
 
 
 def env() -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLANE_", "GCE_META"))}
+    """This process's environment, its config directory and the training account's token."""
+    ambient = ("MLPLANE_", "GCE_META")
+    e = {k: v for k, v in os.environ.items() if not k.startswith(ambient)}
+    e["MLPLANE_CONFIG_DIR"] = os.environ["MLPLANE_CONFIG_DIR"]
     e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), e.get("PYTHONPATH", "")])
     return e
+
+
+def act_as_training(project: Path) -> None:
+    """Sign the admin in, impersonate `training`, and make its token this process's (and its
+    children's) credential."""
+    from mlplane.workflows import compose
+    from mlplane.workflows.session import Session
+
+    compose.login(ADMIN)
+    compose.activate(ADMIN)
+    token = compose.access_token(Session.open(project, impersonate="training").api)
+    path = project.parent / "token-training"
+    path.touch(mode=0o600)
+    path.write_text(token)
+    os.environ["CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"] = str(path)
 
 
 def pipe_argv(project: Path, resource: str) -> list[str]:
@@ -68,7 +93,7 @@ def run_job(
     job = [sys.executable, "-c", JOB, str(lines), str(work), str(out)]
     argv = job
     if logged:
-        argv = [*pipe_argv(project, tag), "--project", str(project), "--as", "training", "--"]
+        argv = [*pipe_argv(project, tag), "--project", str(project), "--"]
         argv += job
     t0 = time.perf_counter()
     with open(os.devnull, "wb") as devnull:
@@ -89,7 +114,7 @@ def writer_job(project: Path, lines: int, work: int, mode: str) -> float:
     sys.path.insert(0, str(ROOT / "src"))
     from mlplane.data.logs import LogWriter
 
-    w = LogWriter("train-w", project_file=project, principal="training")
+    w = LogWriter("train-w", project_file=project)
     out = open(os.devnull, "w")  # noqa: SIM115
     acc = 0
     t0 = time.perf_counter()
@@ -131,29 +156,43 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=4)
     a = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp:
+        os.environ["MLPLANE_CONFIG_DIR"] = str(Path(tmp) / "config")
+        for var in CREDENTIAL_VARS:
+            os.environ.pop(var, None)
         project = Path(tmp) / "mlplane.toml"
         project.write_text(PROJECT)
+        sys.path.insert(0, str(ROOT / "src"))
+        from mlplane.workflows import compose
 
-        _, _, wall = run_job(project, a.lines, 0, True, "train-raw")
-        stored = count_lines(project, "train-raw")
-        print(f"(a) pipe mode, {a.lines} lines as fast as a child prints them:")
-        print(f"    {stored} entries stored in {wall:.2f} s = {stored / wall:,.0f} lines/s")
-
-        for lines, work in ((a.lines, a.work), (a.lines // 4, a.work * 10)):
-            slowdown(project, lines, work, a.rounds)
-
-        t = {
-            m: min(writer_job(project, a.lines, a.work, m) for _ in range(3))
-            for m in ("off", "print", "writer")
-        }
-        per_line = 1e6 * (t["writer"] - t["off"]) / a.lines
-        print("(c) LogWriter.write in-process, same job, min of 3:")
-        print(f"    no output {t['off']:.3f} s   ", end="")
-        print(f"print() to /dev/null {t['print']:.3f} s   ", end="")
-        print(f"LogWriter {t['writer']:.3f} s ({a.lines / t['writer']:,.0f} lines/s)")
-        print(f"    LogWriter costs {per_line:.2f} us/line; ratio vs print ", end="")
-        print(f"{t['writer'] / t['print']:.3f}, vs no output {t['writer'] / t['off']:.3f}")
+        compose.agent_up(project)
+        try:
+            act_as_training(project)
+            measure(project, a)
+        finally:
+            compose.agent_down(project)
     return 0
+
+
+def measure(project: Path, a: argparse.Namespace) -> None:
+    _, _, wall = run_job(project, a.lines, 0, True, "train-raw")
+    stored = count_lines(project, "train-raw")
+    print(f"(a) pipe mode, {a.lines} lines as fast as a child prints them:")
+    print(f"    {stored} entries stored in {wall:.2f} s = {stored / wall:,.0f} lines/s")
+
+    for lines, work in ((a.lines, a.work), (a.lines // 4, a.work * 10)):
+        slowdown(project, lines, work, a.rounds)
+
+    t = {
+        m: min(writer_job(project, a.lines, a.work, m) for _ in range(3))
+        for m in ("off", "print", "writer")
+    }
+    per_line = 1e6 * (t["writer"] - t["off"]) / a.lines
+    print("(c) LogWriter.write in-process, same job, min of 3:")
+    print(f"    no output {t['off']:.3f} s   ", end="")
+    print(f"print() to /dev/null {t['print']:.3f} s   ", end="")
+    print(f"LogWriter {t['writer']:.3f} s ({a.lines / t['writer']:,.0f} lines/s)")
+    print(f"    LogWriter costs {per_line:.2f} us/line; ratio vs print ", end="")
+    print(f"{t['writer'] / t['print']:.3f}, vs no output {t['writer'] / t['off']:.3f}")
 
 
 if __name__ == "__main__":

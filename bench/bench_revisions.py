@@ -10,12 +10,15 @@ HTTP server (`lb_bench_support.py app-port`). Load: wrk (1 thread, 32 connection
 POST) on revision 0's route, through the data plane and through nginx (one worker, keep-alive
 pool) to the same replica, in paired rounds. Idle CPU: the agent's and the data plane's own
 user+system time over 10 s with no load (not the replicas', which are the agent's children).
-Everything started is stopped at the end.
+The resources are created through the agent's Compute Engine API as the `serving` service
+account (as the `deploy` trigger's build creates them): the project's admin, signed in in a
+config directory of the bench's own, impersonates it. Everything started is stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -42,18 +45,18 @@ from mlplane.model.compute import (
     revision_bundle,
     route_to,
 )
+from mlplane.model.workload import workload_metadata
 from mlplane.providers.base import wait_for_operation
-from mlplane.providers.local.client import local_providers
-from mlplane.providers.local.control import start_agent, stop_agent
 from mlplane.providers.local.dataplane.files import DataPlaneFiles, read_info
 from mlplane.providers.local.paths import AgentPaths
-from mlplane.providers.local.runtime import runtime_metadata
 from mlplane.providers.registry import ProviderSet
+from mlplane.workflows import compose
 from mlplane.workflows.project_file import write_project_file
+from mlplane.workflows.session import Session
 
 HERE = Path(__file__).resolve().parent
 PROJECT = "bench-ml"
-SERVING = f"serviceAccount:mlplane-serving@{PROJECT}.iam.gserviceaccount.com"
+ADMIN = "admin@acme.com"
 RUNTIME_SA = f"mlplane-serving-runtime@{PROJECT}.iam.gserviceaccount.com"
 
 
@@ -67,7 +70,7 @@ def revision(i: int) -> RevisionBundle:
     settings = RevisionSettings(
         zone="us-central1-a",
         service_account=RUNTIME_SA,
-        metadata=runtime_metadata((sys.executable, str(HERE / "lb_bench_support.py"), "app-port")),
+        metadata=workload_metadata((sys.executable, str(HERE / "lb_bench_support.py"), "app-port")),
         min_replicas=1,
         max_replicas=1,
     )
@@ -86,15 +89,16 @@ def deploy(providers: ProviderSet, i: int) -> None:
     run(providers, "update", live.spec.with_changes((change,)), fingerprint=live.fingerprint)
 
 
-def healthy_replicas(providers: ProviderSet) -> dict[str, int]:
-    status = providers.for_kind("instanceGroupManager").client.status()  # type: ignore[attr-defined]
-    return {r.group: r.port for r in status.replicas if r.health == "HEALTHY" and r.port}
+def healthy_replicas(session: Session) -> dict[str, int]:
+    """group -> port of the healthy replicas, from the agent's process view."""
+    replicas = session.platform.processes(compose.access_token(session.api))
+    return {r.group: r.port for r in replicas if r.group and r.health == "HEALTHY" and r.port}
 
 
-def wait_healthy(providers: ProviderSet, n: int, timeout: float = 300) -> dict[str, int]:
+def wait_healthy(session: Session, n: int, timeout: float = 300) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ports = healthy_replicas(providers)
+        ports = healthy_replicas(session)
         if len(ports) >= n:
             return ports
         time.sleep(0.2)
@@ -131,11 +135,19 @@ def main() -> int:
     procs = Procs()
     with tempfile.TemporaryDirectory(prefix="bench-revisions-") as d:
         root = Path(d)
+        os.environ["MLPLANE_CONFIG_DIR"] = str(root / "config")
+        for var in ("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
+            os.environ.pop(var, None)
         project = root / "mlplane.toml"
         write_project_file(project, project_id=PROJECT, members=["user:alice@acme.com"])
-        agent = start_agent(project).agent
+        text = project.read_text()
+        project.write_text(text.replace("[team]\n", f'[team]\nadmins = ["user:{ADMIN}"]\n', 1))
+        agent = compose.agent_up(project).agent
         try:
-            providers = local_providers(project, SERVING)
+            compose.login(ADMIN)
+            compose.activate(ADMIN)
+            session = Session.open(project, impersonate="serving")
+            providers = compose.provider_set(session, session.api)
             front = frontend()
             lb_port = free_port()
             rule = front.forwarding_rule.model_copy(update={"port_range": str(lb_port)})
@@ -149,7 +161,7 @@ def main() -> int:
             run(
                 providers, "update", live.spec.with_changes((change,)), fingerprint=live.fingerprint
             )
-            replica = wait_healthy(providers, 1)[bundle.instance_group_manager.name]
+            replica = wait_healthy(session, 1)[bundle.instance_group_manager.name]
             lua = write_lua(root)
             nginx_port, _ = start_nginx(procs, [replica], root)
             dp = read_info(DataPlaneFiles(AgentPaths.for_project(project).root))
@@ -160,7 +172,7 @@ def main() -> int:
             t0 = time.monotonic()
             for i in range(1, args.revisions):
                 deploy(providers, i)
-            wait_healthy(providers, args.revisions)
+            wait_healthy(session, args.revisions)
             deployed = time.monotonic() - t0
             time.sleep(2)
             if args.hold:
@@ -170,7 +182,7 @@ def main() -> int:
             many = measure(lb_port, nginx_port, args.rounds, args.duration, lua)
         finally:
             procs.stop_all()
-            stop_agent(project)
+            compose.agent_down(project)
     n = args.revisions
     print(f"\nwrk -t1 -c32 -d{args.duration:g}s on one route; medians of {args.rounds} rounds")
     print(f"{'':<28}{'mlplane req/s':>14}{'nginx req/s':>13}{'ratio':>8}")

@@ -60,7 +60,7 @@ def main() -> None:
                 ("python -c pass", base),
                 ("mlplane --help", median_ms([*ml, "--help"], runs, cwd, env)),
                 ("mlplane iam check (cached policy)", median_ms(check, runs, cwd, env)),
-                ("mlplane status (agent, 2 revisions)", median_ms([*ml, "status"], runs, cwd, env)),
+                ("mlplane status (agent, 1 revision)", median_ms([*ml, "status"], runs, cwd, env)),
             ]
         finally:
             run("down")

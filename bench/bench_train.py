@@ -1,13 +1,15 @@
 """Time from `mlplane train run` to the entrypoint's first line, beside running the entrypoint
 directly (the anchor), in one run; also `--remote` (a training VM created through the engine and
-the agent) to its first line in the VM's log.
+the agent's Compute Engine API) to its first line in the VM's log.
 
-Usage: python bench/bench_train.py [RUNS]. Starts a local agent in a temporary project for the
-remote case and stops it at the end.
+Usage: python bench/bench_train.py [RUNS]. Starts a local agent in a temporary project (with its
+own config directory, where a member user signs in: both runs act as that user) and stops it at
+the end.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -15,12 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlplane.providers.local.control import start_agent, stop_agent
+from mlplane.workflows import compose
 from mlplane.workflows import training as T
 from mlplane.workflows.project_file import write_project_file
 from mlplane.workflows.session import Session
 
 FIRST = "generating"  # the example's first line: "generating 1500 training and ..."
+USER = "alice@acme.com"
 
 
 def first_line(cmd: list[str], cwd: Path) -> float:
@@ -42,7 +45,7 @@ def first_line(cmd: list[str], cwd: Path) -> float:
 def remote_first_line(session: Session, spec_path: Path) -> float:
     spec = T.load_spec(spec_path)
     start = time.monotonic()
-    run = T.run_remote(session, spec, spec_path.parent, session.user(), lambda *_: None)
+    run = T.run_remote(session, spec, spec_path.parent, lambda *_: None)
     log = T.log_path(session, run.instance)
     while True:
         try:
@@ -52,7 +55,9 @@ def remote_first_line(session: Session, spec_path: Path) -> float:
         except OSError:
             pass
         time.sleep(0.002)
-    T.wait(session, run, session.user(), 60)
+    code = T.wait(session, run, 60)
+    if code != 0:
+        raise RuntimeError(f"the training VM's job exited {code}: see {log}")
     return elapsed
 
 
@@ -63,17 +68,23 @@ def main() -> None:
     mlplane = [str(Path(py).with_name("mlplane"))]
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
+        os.environ["MLPLANE_CONFIG_DIR"] = str(root / "config")
+        for var in ("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
+            os.environ.pop(var, None)
         project = root / "mlplane.toml"
-        write_project_file(project, project_id="bench-ml", members=["user:alice@acme.com"])
-        direct = [py, "-m", "mlplane.examples.sentiment.train", "--out", str(root / "out")]
-        anchor = [first_line(direct, root) for _ in range(runs)]
-        local = [first_line([*mlplane, "train", "run", str(spec_path)], root) for _ in range(runs)]
-        start_agent(project)
+        write_project_file(project, project_id="bench-ml", members=[f"user:{USER}"])
+        compose.agent_up(project)
         try:
+            compose.login(USER)
+            compose.activate(USER)
+            direct = [py, "-m", "mlplane.examples.sentiment.train", "--out", str(root / "out")]
+            anchor = [first_line(direct, root) for _ in range(runs)]
+            train_run = [*mlplane, "train", "run", str(spec_path)]
+            local = [first_line(train_run, root) for _ in range(runs)]
             session = Session.open(project)
             remote = [remote_first_line(session, spec_path) for _ in range(runs)]
         finally:
-            stop_agent(project)
+            compose.agent_down(project)
     a = statistics.median(anchor)
     print(f"median of {runs} runs, to the entrypoint's first line")
     print(f"  entrypoint run directly (anchor)           {a * 1e3:7.1f} ms")
