@@ -11,32 +11,23 @@ from __future__ import annotations
 import os
 import sqlite3
 
+from mlplane.model.value import Value
+
 INDEX_SQL = "SELECT kind, name, stack, version, updated_at FROM resources ORDER BY kind, name"
 
 
-class RecordIndex:
+class RecordIndex(Value):
     """One recorded resource: kind, name, owning stack, row version, last write time."""
 
     __slots__ = ("kind", "name", "stack", "version", "updated_at")
+    kind: str
+    name: str
+    stack: str
+    version: int
+    updated_at: float
 
     def __init__(self, kind: str, name: str, stack: str, version: int, updated_at: float) -> None:
-        self.kind = kind
-        self.name = name
-        self.stack = stack
-        self.version = version
-        self.updated_at = updated_at
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, RecordIndex) and self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        return f"RecordIndex({self.kind}/{self.name}, stack={self.stack}, v{self.version})"
-
-    def _values(self) -> tuple[str, str, str, int, float]:
-        return (self.kind, self.name, self.stack, self.version, self.updated_at)
+        self._set(kind=kind, name=name, stack=stack, version=version, updated_at=updated_at)
 
 
 def rows_to_index(rows: list[tuple[str, str, str, int, float]]) -> list[RecordIndex]:

@@ -36,6 +36,9 @@ class ApiClient(Protocol):
 
 class Platform(Protocol):
     name: str
+    # How long a client waits, at most, between two polls of a long-running operation or a
+    # build: Google's quotas want seconds; the local agent answers on loopback in a millisecond.
+    max_poll_interval: float
 
     def endpoints(self) -> Endpoints:
         """Where Google's APIs are served for this project (raises if unreachable)."""

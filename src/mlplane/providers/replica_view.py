@@ -1,11 +1,14 @@
 """`ReplicaView`: one process the local agent runs, as `mlplane status` and the agent's
 `/_mlplane/processes` show it.
 
-A plain value class, not a dataclass: it is on `mlplane status`'s start-up path, where importing
-dataclasses (and inspect, ast) would cost more than the command's own work (decision 0005).
+A `Value` (model/value.py), not a dataclass: it is on `mlplane status`'s start-up path, where
+importing dataclasses (and inspect, ast) would cost more than the command's own work (decision
+0005).
 """
 
 from __future__ import annotations
+
+from mlplane.model.value import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,7 +28,7 @@ _FIELDS = (
 )
 
 
-class ReplicaView:
+class ReplicaView(Value):
     """A managed group's replica, or a standalone instance (group empty), or a build (group
     `builds`). Immutable; equal by value."""
 
@@ -52,25 +55,17 @@ class ReplicaView:
         service_account: str,
         restarts: int = 0,
     ) -> None:
-        values = (group, name, pid, port, metadata_port, status, health, service_account, restarts)
-        for field, value in zip(_FIELDS, values, strict=True):
-            object.__setattr__(self, field, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"ReplicaView is immutable (cannot set '{name}')")
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, f) for f in _FIELDS)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ReplicaView) and self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in _FIELDS)
-        return f"ReplicaView({inner})"
+        self._set(
+            group=group,
+            name=name,
+            pid=pid,
+            port=port,
+            metadata_port=metadata_port,
+            status=status,
+            health=health,
+            service_account=service_account,
+            restarts=restarts,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in _FIELDS}

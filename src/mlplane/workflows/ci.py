@@ -186,12 +186,13 @@ def run_trigger(
              f"{str(build.get('serviceAccount', '')).rsplit('/', 1)[-1]}")  # fmt: skip
     tail = _LogTail(progress)
     deadline, delay = time.monotonic() + timeout, 0.005
+    most = session.platform.max_poll_interval
     get = {"projectId": session.project_id, "id": build_id}
     while build.get("status") not in TERMINAL:
         if time.monotonic() > deadline:
             raise BuildFailed(f"build {build_id} not done after {timeout:.0f} s")
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.25)
+        delay = min(delay * 1.5, most)
         build = session.api.call("cloudbuild.projects.builds.get", get)
         tail.feed(str(build.get("logUrl", "")))
     tail.feed(str(build.get("logUrl", "")))

@@ -5,15 +5,17 @@ resources that the agent no longer runs show as missing rather than failing the 
 On the start-up path (decision 0005; issue 7: within 3x `python -c pass`): the project file is
 validated through the compiled policy's cache, the state store is read without decoding specs,
 the agent is asked once, with a token at hand; no pydantic, dataclasses, pathlib or
-http.client. The view types are plain classes for that reason.
+http.client. The view types are `Value`s (model/value.py) for that reason.
 """
 
 from __future__ import annotations
 
 from mlplane.errors import MlplaneError
+from mlplane.model.value import Value
 
 TYPE_CHECKING = False  # as typing's, without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
     from typing import Any
 
@@ -23,34 +25,41 @@ if TYPE_CHECKING:
 STATE_DB = "state.db"
 
 
-class ResourceRow:
+class ResourceRow(Value):
     __slots__ = ("kind", "name", "lifecycle", "stack", "detail")
+    kind: str
+    name: str
+    lifecycle: str
+    stack: str
+    detail: str
 
     def __init__(self, kind: str, name: str, lifecycle: str, stack: str, detail: str = "") -> None:
-        self.kind = kind
-        self.name = name
-        self.lifecycle = lifecycle
-        self.stack = stack
-        self.detail = detail
+        self._set(kind=kind, name=name, lifecycle=lifecycle, stack=stack, detail=detail)
 
     def to_json(self) -> dict[str, str]:
         return {f: getattr(self, f) for f in self.__slots__}
 
 
-class ProjectStatus:
+class ProjectStatus(Value):
     __slots__ = ("summary", "resources", "processes", "notes")
+    summary: str
+    resources: tuple[ResourceRow, ...]
+    processes: tuple[ReplicaView, ...]
+    notes: tuple[str, ...]
 
     def __init__(
         self,
         summary: str,
-        resources: list[ResourceRow],
-        processes: list[ReplicaView],
-        notes: list[str],
+        resources: Sequence[ResourceRow],
+        processes: Sequence[ReplicaView],
+        notes: Sequence[str],
     ) -> None:
-        self.summary = summary
-        self.resources = resources
-        self.processes = processes
-        self.notes = notes
+        self._set(
+            summary=summary,
+            resources=tuple(resources),
+            processes=tuple(processes),
+            notes=tuple(notes),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

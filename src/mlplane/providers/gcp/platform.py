@@ -11,6 +11,7 @@ from mlplane.providers.replica_view import ReplicaView
 
 class GcpPlatform:
     name = "gcp"
+    max_poll_interval = 2.0
 
     def __init__(self, endpoints_service: str | None = None) -> None:
         self.endpoints_service = endpoints_service

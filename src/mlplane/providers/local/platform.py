@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 class LocalPlatform:
     name = "local"
+    max_poll_interval = 0.02
 
     def __init__(self, project_file: Path, agent: AgentHandle | None = None) -> None:
         self.project_file = project_file

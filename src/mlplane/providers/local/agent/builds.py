@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tarfile
@@ -31,9 +32,11 @@ from typing import Any
 
 from mlplane.model.builds import ENTRYPOINT, substitute
 
+from ..procfs import start_time
 from .host import Host, workload_environment
 from .metadata import InstanceIdentity, MetadataServer
-from .processes import spawn
+from .processes import ProcessId, kill_group, spawn
+from .warm_pool import WarmWorker
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EXCLUDE = {
@@ -102,7 +105,18 @@ class BuildRunner:
         self.objects_written = objects_written
         self.builds: dict[str, BuildRecord] = {}
         self.finished: dict[str, asyncio.Event] = {}
-        self._running: dict[str, asyncio.subprocess.Process | None] = {}
+        self._running: dict[str, ProcessId] = {}  # build id -> its step's process
+        self.warm = WarmWorker(host.paths.logs / "warm-build-worker.log")
+
+    async def start_worker(self) -> None:
+        """Start the warm build worker (steps run cold until it is ready, or if it dies)."""
+        try:
+            await self.warm.start()
+        except OSError as exc:
+            log.warning("no warm build worker (%s): build steps start cold", exc)
+
+    async def close(self) -> None:
+        await self.warm.stop()
 
     @property
     def builds_dir(self) -> Path:
@@ -249,12 +263,19 @@ class BuildRunner:
         with open(log_path, "a") as f:
             command = " ".join(args)
             f.write(f"mlplane-build: step {step.id} as {rec.service_account}: mlplane {command}\n")
-        proc = await spawn(argv, env, cwd, log_path, self.host.children)
-        self._running[rec.id] = proc.proc
+        warm = await self.warm.run(args, env, cwd, log_path)
+        if warm is None:
+            proc = await spawn(argv, env, cwd, log_path, self.host.children)
+            pid, wait = proc.id, proc.wait
+            self.host.background(self.start_worker())  # for the next step
+        else:
+            pid, wait = ProcessId(warm.pid, start_time(warm.pid) or 0), warm.wait
+            self.host.children.add(pid)
+        self._running[rec.id] = pid
         try:
-            code = await proc.wait()
+            code = await wait()
         finally:
-            self.host.children.remove(proc.pid)
+            self.host.children.remove(pid.pid)
             self._running.pop(rec.id, None)
         step.finished, step.exit_code = time.time(), code
         step.status = "SUCCESS" if code == 0 else "FAILURE"
@@ -265,9 +286,9 @@ class BuildRunner:
         rec = self.builds[build_id]
         if not rec.done:
             rec.status = "CANCELLED"
-            proc = self._running.get(build_id)
-            if proc is not None and proc.returncode is None:
-                proc.terminate()
+            pid = self._running.get(build_id)
+            if pid is not None:
+                kill_group(pid, signal.SIGTERM)
         return rec
 
     def _save(self, rec: BuildRecord) -> None:

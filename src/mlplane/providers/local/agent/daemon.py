@@ -116,7 +116,7 @@ async def _watch_state_dir(paths: AgentPaths, stop: asyncio.Event) -> None:
 
 def build_gateway(
     paths: AgentPaths, settings: AgentSettings, started: float
-) -> tuple[Gateway, Host, ResourceStore, Runtime]:
+) -> tuple[Gateway, Host, ResourceStore, Runtime, BuildRunner]:
     """Wire the agent: token authority and IAM gate, runtime, and the API surfaces."""
     tokens = TokenAuthority(paths.tokens)
     gate = Gate(paths.project_file, tokens)
@@ -152,12 +152,12 @@ def build_gateway(
         builds.surface(),
     ]
     gateway = Gateway(gate, surfaces, {**identity.plain(), **admin.plain()})
-    return gateway, host, store, runtime
+    return gateway, host, store, runtime, runner
 
 
 async def _serve(paths: AgentPaths, settings: AgentSettings) -> None:
     started = time.time()
-    gateway, host, store, runtime = build_gateway(paths, settings, started)
+    gateway, host, store, runtime, runner = build_gateway(paths, settings, started)
     server = await serve(gateway.handle, admit=gateway.admit)
     host.api_port = int(server.sockets[0].getsockname()[1])
     write_info(paths, AgentInfo(os.getpid(), host.api_port, str(paths.project_file), started))
@@ -168,11 +168,13 @@ async def _serve(paths: AgentPaths, settings: AgentSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     watchdog = loop.create_task(_watch_state_dir(paths, stop))
+    host.background(runner.start_worker())
     await stop.wait()
     watchdog.cancel()
     log.info("stopping: %d resources, %d processes", len(store.records), len(runtime.replicas()))
     server.close()
     await runtime.shutdown()
+    await runner.close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(server.wait_closed(), 2.0)
     log.info("stopped")

@@ -1,0 +1,136 @@
+"""The agent's side of the warm build worker (`warm_worker`): start it, hand it a step, learn the
+step's PID and exit status. A step that the worker cannot take (it is starting, or died) runs
+cold, as a new `python -m mlplane` process; the worker is started again for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .processes import _die_with_parent
+
+log = logging.getLogger(__name__)
+WORKER_MODULE = "mlplane.providers.local.agent.warm_worker"
+
+
+class WarmStep:
+    """A step running in a child of the worker."""
+
+    def __init__(self, pid: int, exited: asyncio.Future[int]) -> None:
+        self.pid = pid
+        self._exited = exited
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+
+class WarmWorker:
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ready: asyncio.Future[int] | None = None
+        self._pids: dict[str, asyncio.Future[int]] = {}
+        self._exits: dict[str, asyncio.Future[int]] = {}
+        self._ids = itertools.count(1)
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the worker (it imports in the background; `run` uses it once it is ready)."""
+        if self._proc is not None and self._proc.returncode is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as err:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                WORKER_MODULE,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self._reader = loop.create_task(self._read(self._proc))
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self._proc is not None
+            and self._proc.returncode is None
+            and self._ready is not None
+            and self._ready.done()
+            and not self._ready.cancelled()
+            and self._ready.exception() is None
+        )
+
+    async def run(
+        self, args: Sequence[str], env: Mapping[str, str], cwd: Path, log_path: Path
+    ) -> WarmStep | None:
+        """Fork the step from the worker; None when the worker cannot take it."""
+        if not self.ready or self._proc is None or self._proc.stdin is None:
+            return None
+        loop = asyncio.get_running_loop()
+        key = str(next(self._ids))
+        self._pids[key], self._exits[key] = loop.create_future(), loop.create_future()
+        request = {"id": key, "args": list(args), "env": dict(env), "cwd": str(cwd),
+                   "log": str(log_path)}  # fmt: skip
+        try:
+            self._proc.stdin.write((json.dumps(request) + "\n").encode())
+            await self._proc.stdin.drain()
+            pid = await asyncio.wait_for(asyncio.shield(self._pids[key]), 10.0)
+            if pid <= 0:
+                raise ConnectionError("the worker exited")
+        except (OSError, TimeoutError, ConnectionError, asyncio.InvalidStateError) as exc:
+            log.warning("warm build worker failed to start a step (%s): running it cold", exc)
+            self._pids.pop(key, None)
+            self._exits.pop(key, None)
+            return None
+        return WarmStep(pid, self._exits[key])
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        try:
+            while line := await proc.stdout.readline():
+                msg = json.loads(line)
+                if "ready" in msg and self._ready is not None and not self._ready.done():
+                    self._ready.set_result(int(msg["ready"]))
+                elif "pid" in msg and (f := self._pids.pop(str(msg["id"]), None)) is not None:
+                    f.set_result(int(msg["pid"]))
+                elif "exit" in msg and (f := self._exits.pop(str(msg["id"]), None)) is not None:
+                    f.set_result(int(msg["exit"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("warm build worker said something unreadable: %s", exc)
+        finally:
+            # The worker is gone: its children died with it (PDEATHSIG); say so to the waiters.
+            for pending in (*self._pids.values(), *self._exits.values()):
+                if not pending.done():
+                    pending.set_result(-9)
+            self._pids.clear()
+            self._exits.clear()
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_exception(RuntimeError("the warm build worker exited"))
+                self._ready.exception()  # retrieved: not an unhandled-exception warning
+
+    async def stop(self) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()  # the worker's signal to leave
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        if self._reader is not None:
+            await self._reader
