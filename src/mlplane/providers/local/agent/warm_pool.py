@@ -17,7 +17,7 @@ from pathlib import Path
 from .processes import _die_with_parent
 
 log = logging.getLogger(__name__)
-WORKER_MODULE = "mlplane.providers.local.agent.warm_worker"
+WORKER_MODULE = "mlplane.cli.warm_worker"
 
 
 class WarmStep:

@@ -1,5 +1,6 @@
 """A warm build worker: Python with mlplane's build steps already imported, forking one child
-per step (`python -m mlplane.providers.local.agent.warm_worker`, started by the agent).
+per step (`python -m mlplane.cli.warm_worker`, started by the local agent: it is a launcher
+of the CLI, so it lives beside it).
 
 A Cloud Build step on Google runs in a builder image that is already pulled; locally the step
 is `mlplane ci step ...`, and starting an interpreter and importing mlplane's engine, models
