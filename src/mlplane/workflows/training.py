@@ -26,6 +26,7 @@ from mlplane.model.compute import (
     Instance,
     Metadata,
     MetadataItem,
+    Scheduling,
     ServiceAccount,
 )
 from mlplane.model.principals import Principal
@@ -104,6 +105,9 @@ def training_instance(
         metadata=Metadata(
             items=tuple(MetadataItem(key=k, value=v) for k, v in sorted(items.items()))
         ),
+        # A training VM deletes itself when its job ends; if its host fails first it stays
+        # TERMINATED (its log kept) for `train list` and `train reap`, never re-running a job.
+        scheduling=Scheduling(automatic_restart=False),
         labels={
             "mlplane-kind": "training",
             "mlplane-owner": owner_label(owner),
