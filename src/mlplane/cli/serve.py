@@ -120,7 +120,9 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
     for col in ("service", "revision", "replicas", "health", "traffic", "revision URL"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        health = ", ".join(f"{x.name}:{x.health}" for x in r.replicas) or "-"
+        health = ", ".join(f"{x.name}:{x.health}" for x in r.replicas) or (
+            "MISSING at the agent: deploy it again" if r.missing else "-"
+        )
         table.add_row(
             r.service,
             r.revision,

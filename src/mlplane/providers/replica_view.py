@@ -73,3 +73,23 @@ class ReplicaView(Value):
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ReplicaView:
         return cls(**{k: d[k] for k in d if k in _FIELDS})
+
+
+class AgentView(Value):
+    """What the local agent runs (`/_mlplane/processes`): its processes, and the (kind, name) of
+    every resource it holds; `mlplane status` shows recorded resources absent here as missing."""
+
+    __slots__ = ("processes", "resources")
+    processes: tuple[ReplicaView, ...]
+    resources: frozenset[tuple[str, str]]
+
+    def __init__(
+        self, processes: tuple[ReplicaView, ...], resources: frozenset[tuple[str, str]]
+    ) -> None:
+        self._set(processes=processes, resources=resources)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> AgentView:
+        processes = tuple(ReplicaView.from_json(p) for p in d.get("processes", ()))
+        resources = frozenset((str(k), str(n)) for k, n in d.get("resources", ()))
+        return cls(processes, resources)

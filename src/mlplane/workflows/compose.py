@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from mlplane.model.principals import Principal
     from mlplane.providers.platform import ApiClient, Platform
     from mlplane.providers.registry import ProviderSet
-    from mlplane.providers.replica_view import ReplicaView
+    from mlplane.providers.replica_view import AgentView
     from mlplane.workflows.session import Session
 
 PROVIDERS = ("local", "gcp")
@@ -131,14 +131,15 @@ def agent_down(project_file: Path, timeout: float = 20.0) -> Any:
     return stop_agent(project_file, timeout=timeout)
 
 
-def local_processes(project_file: str) -> list[ReplicaView] | None:
-    """The processes the project's local agent runs, asked with the caller's credentials (a
-    token at hand if there is one, else the signed-in user's, exchanged and cached); None when
-    no agent runs for the project. `mlplane status`'s start-up path: lean imports only."""
+def local_processes(project_file: str) -> AgentView | None:
+    """What the project's local agent runs (its processes, and which resources it holds),
+    asked with the caller's credentials (a token at hand if there is one, else the signed-in
+    user's, exchanged and cached); None when no agent runs for the project. `mlplane status`'s
+    start-up path: lean imports only."""
     from mlplane.apis import token_cache
     from mlplane.errors import MlplaneError
     from mlplane.providers.local import admin_client
-    from mlplane.providers.replica_view import ReplicaView
+    from mlplane.providers.replica_view import AgentView
 
     port = admin_client.agent_port(project_file)
     if port is None:
@@ -154,7 +155,7 @@ def local_processes(project_file: str) -> list[ReplicaView] | None:
         raise MlplaneError(str(exc)) from None
     if status != 200 or not isinstance(body, dict):
         raise MlplaneError(f"the local agent answered {status} for {path}: {body}")
-    return [ReplicaView.from_json(p) for p in body.get("processes", ())]
+    return AgentView.from_json(body)
 
 
 def _fresh_token(base_url: str, stale: str | None) -> str:

@@ -1,6 +1,7 @@
 """`serve list`: each recorded revision, its share of its service's route (from the URL map the
 team state records), and its replicas: the processes the local agent runs for its group, or
-on Google Cloud what `listManagedInstances` shows the caller (when IAM lets them see it)."""
+on Google Cloud what `listManagedInstances` shows the caller (when IAM lets them see it).
+A revision the team state records but the local agent does not hold is listed as missing."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ from dataclasses import dataclass, field
 
 from mlplane.errors import MlplaneError
 from mlplane.model.compute import URL_MAP, ResourceKey, UrlMap, model_prefix
+from mlplane.providers.replica_view import AgentView
 from mlplane.workflows.serving import frontend_url, recorded_revisions, revision_prefix
 from mlplane.workflows.session import Session
+
+MISSING_NOTE = (
+    "missing at the local agent (`mlplane down` removed it): deploy the same revision again "
+    "to recreate it"
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class RevisionStatus:
     revision_url: str
     replicas: list[Replica] = field(default_factory=list)
     note: str = ""
+    missing: bool = False  # recorded, but the local agent holds none of its group
 
 
 def _weights(url_map: UrlMap | None, service: str) -> dict[str, int]:
@@ -51,15 +59,24 @@ def _weights(url_map: UrlMap | None, service: str) -> dict[str, int]:
     return {}
 
 
-def _replicas(session: Session, group: str) -> tuple[list[Replica], str]:
-    """The replicas of a managed group, and a note when they cannot be seen."""
+def _agent_view(session: Session) -> tuple[AgentView | None, str]:
+    """What the local agent runs and holds (None on Google Cloud), and a note if it cannot say."""
     from mlplane.workflows import compose
 
+    if session.provider != "local":
+        return None, ""
     try:
-        if session.provider == "local":
-            token = compose.access_token(session.api)
-            views = [p for p in session.platform.processes(token) if p.group == group]
-            return [Replica(v.name, v.pid, v.port, v.health, v.restarts) for v in views], ""
+        return session.platform.agent_view(compose.access_token(session.api)), ""
+    except MlplaneError as exc:
+        return None, str(exc).splitlines()[0][:160]
+
+
+def _replicas(session: Session, group: str, agent: AgentView | None) -> tuple[list[Replica], str]:
+    """The replicas of a managed group, and a note when they cannot be seen."""
+    if agent is not None:
+        views = [p for p in agent.processes if p.group == group]
+        return [Replica(v.name, v.pid, v.port, v.health, v.restarts) for v in views], ""
+    try:
         params = {"project": session.project_id, "zone": session.zone,
                   "instanceGroupManager": group}  # fmt: skip
         data = session.api.call("compute.instanceGroupManagers.listManagedInstances", params)
@@ -82,9 +99,15 @@ def list_revisions(session: Session) -> list[RevisionStatus]:
         base = frontend_url(session)
     except MlplaneError:
         base = ""
+    agent, agent_note = _agent_view(session)
     out = []
     for r in revisions:
-        replicas, note = _replicas(session, f"{r.service}-{r.revision}-mig")
+        group = f"{r.service}-{r.revision}-mig"
+        missing = agent is not None and ("instanceGroupManager", group) not in agent.resources
+        replicas: list[Replica] = []
+        note = agent_note
+        if not agent_note:
+            replicas, note = _replicas(session, group, agent)
         out.append(
             RevisionStatus(
                 r.service,
@@ -93,7 +116,8 @@ def list_revisions(session: Session) -> list[RevisionStatus]:
                 base + model_prefix(r.service),
                 base + revision_prefix(r.service, r.revision),
                 replicas,
-                note,
+                MISSING_NOTE if missing else note,
+                missing,
             )
         )
     return out

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from mlplane.engine.state_index import RecordIndex
-    from mlplane.providers.replica_view import ReplicaView
+    from mlplane.providers.replica_view import AgentView, ReplicaView
 
 STATE_DB = "state.db"
 
@@ -70,15 +70,32 @@ class ProjectStatus(Value):
         }
 
 
-def _detail(record: RecordIndex, processes: list[ReplicaView]) -> str:
+MISSING = "MISSING at the agent"
+
+
+def _detail(record: RecordIndex, view: AgentView) -> str:
+    if (record.kind, record.name) not in view.resources:
+        return MISSING
+    processes = view.processes
     if record.kind == "instanceGroupManager":
         mine = [p for p in processes if p.group == record.name]
         healthy = sum(1 for p in mine if p.health == "HEALTHY")
         return f"{healthy}/{len(mine)} healthy" if mine else "no replicas running"
     if record.kind == "instance":
         proc = next((p for p in processes if p.name == record.name), None)
-        return f"{proc.status} pid {proc.pid}" if proc else "not running"
+        if proc is None:
+            return "not running"
+        return proc.status if proc.pid is None else f"{proc.status} pid {proc.pid}"
     return ""
+
+
+def _missing_note(count: int) -> str:
+    return (
+        f"{count} recorded resource{'s are' if count > 1 else ' is'} missing at the local agent "
+        "(`mlplane down` removed them, or they were not restored): applying again recreates "
+        "them (`serve deploy` the same revision, `notebook create` the same name); "
+        "`train reap` forgets training VMs"
+    )
 
 
 def _records(state_db: str) -> list[RecordIndex]:
@@ -111,28 +128,27 @@ def project_status(project_file: str | Path) -> ProjectStatus:
     provider = policy.provider
     state_dir = os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane")
     records = _records(os.path.join(state_dir, STATE_DB))
-    processes: list[ReplicaView] = []
+    view: AgentView | None = None
     notes: list[str] = []
     summary = f"project {policy.project}, provider {provider}"
-    shown = False
     if provider == "local":
         try:
-            found = compose.local_processes(project_file)
+            view = compose.local_processes(project_file)
         except MlplaneError as exc:
             notes.append(f"processes not shown: {exc}")
             summary += ", local agent running"
         else:
-            if found is None:
+            if view is None:
                 summary += ", local agent NOT running (`mlplane up`)"
             else:
-                processes, shown = found, True
                 summary += ", local agent running"
     rows = [
-        ResourceRow(
-            r.kind, r.name, lifecycle_of(r.kind), r.stack, _detail(r, processes) if shown else ""
-        )
+        ResourceRow(r.kind, r.name, lifecycle_of(r.kind), r.stack, _detail(r, view) if view else "")
         for r in records
     ]
+    missing = sum(1 for r in rows if r.detail == MISSING)
+    if missing:
+        notes.append(_missing_note(missing))
     if not records:
         notes.append("nothing recorded yet: `mlplane serve deploy ...` or `mlplane quickstart`")
-    return ProjectStatus(summary, rows, processes, notes)
+    return ProjectStatus(summary, rows, view.processes if view else (), notes)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 
 from mlplane.apis.endpoints import Endpoints
+from mlplane.model.compute import ResourceKey
 from mlplane.providers.local.paths import AgentPaths
 from mlplane.providers.local.runtime import runtime_of
 
@@ -20,6 +21,7 @@ from .auth.tokens import TokenAuthority
 from .metadata import InstanceIdentity, MetadataServer
 from .ports import PortAllocator
 from .processes import ChildRegistry, Supervised, spawn
+from .store import Observed
 
 # Variables of the agent's own environment that a workload must not inherit: a VM has no
 # user's credentials; its identity is its metadata server's.
@@ -62,6 +64,8 @@ class Host:
     api_port: int = 0
     names: set[str] = field(default_factory=set)  # instance and replica names in use
     notify: Callable[[], None] = lambda: None  # membership or health changed
+    # what a runtime reports of its resource, kept with the record (ResourceStore.observe)
+    observe: Callable[[ResourceKey, Observed], None] = lambda key, observed: None
 
     def __post_init__(self) -> None:
         self.children = ChildRegistry(self.paths.children)
@@ -123,14 +127,20 @@ def workload_environment(host: Host, name: str, metadata_port: int) -> dict[str,
 
 
 async def launch(
-    host: Host, name: str, zone: str, items: Mapping[str, str], service_account: str | None
+    host: Host,
+    name: str,
+    zone: str,
+    items: Mapping[str, str],
+    service_account: str | None,
+    port: int | None = None,
 ) -> Running:
-    """Start the process of instance `name`; ValueError/OSError when it cannot start."""
+    """Start the process of instance `name` (on `port` if it is free: a restarted VM keeps its
+    address); ValueError/OSError when it cannot start."""
     runtime = runtime_of(items, f"instance '{name}'")
     identity = InstanceIdentity(name, zone, host.project_id, service_account, dict(items))
     metadata = MetadataServer(identity, host.tokens)
     md_port = await metadata.start()
-    port = host.ports.allocate()
+    port = host.ports.allocate(prefer=port)
     env = workload_environment(host, name, md_port)
     env.update(runtime.env)
     env["PORT"] = str(port)

@@ -1,5 +1,7 @@
 """The agent's resource API semantics, GCP-like: authorize, validate synchronously (404, 409,
 412 stale fingerprint, 400 in use or invalid), record, then do the work in an operation.
+Every change of a record is written through to its file (`store.save`) before it is answered
+and again when its operation ends, so a successor agent finishes what this one accepted.
 
 A failed create leaves nothing behind; a failed update restores the previous spec; a delete is
 refused while another resource refers to the target (ResourceInUse, as GCP's
@@ -115,6 +117,7 @@ class ResourceService:
         self.runtime.check(spec, rec.spec)
         previous = rec.spec
         rec.spec, rec.generation, rec.state = spec, rec.generation + 1, State.UPDATING
+        self.store.save(rec)
 
         async def work() -> None:
             await self.runtime.apply(spec, previous)
@@ -152,6 +155,7 @@ class ResourceService:
                 used_by=used_by,
             )
         rec.state = State.DELETING
+        self.store.save(rec)
 
         async def work() -> None:
             await self.runtime.remove(rec.spec)
@@ -201,6 +205,10 @@ class ResourceService:
                 log.warning("%s %s failed: %s", verb, rec.key, error.message)
             finally:
                 rec.busy = None
+                try:  # its state now (a record removed is not written back)
+                    self.store.save(rec)
+                except OSError as exc:
+                    log.error("cannot record %s: %s", rec.key, exc)
                 self.runtime.host.notify()
             self.ops.finish(op, error)
 
