@@ -287,3 +287,36 @@ def test_down_removes_the_records_and_the_next_agent_starts_empty(
     assert not paths.resources.exists()
     team.up()
     assert resources(team) == set()
+
+
+def test_endpoints_configs_rollouts_and_enabled_services_round_trip(tmp_path: Path) -> None:
+    from mlplane.model.compute import EndpointsConfig, OpenApiDocument
+    from mlplane.providers.local.agent.surfaces.endpoints_state import (
+        EndpointsState,
+        RolloutRecord,
+        ServiceConfig,
+    )
+
+    doc = {"swagger": "2.0", "info": {"title": "models", "version": "1"}, "paths": {},
+           "host": "models.example"}  # fmt: skip
+    files = [{"filePath": "openapi.json", "fileContents": json.dumps(doc), "fileType": 2}]
+
+    def read(name: str, stored: list[dict[str, object]]) -> EndpointsConfig:
+        text = json.loads(str(stored[0]["fileContents"]))
+        return EndpointsConfig(name=name, openapi=OpenApiDocument.model_validate(text))
+
+    state = EndpointsState(tmp_path / "sm", ("compute.googleapis.com",))
+    spec = read("models.example", files)
+    state.add_config("models.example", ServiceConfig("2026-01-01r0", spec, files, 1.0))
+    state.add_rollout("models.example", RolloutRecord("2026-01-01r0-0", "2026-01-01r0", "a@b"))
+    state.enable("models.example")
+
+    back = EndpointsState(tmp_path / "sm", ("compute.googleapis.com",))
+    back.load(read)
+    assert back.configs == state.configs and back.rollouts == state.rollouts
+    assert back.enabled == {"compute.googleapis.com", "models.example"}
+    rollouts = tmp_path / "sm" / "models.example" / "rollouts.json"
+    assert stat.S_IMODE(rollouts.stat().st_mode) == 0o600
+    rollouts.write_text('{"not": "a list"}')
+    with pytest.raises(ConfigError, match=r"rollouts\.json: cannot be read back"):
+        EndpointsState(tmp_path / "sm").load(read)

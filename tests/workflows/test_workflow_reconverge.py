@@ -35,13 +35,14 @@ from mlplane.workflows.quickstart import predict
 from mlplane.workflows.serving import DeployRequest, deploy
 from mlplane.workflows.serving_status import list_revisions
 from mlplane.workflows.status import MISSING, project_status
-from tests.harness import Team
+from tests.harness import ADMIN, Team
 from tests.local.local_helpers import processes
 from tests.workflows.conftest import ALICE, LocalProject
 from tests.workflows.test_workflow_builds import spec as build_spec
 
 pytestmark = pytest.mark.timeout(180)
 QUIET = lambda *_: None  # noqa: E731
+ENDPOINTS = "models.endpoints.acme-ml.cloud.goog"
 BOUND_SEC = 30.0  # a test bound, not a benchmark (bench/bench_reconverge.py measures)
 
 
@@ -203,6 +204,14 @@ def test_kill_9_under_load_then_up_serves_again_with_nothing_left_behind(
         "a MIG recreates its instances with their names"
     )
     assert first.service_url == now["r1"].service_url  # the forwarding rule kept its port
+    # Service Management still has the active config, its rollouts, the service enabled.
+    admin = lp.team.api(ADMIN)
+    service = {"serviceName": ENDPOINTS}
+    assert admin.call("servicemanagement.services.getConfig", service)["name"] == ENDPOINTS
+    rollouts = admin.call("servicemanagement.services.rollouts.list", service)["rollouts"]
+    assert rollouts and all(r["status"] == "SUCCESS" for r in rollouts)
+    usage = {"name": f"projects/acme-ml/services/{ENDPOINTS}"}
+    assert admin.call("serviceusage.services.get", usage)["state"] == "ENABLED"
     assert read_pid(paths) != old_pid
 
 

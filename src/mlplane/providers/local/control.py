@@ -216,5 +216,6 @@ def _sweep(paths: AgentPaths) -> int:
     killed += stop_orphan(DataPlaneFiles(paths.root))  # it outlives a killed agent by design
     for path in (paths.children, paths.info, paths.pid_file):
         path.unlink(missing_ok=True)
-    shutil.rmtree(paths.resources, ignore_errors=True)
+    for recorded in (paths.resources, paths.servicemanagement):
+        shutil.rmtree(recorded, ignore_errors=True)
     return killed

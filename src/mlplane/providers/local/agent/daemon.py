@@ -37,7 +37,7 @@ from .processes import sweep_recorded
 from .records import RecordFiles
 from .runtime import Runtime
 from .service import ResourceService
-from .store import Record, ResourceStore
+from .store import ResourceStore
 from .surfaces.admin import AdminApi
 from .surfaces.cloudbuild import CloudBuildApi
 from .surfaces.compute import ComputeApi
@@ -144,7 +144,9 @@ def build_gateway(
         **GroupsApi(compute).handlers(),
         **StaticApi(compute, loaded.zone, loaded.region).handlers(),
     }
-    endpoints = ServiceManagementApi(service, lambda: project_number(gate.project))
+    endpoints = ServiceManagementApi(
+        service, lambda: project_number(gate.project), paths.servicemanagement
+    )
     identity = IdentityApi(gate)
     runner = BuildRunner(
         host, loaded.zone, lambda build: writes_by(paths.project_file, "build", build)
@@ -165,19 +167,22 @@ def build_gateway(
         builds.surface(),
     ]
     gateway = Gateway(gate, surfaces, {**identity.plain(), **admin.plain()})
+    # What a previous agent recorded (ConfigError naming a damaged file: no start); the runtime
+    # of the resources is re-created once the API listens (`Runtime.restore`).
+    store.load()
+    endpoints.restore()
+    runner.restore()
     return gateway, host, store, runtime, runner
 
 
 async def _serve(paths: AgentPaths, settings: AgentSettings) -> None:
     started = time.time()
     gateway, host, store, runtime, runner = build_gateway(paths, settings, started)
-    recorded: list[Record] = store.load()  # ConfigError naming a damaged file: no start
-    runner.restore()
     server = await serve(gateway.handle, admit=gateway.admit)
     host.api_port = int(server.sockets[0].getsockname()[1])  # workloads are told where it is
-    if recorded:
-        log.info("restoring %d resources a previous agent recorded", len(recorded))
-    await runtime.restore(recorded)
+    if store.records:
+        log.info("restoring %d resources a previous agent recorded", len(store.records))
+    await runtime.restore()
     write_info(paths, AgentInfo(os.getpid(), host.api_port, str(paths.project_file), started))
     log.info("agent pid %d for project %s: API on 127.0.0.1:%d", os.getpid(), host.project_id,
              host.api_port)  # fmt: skip

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from mlplane.model.compute import (
@@ -171,14 +170,16 @@ class Runtime:
 
     # -- after a killed agent --------------------------------------------------------------------
 
-    async def restore(self, records: Sequence[Record]) -> None:
-        """Re-create the runtime of `records` (those a previous agent left): groups start their
-        replicas, forwarding rules listen on their ports (the adopted data plane keeps them),
-        instances follow their scheduling; then the data plane gets the whole configuration
-        and may close listeners no rule claims (`Frontends.converged`). Operations the killed
-        agent had accepted complete: a resource being deleted is gone, one being created or
-        updated runs its spec."""
+    async def restore(self) -> None:
+        """Re-create the runtime of the records a previous agent left (the store's records as
+        the restore starts, before any workload runs): groups start their replicas, forwarding
+        rules listen on their ports (the adopted data plane keeps them), instances follow their
+        scheduling; then the data plane gets the whole configuration and may close listeners
+        no rule claims (`Frontends.converged`). Operations the killed agent had accepted
+        complete: a resource being deleted is gone, one being created or updated runs its
+        spec."""
         rank = {kind: i for i, kind in enumerate(RESTORE_ORDER)}
+        records = list(self.store.records.values())
         for rec in sorted(records, key=lambda r: (rank.get(r.key.kind, len(rank)), r.key.name)):
             if rec.state == State.DELETING:
                 log.info("restore %s: its deletion completes", rec.key)
