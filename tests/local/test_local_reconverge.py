@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ from mlplane.providers.local.agent.processes import (
     kill_recorded_group,
 )
 from mlplane.providers.local.agent.records import RecordFiles
-from mlplane.providers.local.agent.store import Observed, Record
+from mlplane.providers.local.agent.store import Observed, Record, RequestTrace
 from mlplane.providers.local.control import find_agent, stop_agent
 from mlplane.providers.local.paths import AgentPaths
 from mlplane.providers.local.procfs import start_time
@@ -100,17 +101,24 @@ def test_records_round_trip_owner_only_and_a_damaged_file_is_one_clear_error(
 ) -> None:
     files = RecordFiles(tmp_path / "resources")
     spec = health_check("rt-hc")
-    rec = Record(spec, owner="serviceAccount:x@y", observed=Observed(status="RUNNING", port=8123))
+    trace = RequestTrace("rid-1", "operation-1", "create", "global", "insert", "x@y", 1.0, "7")
+    rec = Record(
+        spec,
+        owner="serviceAccount:x@y",
+        observed=Observed(status="RUNNING", port=8123),
+        requests=(trace, replace(trace, request_id="rid-2", error=("invalid", "no", 400))),
+    )
     files.save(rec)
     path = files.path(spec.key)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     [back] = files.load()
-    assert (back.spec, back.owner, back.id, back.observed) == (
+    assert (back.spec, back.owner, back.id, back.observed, back.requests) == (
         spec,
         rec.owner,
         rec.id,
         rec.observed,
+        rec.requests,
     )
     assert back.fingerprint == rec.fingerprint  # same generation, same spec
 

@@ -4,10 +4,12 @@ recorded. Real agent, real replicas, real data plane, real notebook and training
 - Serving under steady load: the service URL answers 200 again (within a test bound of 30 s,
   not a benchmark), the forwarding rule keeps its port, the data plane is adopted, every
   process of the old agent is gone (checked in /proc), `serve list` shows every revision; a
-  second kill while the agent recovers still converges.
+  second kill while the agent recovers still converges; so does a redeploy after a kill in
+  the middle of a deploy.
 - A notebook VM comes back RUNNING (scheduling.automaticRestart defaults to true); a remote
   training VM (automaticRestart false) ends TERMINATED with its whole process group gone,
-  its log kept, and `train list`/`reap` handle it.
+  its log kept, and `train list`/`reap` handle it. A build running at the kill ends
+  INTERNAL_ERROR, its job's process group gone.
 - `mlplane down` removes what the agent recorded: `status` and `serve list` show the recorded
   revision as missing (not a failure), and deploying it again converges.
 """
@@ -255,6 +257,35 @@ def test_a_second_kill_during_recovery_still_converges(local_project: LocalProje
     assert revisions == {"r1", "r2"}
 
 
+def test_a_kill_in_the_middle_of_a_deploy_then_a_redeploy_converges(
+    local_project: LocalProject,
+) -> None:
+    lp = local_project
+    paths = AgentPaths.for_project(lp.team.project_file)
+    mig = paths.resources / "instanceGroupManager" / "omega-r3-mig.json"
+    failed: list[BaseException] = []
+
+    def deploying() -> None:
+        try:
+            deploy(lp.fresh_session(), DeployRequest("omega", "r3", lp.v2, traffic=10), QUIET)
+        except Exception as exc:  # the agent dies under it
+            failed.append(exc)
+
+    thread = threading.Thread(target=deploying)
+    thread.start()
+    wait_for(mig.exists, 60, "the deploy's group recorded by the agent")
+    kill_agent(lp.team)
+    thread.join(60)
+    assert failed, "the deploy could not finish without its agent"
+    lp.team.up()
+    s = lp.fresh_session()
+    result = deploy(s, DeployRequest("omega", "r3", lp.v2, traffic=10), QUIET)
+    assert answers(result.revision_url + "predict") == 200
+    listed = {r.revision: r for r in list_revisions(s) if r.service == "omega"}
+    assert set(listed) == {"r1", "r2", "r3"} and listed["r3"].weight == 10
+    assert len(listed["r3"].replicas) == 1
+
+
 # -- instances ---------------------------------------------------------------------------------
 
 
@@ -359,9 +390,9 @@ def test_after_down_recorded_revisions_show_as_missing_and_a_redeploy_converges(
     assert rows[("urlMap", "mlplane-urlmap")] == MISSING
     assert any("missing at the local agent" in n for n in status.notes)
     listed = {r.revision: r for r in list_revisions(s) if r.service == "omega"}
-    assert set(listed) == {"r1", "r2"} and all(r.missing for r in listed.values())
+    assert set(listed) == {"r1", "r2", "r3"} and all(r.missing for r in listed.values())
 
     result = deploy(s, DeployRequest("omega", "r1", lp.v1), QUIET)
     assert answers(result.service_url + "predict") == 200
     listed = {r.revision: r for r in list_revisions(s) if r.service == "omega"}
-    assert not listed["r1"].missing and listed["r2"].missing
+    assert not listed["r1"].missing and listed["r2"].missing and listed["r3"].missing

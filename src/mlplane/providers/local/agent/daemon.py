@@ -170,6 +170,7 @@ def build_gateway(
     # What a previous agent recorded (ConfigError naming a damaged file: no start); the runtime
     # of the resources is re-created once the API listens (`Runtime.restore`).
     store.load()
+    service.restore_operations()  # a retried request gets its operation back
     endpoints.restore()
     runner.restore()
     return gateway, host, store, runtime, runner

@@ -25,7 +25,7 @@ from mlplane.errors import ConfigError
 from mlplane.model.compute import ResourceKey, spec_from_data, spec_to_data
 from mlplane.providers.local.paths import write_atomic
 
-from .store import Observed, Record
+from .store import Observed, Record, RequestTrace
 
 FORMAT = 1
 
@@ -114,6 +114,20 @@ def to_json(rec: Record) -> dict[str, Any]:
             "targetSize": o.target_size,
             "replicas": list(o.replicas),
         },
+        "requests": [
+            {
+                "requestId": t.request_id,
+                "name": t.name,
+                "verb": t.verb,
+                "scope": t.scope,
+                "opType": t.op_type,
+                "user": t.user,
+                "inserted": t.inserted,
+                "id": t.id,
+                "error": list(t.error) if t.error else None,
+            }
+            for t in rec.requests
+        ],
     }
 
 
@@ -141,6 +155,22 @@ def from_json(data: Any) -> Record:
         created_at=float(data["createdAt"]),
         id=str(data["id"]),
         observed=observed,
+        requests=tuple(_trace(t) for t in data.get("requests") or ()),
+    )
+
+
+def _trace(t: Any) -> RequestTrace:
+    error = t.get("error")
+    return RequestTrace(
+        request_id=str(t["requestId"]),
+        name=str(t["name"]),
+        verb=str(t["verb"]),
+        scope=str(t["scope"]),
+        op_type=str(t["opType"]),
+        user=str(t["user"]),
+        inserted=float(t["inserted"]),
+        id=str(t["id"]),
+        error=(str(error[0]), str(error[1]), _int(error[2])) if error else None,
     )
 
 

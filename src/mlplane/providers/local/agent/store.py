@@ -46,6 +46,26 @@ class Observed:
     replicas: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class RequestTrace:
+    """An operation on a record, kept with it so that a request retried with the same
+    `requestId` gets that operation back, also from an agent started after a killed one (as
+    Google's requestId deduplication outlives its servers)."""
+
+    request_id: str
+    name: str
+    verb: str
+    scope: str
+    op_type: str
+    user: str
+    inserted: float
+    id: str
+    error: tuple[str, str, int | None] | None = None  # code, message, HTTP status
+
+
+TRACES_KEPT = 4  # per record: the retries that matter come minutes, not many calls, later
+
+
 @dataclass
 class Record:
     spec: ResourceSpec
@@ -56,6 +76,7 @@ class Record:
     busy: str | None = None  # the operation working on it
     id: str = field(default_factory=lambda: str(10**18 + secrets.randbelow(8 * 10**18)))
     observed: Observed = Observed()
+    requests: tuple[RequestTrace, ...] = ()
 
     @property
     def key(self) -> ResourceKey:
