@@ -328,3 +328,12 @@ def test_endpoints_configs_rollouts_and_enabled_services_round_trip(tmp_path: Pa
     rollouts.write_text('{"not": "a list"}')
     with pytest.raises(ConfigError, match=r"rollouts\.json: cannot be read back"):
         EndpointsState(tmp_path / "sm").load(read)
+
+
+def test_the_agent_view_says_what_the_agent_holds_and_an_older_agent_nothing_missing() -> None:
+    from mlplane.providers.replica_view import AgentView
+
+    view = AgentView.from_json({"processes": [], "resources": [["urlMap", "mlplane-urlmap"]]})
+    assert view.holds("urlMap", "mlplane-urlmap") and not view.holds("urlMap", "other")
+    older = AgentView.from_json({"processes": []})  # an agent from before it listed them
+    assert older.resources is None and older.holds("urlMap", "other")

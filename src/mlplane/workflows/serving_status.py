@@ -103,7 +103,7 @@ def list_revisions(session: Session) -> list[RevisionStatus]:
     out = []
     for r in revisions:
         group = f"{r.service}-{r.revision}-mig"
-        missing = agent is not None and ("instanceGroupManager", group) not in agent.resources
+        missing = agent is not None and not agent.holds("instanceGroupManager", group)
         replicas: list[Replica] = []
         note = agent_note
         if not agent_note:

@@ -74,7 +74,7 @@ MISSING = "MISSING at the agent"
 
 
 def _detail(record: RecordIndex, view: AgentView) -> str:
-    if (record.kind, record.name) not in view.resources:
+    if not view.holds(record.kind, record.name):
         return MISSING
     processes = view.processes
     if record.kind == "instanceGroupManager":

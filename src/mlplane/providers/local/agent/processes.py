@@ -108,7 +108,10 @@ def kill_recorded_group(leader: ProcessId, sig: signal.Signals = signal.SIGKILL)
 def sweep_recorded(path: Path) -> int:
     """Kill every process group listed in `children.json` (a dead agent's); returns how many
     processes were signalled. The file is left for the caller to remove."""
-    return sum(kill_recorded_group(pid) for pid in recorded_children(path))
+    recorded = recorded_children(path)
+    if not recorded and path.exists() and path.stat().st_size > 2:
+        log.warning("%s cannot be read: the processes it listed are not stopped", path)
+    return sum(kill_recorded_group(pid) for pid in recorded)
 
 
 def kill_group(pid: ProcessId, sig: signal.Signals) -> bool:
