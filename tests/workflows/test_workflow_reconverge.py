@@ -187,6 +187,8 @@ def test_kill_9_under_load_then_up_serves_again_with_nothing_left_behind(
     after = read_info(DataPlaneFiles(paths.root))
     assert after is not None and after.pid == dataplane.pid
     assert "adopted data plane pid" in paths.log.read_text()
+    opened = DataPlaneFiles(paths.root).log.read_text().count("listener mlplane-http-fr on")
+    assert opened == 1, "the adopted data plane kept its listener: it never closed or reopened"
     # Every recorded revision is listed, none missing, with replicas of the same names.
     s = lp.fresh_session()  # as a new command would: the agent's API has a new port
     now = {r.revision: r for r in list_revisions(s) if r.service == "omega"}
