@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from mlplane.cli.context import Context, emit_json
+
+
+def _path(text: str) -> object:
+    from pathlib import Path  # not at import: `serve list` is on a start-up path
+
+    return Path(text)
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
@@ -50,7 +55,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.set_defaults(run=run_list)
 
     p = subs.add_parser("local", help="serve an artifact ad hoc as yourself (no stack)")
-    p.add_argument("--artifact", required=True, type=Path, metavar="PATH")
+    p.add_argument("--artifact", required=True, type=_path, metavar="PATH")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--service", default=None, help="default: the model's name")
     p.set_defaults(run=run_local)
@@ -105,35 +110,29 @@ def run_undeploy(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_list(ctx: Context, args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
+    from mlplane.cli.table import format_table
     from mlplane.workflows.serving_status import list_revisions
 
-    rows = list_revisions(ctx.session())
+    rows = list_revisions(ctx.project_file)
     if args.fmt == "json":
-        emit_json([asdict(r) for r in rows])
+        emit_json([r.to_json() for r in rows])
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="Service revisions", title_justify="left")
-    for col in ("service", "revision", "replicas", "health", "traffic", "revision URL"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        health = ", ".join(f"{x.name}:{x.health}" for x in r.replicas) or "-"
-        table.add_row(
-            r.service,
-            r.revision,
-            f"{sum(1 for x in r.replicas if x.health == 'HEALTHY')}/{len(r.replicas)}",
-            health,
-            f"{r.weight}%",
-            r.revision_url,
-        )
-    import sys
-
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
     if not rows:
         print("no revisions deployed: `mlplane serve deploy SERVICE --revision R --artifact PATH`")
+        return 0
+    table = []
+    for r in rows:
+        healthy = sum(1 for x in r.replicas if x.health == "HEALTHY")
+        health = ", ".join(f"{x.name}:{x.health}" for x in r.replicas) or r.note
+        table.append(
+            (r.service, r.revision, f"{healthy}/{len(r.replicas)}", f"{r.weight}%",
+             r.revision_url, health)
+        )  # fmt: skip
+    print(
+        format_table(
+            ("service", "revision", "replicas", "traffic", "revision url", "health"), table
+        )
+    )
     return 0
 
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from mlplane.model.compute import ResourceSpec
 
 from . import schema
-from .state_index import INDEX_SQL, RecordIndex, rows_to_index
+from .state_index import RecordIndex, index_sql, rows_to_index
 
 _COLUMNS = "kind, name, stack, spec, version, updated_at"
 
@@ -218,10 +218,11 @@ class StateStore:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM resources").fetchall()
         return {r.key: r for r in map(self._decode, rows)}
 
-    def index(self) -> list[RecordIndex]:
-        """What is recorded, without decoding the specs (for views that list; fast)."""
+    def index(self, with_specs: tuple[str, ...] = ()) -> list[RecordIndex]:
+        """What is recorded, without decoding the specs (for views that list; fast); the JSON
+        of the specs of the kinds in `with_specs`."""
         with self.connection() as conn:
-            return rows_to_index(conn.execute(INDEX_SQL).fetchall())
+            return rows_to_index(conn.execute(index_sql(with_specs)).fetchall())
 
     def get(self, key: ResourceKey) -> RecordedResource | None:
         with self.connection() as conn:

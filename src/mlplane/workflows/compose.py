@@ -157,6 +157,13 @@ def local_processes(project_file: str) -> list[ReplicaView] | None:
     return [ReplicaView.from_json(p) for p in body.get("processes", ())]
 
 
+def local_frontend_base(port: str) -> str:
+    """Where users reach the local load balancer listening on `port`."""
+    from mlplane.providers.local.admin_client import frontend_base
+
+    return frontend_base(port)
+
+
 def _fresh_token(base_url: str, stale: str | None) -> str:
     from mlplane.apis.credentials import CredentialError, NotSignedIn, default_credentials
     from mlplane.apis.endpoints import Endpoints

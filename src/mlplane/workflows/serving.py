@@ -38,15 +38,12 @@ from mlplane.model.compute import (
     remove_api_paths,
     revision_bundle,
 )
+from mlplane.model.routes import revision_prefix
 from mlplane.model.workload import workload_metadata
 from mlplane.workflows.ci import Build, run_trigger
 from mlplane.workflows.session import Session
 
 Progress = Callable[[str], None]
-
-
-def revision_prefix(service: str, revision: str) -> str:
-    return f"/v1/revisions/{service}-{revision}/"
 
 
 @dataclass(frozen=True)

@@ -81,11 +81,12 @@ def _detail(record: RecordIndex, processes: list[ReplicaView]) -> str:
     return ""
 
 
-def _records(state_db: str) -> list[RecordIndex]:
+def recorded(state_db: str, with_specs: tuple[str, ...] = ()) -> list[RecordIndex]:
+    """What the state store records (with the specs' JSON of the kinds in `with_specs`)."""
     from mlplane.engine.schema import SCHEMA_VERSION
     from mlplane.engine.state_index import read_index
 
-    records = read_index(state_db, SCHEMA_VERSION)
+    records = read_index(state_db, SCHEMA_VERSION, with_specs)
     if records is None:  # an older schema: the store migrates it (with a backup) first
         from pathlib import Path
 
@@ -93,7 +94,7 @@ def _records(state_db: str) -> list[RecordIndex]:
 
         store = StateStore(Path(state_db))
         try:
-            records = store.index()
+            records = store.index(with_specs)
         finally:
             store.close()
     return records
@@ -110,7 +111,7 @@ def project_status(project_file: str | Path) -> ProjectStatus:
     policy = policy_for(project_file)  # validates the project file (cached while unchanged)
     provider = policy.provider
     state_dir = os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane")
-    records = _records(os.path.join(state_dir, STATE_DB))
+    records = recorded(os.path.join(state_dir, STATE_DB))
     processes: list[ReplicaView] = []
     notes: list[str] = []
     summary = f"project {policy.project}, provider {provider}"
