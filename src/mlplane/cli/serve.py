@@ -54,6 +54,11 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
     p.set_defaults(run=run_list)
 
+    p = subs.add_parser("url", help="a service's URL (or a revision's, with --revision)")
+    p.add_argument("service", metavar="SERVICE")
+    p.add_argument("--revision", "-r", metavar="R")
+    p.set_defaults(run=run_url)
+
     p = subs.add_parser("local", help="serve an artifact ad hoc as yourself (no stack)")
     p.add_argument("--artifact", required=True, type=_path, metavar="PATH")
     p.add_argument("--port", type=int, default=8080)
@@ -106,6 +111,21 @@ def run_undeploy(ctx: Context, args: argparse.Namespace) -> int:
     session = ctx.session()
     build = undeploy(session, args.service, args.revision, progress=_progress(args))
     print(f"revision {args.revision} of {args.service} removed (build {build.id})")
+    return 0
+
+
+def run_url(ctx: Context, args: argparse.Namespace) -> int:
+    """For scripts: `curl "$(mlplane serve url sentiment)predict" -d ...`."""
+    from mlplane.errors import ConfigError
+    from mlplane.workflows.serving_status import list_revisions
+
+    rows = [r for r in list_revisions(ctx.project_file) if r.service == args.service]
+    if args.revision:
+        rows = [r for r in rows if r.revision == args.revision]
+    if not rows:
+        what = f"revision '{args.revision}' of " if args.revision else ""
+        raise ConfigError("argument", "SERVICE", f"no {what}'{args.service}' is deployed")
+    print(rows[-1].revision_url if args.revision else rows[-1].service_url)
     return 0
 
 

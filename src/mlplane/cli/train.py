@@ -20,6 +20,12 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     )
     p.add_argument("--no-wait", dest="wait", action="store_false", help="with --remote: return")
     p.add_argument("--timeout", type=float, default=3600.0, help="with --remote: wait at most")
+    p.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="a local run's outputs go here (a new or empty directory) instead of scratch",
+    )
     p.set_defaults(run=run_run)
     p = subs.add_parser("list", help="training VMs: owner, state, exit code, log")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
@@ -39,9 +45,14 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
 
     session = ctx.session()
     spec = training.load_spec(args.spec)
+    if args.output is not None and args.remote:
+        from mlplane.errors import ConfigError
+
+        raise ConfigError("argument", "--output", "is for local runs (a VM's disk goes with it)")
     if not args.remote:
-        code, out = training.run_local(session, spec, args.spec.parent)
-        print(f"local run: exit {code}; outputs (scratch, not persisted) in {out}")
+        code, out = training.run_local(session, spec, args.spec.parent, args.output)
+        where = "" if args.output is not None else "scratch, "
+        print(f"local run: exit {code}; outputs ({where}not persisted) in {out}")
         return code
     run = training.run_remote(session, spec, args.spec.parent)
     if not args.wait:

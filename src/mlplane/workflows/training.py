@@ -56,12 +56,21 @@ def load_spec(path: Path) -> TrainingSpec:
     return spec
 
 
-def run_local(session: Session, spec: TrainingSpec, spec_dir: Path) -> tuple[int, Path]:
+def run_local(
+    session: Session, spec: TrainingSpec, spec_dir: Path, output: Path | None = None
+) -> tuple[int, Path]:
     """Run the job here, as the signed-in user (the job's data SDK finds that identity the way
-    Google's libraries find credentials); outputs go to a scratch directory (never the
-    bucket)."""
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-    out = session.state_dir / "scratch" / "train" / f"{spec.name}-{run_id}"
+    Google's libraries find credentials); outputs go to `output` (a new or empty directory)
+    or a scratch directory; never to the bucket."""
+    if output is None:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        out = session.state_dir / "scratch" / "train" / f"{spec.name}-{run_id}"
+    else:
+        out = output.resolve()
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ConfigError(
+                "argument", "--output", f"{output} exists and is not an empty directory"
+            )
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = {**os.environ, **spec.env, "MLPLANE_OUTPUT_DIR": str(out)}
     env["MLPLANE_PROJECT"] = str(session.project_file)
