@@ -30,7 +30,9 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("uri", metavar="gs://BUCKET[/PREFIX]")
     p.add_argument("-r", "--recursive", action="store_true", help="every object below")
     p.add_argument("-l", "--long", action="store_true", help="size, generation, updated")
-    p.add_argument("--json", action="store_true", help="metadata as JSON")
+    p.add_argument(
+        "--format", dest="fmt", choices=("text", "json"), default="text", help="json: metadata"
+    )
     p.set_defaults(run=run_ls)
 
     p = subs.add_parser("cp", parents=[common], help="copy local <-> gs:// (or gs:// -> gs://)")
@@ -85,7 +87,7 @@ def run_ls(ctx: Context, args: argparse.Namespace) -> int:
         from mlplane.data.artifacts import ObjectNotFound
 
         raise ObjectNotFound(args.uri, "matched no objects")
-    if args.json:
+    if args.fmt == "json":
         emit_json(
             {
                 "objects": [meta_json(m) for m in listing.objects],

@@ -256,6 +256,14 @@ def bootstrap_step(session: Session, progress: Progress = print) -> None:
     apply_as(session, DesiredState.of(frontend_stack(session)), progress)
 
 
+def _reason(exc: ValueError) -> str:
+    """The reason of a spec's validation error, without pydantic's decoration."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in errors())
+    return str(exc)
+
+
 def _deploy_stacks(
     session: Session, req: DeployRequest, *, read_artifact: bool = True
 ) -> tuple[StackSpec, StackSpec]:
@@ -264,10 +272,16 @@ def _deploy_stacks(
     route's new weights. Raises ConfigError on bad input before anything is created."""
     if not 0 < req.traffic <= 100:
         raise ConfigError("--traffic", "", f"{req.traffic} is not a percentage in 1..100")
+    if not 0 <= req.min_replicas <= req.max_replicas or req.max_replicas < 1:
+        raise ConfigError(
+            "--min/--max",
+            "",
+            f"{req.min_replicas}/{req.max_replicas}: need 0 <= --min <= --max and --max >= 1",
+        )
     try:
         bundle = revision_bundle(req.service, req.revision, _settings(session, req))
     except ValueError as exc:
-        raise ConfigError("arguments", "SERVICE/--revision", str(exc)) from None
+        raise ConfigError("arguments", "SERVICE/--revision", _reason(exc)) from None
     if read_artifact or not artifact_uri(req.artifact).startswith("gs://"):
         check_artifact(session, req.artifact)
     others = [r for r in recorded_revisions(session, req.service) if r.revision != req.revision]
