@@ -26,6 +26,7 @@ from mlplane.errors import MlplaneError, PermanentError
 
 if TYPE_CHECKING:
     from mlplane.iam.export.foundation import Foundation
+    from mlplane.model.principals import Principal
     from mlplane.workflows.session import Session
 
 Status = Literal["ok", "missing", "drift", "denied", "unchecked", "error"]
@@ -135,7 +136,7 @@ def _check(session: Session, foundation: Foundation) -> PreflightReport:
     return PreflightReport(foundation.project, member, (*found.checks, *access))
 
 
-def _caller(session: Session) -> tuple[Any, str]:
+def _caller(session: Session) -> tuple[Principal | None, str]:
     """The caller's principal, or None with the reason (a token whose owner Google does not
     tell: the caller's permissions are then not checked)."""
     from mlplane.apis.credentials import CredentialError, NotSignedIn
