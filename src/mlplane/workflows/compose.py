@@ -85,6 +85,14 @@ def client(
     return GoogleApis(ends, creds, transport)
 
 
+def is_unauthorized(exc: BaseException) -> bool:
+    """Whether `exc` is the client's refusal of the caller's credentials (none found, or the
+    endpoint refused them after a refresh): `mlplane up` on gcp says how to sign in."""
+    from mlplane.providers.gcp.client import Unauthorized
+
+    return isinstance(exc, Unauthorized)
+
+
 def principal(api: ApiClient) -> Principal:
     """Whom `api`'s credentials belong to."""
     from mlplane.providers.gcp.client import GoogleApis
