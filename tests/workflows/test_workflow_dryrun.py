@@ -5,6 +5,8 @@ journal, the builds, the artifact bucket, the secrets, the chosen load-balancer 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,13 @@ from mlplane.apis.request import Request
 from mlplane.cli.main import main
 from mlplane.data.artifacts import ArtifactStore
 from mlplane.data.secrets import open_secrets
+from mlplane.errors import PermissionDenied
 from mlplane.workflows import dryrun, serving
+from mlplane.workflows import notebooks as N
 from mlplane.workflows import training as T
 from mlplane.workflows.ci import list_builds
 from mlplane.workflows.serving import DeployRequest
+from mlplane.workflows.session import Session
 from tests.dryrun_helpers import method_id, parse, wire
 from tests.harness import ADMIN
 from tests.local.local_helpers import resources
@@ -26,6 +31,18 @@ from tests.workflows.conftest import LocalProject
 QUIET = lambda *_: None  # noqa: E731
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sentiment" / "train.toml"
 BUCKET = "gs://acme-ml-mlplane-artifacts"
+
+
+@contextlib.contextmanager
+def recording(session: Session) -> Iterator[list[Request]]:
+    """Every request `session`'s client sends inside the block."""
+    sent: list[Request] = []
+    api: Any = session.api
+    api.on_request = sent.append
+    try:
+        yield sent
+    finally:
+        api.on_request = None
 
 
 def snapshot(lp: LocalProject) -> dict[str, Any]:
@@ -278,10 +295,36 @@ def test_cancel_dry_run_names_the_delete_and_leaves_the_vm(
         assert mid == "compute.instances.delete" and f"/instances/{run.instance}?" in req.url
         assert snapshot(lp) == before and T.instance_exists(s, run.instance)
         bob = lp.fresh_session("bob@acme.com")
-        with pytest.raises(Exception, match="only its owner"):
+        with pytest.raises(PermissionDenied, match="only its owner"):
             dryrun.train_cancel(bob, run.instance)
+        dry = dryrun.train_cancel(s, run.instance)
+        with recording(s) as sent:
+            T.cancel(s, run.instance)
+        assert wire(dry.log.requests) == wire(sent) != []
     finally:
-        T.cancel(s, run.instance)
+        if T.instance_exists(s, run.instance):
+            T.cancel(s, run.instance)
+
+
+def test_notebook_delete_dry_run_is_what_delete_sends(local_project: LocalProject) -> None:
+    pytest.importorskip("jupyterlab", reason="the notebook extra (jupyterlab) is not installed")
+    lp = local_project
+    s = lp.session
+    info = N.create(s, "dryd")
+    try:
+        before = snapshot(lp)
+        dry = dryrun.notebook_delete(s, "dryd")
+        assert snapshot(lp) == before and N.token_of(s, info.instance)
+        [(req, mid)] = [(r, method_id(r, lp.team.endpoints)) for r in dry.log.requests]
+        assert mid == "compute.instances.delete" and f"/instances/{info.instance}?" in req.url
+        with pytest.raises(PermissionDenied, match="only its owner"):
+            dryrun.notebook_delete(lp.fresh_session("bob@acme.com"), "dryd")
+        with recording(s) as sent:
+            N.delete(s, "dryd")
+        assert wire(dry.log.requests) == wire(sent)
+    finally:
+        if any(n.instance == info.instance for n in N.list_notebooks(s)):
+            N.delete(s, "dryd")
 
 
 def test_data_commands_dry_run(
