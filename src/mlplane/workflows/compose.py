@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from mlplane.apis.endpoints import Endpoints
+    from mlplane.apis.request import DryRunLog
     from mlplane.model.principals import Principal
     from mlplane.providers.platform import ApiClient, Platform
     from mlplane.providers.registry import ProviderSet
@@ -109,9 +110,24 @@ def access_token(api: ApiClient) -> str:
     return api.credentials.token()
 
 
+def dry_run_client(session: Session, log: DryRunLog) -> ApiClient:
+    """A client over the caller's (same endpoints, credentials, transport) that sends reads and
+    logs every other call in `log` instead of sending it (`--dry-run`)."""
+    from mlplane.providers.gcp.client import GoogleApis
+    from mlplane.providers.gcp.dryrun import DryRunApis
+
+    api = session.api
+    assert isinstance(api, GoogleApis)
+    return DryRunApis(api, log)
+
+
 def provider_set(session: Session, api: ApiClient) -> ProviderSet:
-    """The engine's providers: every kind of the project's provider, over `api`."""
+    """The engine's providers: every kind of the project's provider, over `api` (marked
+    `records_only` when `api` is a dry run's)."""
+    from dataclasses import replace
+
     from mlplane.providers.base import ProviderContext
+    from mlplane.providers.gcp.dryrun import DryRunApis
     from mlplane.providers.registry import REGISTRY
 
     ctx = ProviderContext(
@@ -121,7 +137,8 @@ def provider_set(session: Session, api: ApiClient) -> ProviderSet:
         workdir=session.project_file.parent,
         apis=api,
     )
-    return REGISTRY.build(provider_name(session), ctx)
+    providers = REGISTRY.build(provider_name(session), ctx)
+    return replace(providers, records_only=isinstance(api, DryRunApis))
 
 
 # -- the local agent ----------------------------------------------------------------------------
