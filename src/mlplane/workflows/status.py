@@ -110,7 +110,12 @@ def project_status(project_file: str | Path) -> ProjectStatus:
     policy = policy_for(project_file)  # validates the project file (cached while unchanged)
     provider = policy.provider
     state_dir = os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane")
-    records = _records(os.path.join(state_dir, STATE_DB))
+    if provider == "gcp":  # the team state's newest generation, fetched without a lock
+        from mlplane.workflows.team_state import snapshot_path
+
+        records = _records(snapshot_path(project_file))
+    else:
+        records = _records(os.path.join(state_dir, STATE_DB))
     processes: list[ReplicaView] = []
     notes: list[str] = []
     summary = f"project {policy.project}, provider {provider}"
