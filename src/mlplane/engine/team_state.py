@@ -179,7 +179,7 @@ class TeamState:
         sync = self._sync()
         meta = self.objects.stat(self.state_name)
         generation = meta.generation if meta else 0
-        if meta is None and sync.generation > 0:
+        if meta is None and sync.generation != 0:  # -1: unknown since a conflict; it existed
             raise StateGone(
                 f"{self.uri} does not exist, but this machine has seen its generation "
                 f"{sync.generation}: someone deleted it. Restore it from the bucket's object "
