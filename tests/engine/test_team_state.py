@@ -30,6 +30,7 @@ from gcs_support import BUCKET, HERE, PREFIX, Gcs, Machine, gcs_with_preconditio
 from mlplane.engine.team_records import StateConflict, StateGone, StateLocked
 from mlplane.errors import ConfigError
 from mlplane.model.compute import FRONTEND_STACK
+from mlplane.providers.errors import ProviderUnavailable
 
 STATE = PREFIX + "state.db"
 LOCK = PREFIX + "state.lock"
@@ -272,3 +273,62 @@ def test_a_state_object_deleted_after_it_was_seen_is_not_silently_restarted(
         a.apply(deploy_state())
     assert generation(a, LOCK) == 0  # the lock was released
     assert BUCKET in a.team.uri
+
+
+class Flaky:
+    """Passes calls on, but the first `n` writes of each named object fail as a 429 would."""
+
+    def __init__(self, inner: Any, fail: dict[str, int]) -> None:
+        self.inner, self.fail = inner, dict(fail)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def write(self, name: str, data: bytes, **kw: Any) -> Any:
+        if self.fail.get(name, 0) > 0:
+            self.fail[name] -= 1
+            raise ProviderUnavailable(f"{name}: 429 rateLimitExceeded", delay=2.0)
+        return self.inner.write(name, data, **kw)
+
+
+def test_rate_limits_on_the_lock_and_the_upload_are_retried_on_the_clock(
+    gcs: Gcs, cloud: FakeCloud, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    a = machine(tmp_path, "a", gcs.url, cloud, clock=clock)
+    a.team.objects = Flaky(a.store, {LOCK: 2, STATE: 2})
+    a.apply(bootstrap_state())
+    assert clock.sleeps == [2.0, 2.0, 2.0, 2.0] and generation(a) > 0
+    a.team.objects = Flaky(a.store, {LOCK: 3})
+    with pytest.raises(ProviderUnavailable, match="429"):
+        a.apply(deploy_state())
+    assert generation(a, LOCK) == 0
+
+
+def test_an_upload_whose_answer_was_lost_is_recognised_as_ours(gcs: Gcs) -> None:
+    from gcs_support import objects
+
+    client = objects(gcs.url).inner
+    real, lost = client._send, [1]
+
+    def lossy(method: str, url: str, body: bytes | None, content_type: str | None) -> Any:
+        answer = real(method, url, body, content_type)
+        if method == "POST" and lost:  # it landed; the answer did not come back
+            lost.pop()
+            raise ProviderUnavailable("no answer")
+        return answer
+
+    client._send = lossy
+    landed = client.write("x", b"ours", if_generation_match=0, content_type="text/plain")
+    assert landed.generation == client.stat("x").generation
+    assert client.read("x", landed.generation) == b"ours"
+
+    def dropped(method: str, url: str, body: bytes | None, content_type: str | None) -> Any:
+        if method == "POST":  # lost before it reached Cloud Storage
+            raise ProviderUnavailable("no answer")
+        return real(method, url, body, content_type)
+
+    client._send = dropped
+    with pytest.raises(ProviderUnavailable):
+        client.write("y", b"one", if_generation_match=0, content_type="text/plain")
+    assert client.stat("y") is None

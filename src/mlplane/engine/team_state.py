@@ -303,7 +303,7 @@ class TeamState:
             stacks=stacks,
         )
         deadline = self.clock.monotonic() + self.lock_timeout
-        delay, gone = 1.0, 0
+        delay, gone, busy = 1.0, 0, 0
         while True:
             try:
                 meta = self.objects.write(
@@ -315,6 +315,12 @@ class TeamState:
                 return with_generation(info, meta.generation)
             except GenerationMismatch:
                 holder = self.current_lock()
+            except TransientError as exc:  # 429 (one write a second per object), 5xx
+                busy += 1
+                if busy == 3:
+                    raise
+                self.clock.sleep(max(exc.delay, 1.0))
+                continue
             if holder is None:  # released between our create and our read: once more
                 gone += 1
                 if gone < 5:
