@@ -90,6 +90,8 @@ def test_an_apply_creates_the_state_object_and_another_machine_reads_it(
         ("delete", LOCK),
     }
     assert b.store.writes() == []  # reading takes no lock
+    assert b.engine.plan(bootstrap_state()).empty  # a preview plans from the team state
+    assert b.store.writes() == []
     a.apply(bootstrap_state())  # nothing to change: nothing uploaded
     assert a.store.writes().count(("write", STATE)) == 1
 

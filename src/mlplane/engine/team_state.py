@@ -145,11 +145,10 @@ class TeamState:
     # -- applying (the store's lease) ----------------------------------------------------------
 
     def working_store(self) -> StateStore:
-        """The engine's store: this machine's current working copy, leased by every apply."""
+        """The engine's store, leased by every apply (which points it at a fresh working copy
+        first). Until then it is the newest generation, as read: what a preview plans from."""
         if self._working is None:
-            sync = self._sync()
-            name = sync.working or (sync.pending.file if sync.pending else "") or "work-none.db"
-            store = StateStore(self.directory / name, locks_dir=self.locks)
+            store = StateStore(self.read_path(), locks_dir=self.locks)
             store.lease = self.lease
             self._working = store
         return self._working
