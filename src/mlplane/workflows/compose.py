@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from mlplane.apis.endpoints import Endpoints
     from mlplane.apis.request import DryRunLog
+    from mlplane.engine.team_state import TeamState
     from mlplane.model.principals import Principal
     from mlplane.providers.platform import ApiClient, Platform
     from mlplane.providers.registry import ProviderSet
@@ -139,6 +140,36 @@ def provider_set(session: Session, api: ApiClient) -> ProviderSet:
     )
     providers = REGISTRY.build(provider_name(session), ctx)
     return replace(providers, records_only=isinstance(api, DryRunApis))
+
+
+def team_state(session: Session) -> TeamState:
+    """The team state of a `provider = "gcp"` project: the object `[state]` names, read and
+    written with the caller's credentials (decision 1500)."""
+    import shlex
+    import sys
+
+    from mlplane.engine.team_state import TeamState
+    from mlplane.providers.gcp.client import GoogleApis
+    from mlplane.providers.gcp.storage_objects import CloudStorageObjects
+    from mlplane.workflows.session import TEAM_DIR
+
+    api = session.api
+    assert isinstance(api, GoogleApis)
+    project = session.loaded.project
+    objects = CloudStorageObjects(project.state_bucket, api.credentials)
+
+    def warn(line: str) -> None:
+        print(f"mlplane: {line}", file=sys.stderr)
+
+    return TeamState(
+        objects,
+        project.state.prefix,
+        session.state_dir / TEAM_DIR,
+        who=lambda: str(session.principal),
+        operation=" ".join(["mlplane", *map(shlex.quote, sys.argv[1:])])[:500],
+        lock_timeout=project.state.lock_timeout,
+        notify=warn,
+    )
 
 
 # -- the local agent ----------------------------------------------------------------------------

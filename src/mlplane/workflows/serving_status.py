@@ -136,8 +136,6 @@ def _frontend_on_gcp(project_file: str) -> str:
 
 
 def list_revisions(project_file: str | Path) -> list[RevisionStatus]:
-    import os
-
     from mlplane.iam.compiled import policy_for
     from mlplane.model.routes import (
         model_prefix,
@@ -147,12 +145,11 @@ def list_revisions(project_file: str | Path) -> list[RevisionStatus]:
         service_shares,
     )
     from mlplane.workflows import compose
-    from mlplane.workflows.status import STATE_DB, recorded
+    from mlplane.workflows.status import recorded, state_path
 
     project_file = str(project_file)
     policy = policy_for(project_file)  # validates the project file (cached while unchanged)
-    state = os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane", STATE_DB)
-    records = recorded(state, ("urlMap", "forwardingRule"))
+    records = recorded(state_path(project_file, policy.provider), ("urlMap", "forwardingRule"))
     revisions = _revisions(records)
     if not revisions:
         return []

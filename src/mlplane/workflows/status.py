@@ -81,6 +81,18 @@ def _detail(record: RecordIndex, processes: list[ReplicaView]) -> str:
     return ""
 
 
+def state_path(project_file: str, provider: str) -> str:
+    """The state database a view reads: this machine's (`local`), or a snapshot of the team
+    state's newest generation, fetched without a lock (`gcp`)."""
+    import os
+
+    if provider == "gcp":
+        from mlplane.workflows.team_state import snapshot_path
+
+        return str(snapshot_path(project_file))
+    return os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane", STATE_DB)
+
+
 def recorded(state_db: str, with_specs: tuple[str, ...] = ()) -> list[RecordIndex]:
     """What the state store records (with the specs' JSON of the kinds in `with_specs`)."""
     from mlplane.engine.schema import SCHEMA_VERSION
@@ -101,8 +113,6 @@ def recorded(state_db: str, with_specs: tuple[str, ...] = ()) -> list[RecordInde
 
 
 def project_status(project_file: str | Path) -> ProjectStatus:
-    import os
-
     from mlplane.iam.compiled import policy_for
     from mlplane.model.lifecycles import lifecycle_of
     from mlplane.workflows import compose
@@ -110,8 +120,7 @@ def project_status(project_file: str | Path) -> ProjectStatus:
     project_file = str(project_file)
     policy = policy_for(project_file)  # validates the project file (cached while unchanged)
     provider = policy.provider
-    state_dir = os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane")
-    records = recorded(os.path.join(state_dir, STATE_DB))
+    records = recorded(state_path(project_file, provider))
     processes: list[ReplicaView] = []
     notes: list[str] = []
     summary = f"project {policy.project}, provider {provider}"
