@@ -60,7 +60,6 @@ class World:
         env.update(
             Endpoints.agent(self.team.endpoints.root("compute").rstrip("/")).environment(PROJECT)
         )
-        env.pop("CLOUDSDK_AUTH_TOKEN_HOST", None)
         env.update(
             {
                 "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE": str(token_file),

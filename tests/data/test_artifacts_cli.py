@@ -201,7 +201,7 @@ def test_rm_and_json_listing(
     src.write_bytes(b"abc")
     assert cli(team, "cp", str(src), f"{ROOT}/d/a.bin", who="training") == 0
     capsys.readouterr()
-    assert cli(team, "ls", "--json", f"{ROOT}/d/") == 0
+    assert cli(team, "ls", "--format", "json", f"{ROOT}/d/") == 0
     listing = json.loads(capsys.readouterr().out)
     assert [o["uri"] for o in listing["objects"]] == [f"{ROOT}/d/a.bin"]
     assert listing["objects"][0]["size"] == 3 and listing["prefixes"] == []

@@ -169,7 +169,7 @@ def test_kill_9_under_load_then_up_serves_again_with_nothing_left_behind(
     paths = AgentPaths.for_project(lp.team.project_file)
     dataplane = read_info(DataPlaneFiles(paths.root))
     assert dataplane is not None
-    before = {r.revision: r for r in list_revisions(s) if r.service == "omega"}
+    before = {r.revision: r for r in list_revisions(s.project_file) if r.service == "omega"}
     names = {rev: sorted(x.name for x in r.replicas) for rev, r in before.items()}
 
     with Load(url) as load:
@@ -191,13 +191,13 @@ def test_kill_9_under_load_then_up_serves_again_with_nothing_left_behind(
     assert opened == 1, "the adopted data plane kept its listener: it never closed or reopened"
     # Every recorded revision is listed, none missing, with replicas of the same names.
     s = lp.fresh_session()  # as a new command would: the agent's API has a new port
-    now = {r.revision: r for r in list_revisions(s) if r.service == "omega"}
+    now = {r.revision: r for r in list_revisions(s.project_file) if r.service == "omega"}
     assert set(now) == {"r1", "r2"} and not any(r.missing or r.note for r in now.values()), now
     assert {r.revision: r.weight for r in now.values()} == {"r1": 50, "r2": 50}
     wait_for(
         lambda: all(
             x.health == "HEALTHY"
-            for r in list_revisions(s)
+            for r in list_revisions(s.project_file)
             if r.service == "omega"
             for x in r.replicas
         ),
@@ -222,7 +222,9 @@ def test_kill_9_under_load_then_up_serves_again_with_nothing_left_behind(
 def test_a_second_kill_during_recovery_still_converges(local_project: LocalProject) -> None:
     lp = local_project
     s = lp.fresh_session()
-    [row] = [r for r in list_revisions(s) if r.revision == "r1" and r.service == "omega"]
+    [row] = [
+        r for r in list_revisions(s.project_file) if r.revision == "r1" and r.service == "omega"
+    ]
     url = row.service_url + "predict"
     paths = AgentPaths.for_project(lp.team.project_file)
     wait_for(lambda: answers(url) == 200, BOUND_SEC, "serving")
@@ -255,7 +257,7 @@ def test_a_second_kill_during_recovery_still_converges(local_project: LocalProje
     lp.team.up()
     wait_for(lambda: answers(url) == 200, BOUND_SEC, "a 200 after two kills")
     assert still_alive(tree) == []
-    revisions = {r.revision for r in list_revisions(lp.fresh_session()) if r.service == "omega"}
+    revisions = {r.revision for r in list_revisions(lp.team.project_file) if r.service == "omega"}
     assert revisions == {"r1", "r2"}
 
 
@@ -283,7 +285,7 @@ def test_a_kill_in_the_middle_of_a_deploy_then_a_redeploy_converges(
     s = lp.fresh_session()
     result = deploy(s, DeployRequest("omega", "r3", lp.v2, traffic=10), QUIET)
     assert answers(result.revision_url + "predict") == 200
-    listed = {r.revision: r for r in list_revisions(s) if r.service == "omega"}
+    listed = {r.revision: r for r in list_revisions(s.project_file) if r.service == "omega"}
     assert set(listed) == {"r1", "r2", "r3"} and listed["r3"].weight == 10
     assert len(listed["r3"].replicas) == 1
 
@@ -391,10 +393,10 @@ def test_after_down_recorded_revisions_show_as_missing_and_a_redeploy_converges(
     assert rows[("instanceGroupManager", "omega-r1-mig")] == MISSING
     assert rows[("urlMap", "mlplane-urlmap")] == MISSING
     assert any("missing at the local agent" in n for n in status.notes)
-    listed = {r.revision: r for r in list_revisions(s) if r.service == "omega"}
+    listed = {r.revision: r for r in list_revisions(s.project_file) if r.service == "omega"}
     assert set(listed) == {"r1", "r2", "r3"} and all(r.missing for r in listed.values())
 
     result = deploy(s, DeployRequest("omega", "r1", lp.v1), QUIET)
     assert answers(result.service_url + "predict") == 200
-    listed = {r.revision: r for r in list_revisions(s) if r.service == "omega"}
+    listed = {r.revision: r for r in list_revisions(s.project_file) if r.service == "omega"}
     assert not listed["r1"].missing and listed["r2"].missing and listed["r3"].missing

@@ -40,6 +40,19 @@ def test_local_run_as_the_user_writes_only_scratch(local_project: LocalProject) 
     assert out.is_relative_to(lp.root / ".mlplane" / "scratch")
 
 
+def test_a_local_run_writes_to_a_new_or_empty_output_folder_only(
+    local_project: LocalProject, tmp_path: Path
+) -> None:
+    lp = local_project
+    spec = T.load_spec(EXAMPLE)
+    code, out = T.run_local(lp.session, spec, EXAMPLE.parent, tmp_path / "model")
+    assert code == 0 and out == tmp_path / "model" and (out / "model.json").is_file()
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ConfigError, match=r"--output: .* exists and is not an empty directory"):
+        T.run_local(lp.session, spec, EXAMPLE.parent, out)
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing lost
+
+
 def test_remote_run_deletes_its_own_vm_as_the_training_identity(
     local_project: LocalProject,
 ) -> None:

@@ -24,7 +24,22 @@ VERSIONS: dict[str, str] = {
     "serviceusage": "v1",
     "cloudbuild": "v1",
     "iamcredentials": "v1",
+    # read by `mlplane up` on Google Cloud only (the local agent does not serve these)
+    "cloudresourcemanager": "v1",
+    "iam": "v1",
+    "storage": "v1",
+    "secretmanager": "v1",
+    "artifactregistry": "v1",
+    "run": "v2",
 }
+# The APIs the local agent serves (`Endpoints.agent` points these, and only these, at it).
+AGENT_APIS: tuple[str, ...] = (
+    "compute",
+    "servicemanagement",
+    "serviceusage",
+    "cloudbuild",
+    "iamcredentials",
+)
 _TEMPLATE = re.compile(r"\{(\+?)([A-Za-z0-9_]+)\}")
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from mlplane.cli.context import Context, emit_json
+from mlplane.cli.context import Context, add_dry_run, emit_json
+
+
+def _path(text: str) -> object:
+    from pathlib import Path  # not at import: `serve list` is on a start-up path
+
+    return Path(text)
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
@@ -35,22 +40,30 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         action="store_true",
         help="apply the revision as yourself instead of through the trigger (the model refuses)",
     )
+    add_dry_run(p)
     p.set_defaults(run=run_deploy)
 
     p = subs.add_parser("bootstrap", help="create the load balancer's front end (trigger 'deploy')")
+    add_dry_run(p)
     p.set_defaults(run=run_bootstrap)
 
     p = subs.add_parser("undeploy", help="remove a revision through the CI trigger 'undeploy'")
     p.add_argument("service", metavar="SERVICE")
     p.add_argument("--revision", "-r", required=True, metavar="R")
+    add_dry_run(p)
     p.set_defaults(run=run_undeploy)
 
     p = subs.add_parser("list", help="revisions with their replicas, health, routes and URLs")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
     p.set_defaults(run=run_list)
 
+    p = subs.add_parser("url", help="a service's URL (or a revision's, with --revision)")
+    p.add_argument("service", metavar="SERVICE")
+    p.add_argument("--revision", "-r", metavar="R")
+    p.set_defaults(run=run_url)
+
     p = subs.add_parser("local", help="serve an artifact ad hoc as yourself (no stack)")
-    p.add_argument("--artifact", required=True, type=Path, metavar="PATH")
+    p.add_argument("--artifact", required=True, type=_path, metavar="PATH")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--service", default=None, help="default: the model's name")
     p.set_defaults(run=run_local)
@@ -68,6 +81,12 @@ def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
         max_replicas=args.max_replicas,
         traffic=args.traffic,
     )
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        rehearse = dryrun.deploy_direct if args.direct else dryrun.deploy
+        print(rehearse(session, req).render())
+        return 0
     if args.direct:
         deploy_direct(session, req)  # raises PermissionDenied for users, as the model says
         return 0
@@ -90,6 +109,11 @@ def run_bootstrap(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.serving import bootstrap, frontend_url
 
     session = ctx.session()
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.bootstrap(session).render())
+        return 0
     build = bootstrap(session, progress=_progress(args))
     print(f"front end ready at {frontend_url(session)} (build {build.id}, as {build.runs_as})")
     return 0
@@ -99,43 +123,55 @@ def run_undeploy(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.serving import undeploy
 
     session = ctx.session()
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.undeploy(session, args.service, args.revision).render())
+        return 0
     build = undeploy(session, args.service, args.revision, progress=_progress(args))
     print(f"revision {args.revision} of {args.service} removed (build {build.id})")
     return 0
 
 
-def run_list(ctx: Context, args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
+def run_url(ctx: Context, args: argparse.Namespace) -> int:
+    """For scripts: `curl "$(mlplane serve url sentiment)predict" -d ...`."""
+    from mlplane.errors import ConfigError
     from mlplane.workflows.serving_status import list_revisions
 
-    rows = list_revisions(ctx.session())
+    rows = [r for r in list_revisions(ctx.project_file) if r.service == args.service]
+    if args.revision:
+        rows = [r for r in rows if r.revision == args.revision]
+    if not rows:
+        what = f"revision '{args.revision}' of " if args.revision else ""
+        raise ConfigError("argument", "SERVICE", f"no {what}'{args.service}' is deployed")
+    print(rows[-1].revision_url if args.revision else rows[-1].service_url)
+    return 0
+
+
+def run_list(ctx: Context, args: argparse.Namespace) -> int:
+    from mlplane.cli.table import format_table
+    from mlplane.workflows.serving_status import list_revisions
+
+    rows = list_revisions(ctx.project_file)
     if args.fmt == "json":
-        emit_json([asdict(r) for r in rows])
+        emit_json([r.to_json() for r in rows])
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="Service revisions", title_justify="left")
-    for col in ("service", "revision", "replicas", "health", "traffic", "revision URL"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        health = ", ".join(f"{x.name}:{x.health}" for x in r.replicas) or (
-            "MISSING at the agent: deploy it again" if r.missing else "-"
-        )
-        table.add_row(
-            r.service,
-            r.revision,
-            f"{sum(1 for x in r.replicas if x.health == 'HEALTHY')}/{len(r.replicas)}",
-            health,
-            f"{r.weight}%",
-            r.revision_url,
-        )
-    import sys
-
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
     if not rows:
         print("no revisions deployed: `mlplane serve deploy SERVICE --revision R --artifact PATH`")
+        return 0
+    table = []
+    for r in rows:
+        healthy = sum(1 for x in r.replicas if x.health == "HEALTHY")
+        health = ", ".join(f"{x.name}:{x.health}" for x in r.replicas) or r.note
+        table.append(
+            (r.service, r.revision, f"{healthy}/{len(r.replicas)}", f"{r.weight}%",
+             r.revision_url, health)
+        )  # fmt: skip
+    print(
+        format_table(
+            ("service", "revision", "replicas", "traffic", "revision url", "health"), table
+        )
+    )
     return 0
 
 

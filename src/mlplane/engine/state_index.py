@@ -13,32 +13,45 @@ import sqlite3
 
 from mlplane.model.value import Value
 
-INDEX_SQL = "SELECT kind, name, stack, version, updated_at FROM resources ORDER BY kind, name"
+
+def index_sql(with_specs: tuple[str, ...] = ()) -> str:
+    """The rows, with the spec's JSON (the API body) of the kinds in `with_specs` only."""
+    kinds = ", ".join(f"'{k}'" for k in with_specs if k.isalnum()) or "''"
+    return (
+        f"SELECT kind, name, stack, version, updated_at, "
+        f"CASE WHEN kind IN ({kinds}) THEN spec ELSE '' END FROM resources ORDER BY kind, name"
+    )
 
 
 class RecordIndex(Value):
-    """One recorded resource: kind, name, owning stack, row version, last write time."""
+    """One recorded resource: kind, name, owning stack, row version, last write time, and its
+    spec as stored (the API body's JSON) when it was asked for, else ''."""
 
-    __slots__ = ("kind", "name", "stack", "version", "updated_at")
+    __slots__ = ("kind", "name", "stack", "version", "updated_at", "spec")
     kind: str
     name: str
     stack: str
     version: int
     updated_at: float
+    spec: str
 
-    def __init__(self, kind: str, name: str, stack: str, version: int, updated_at: float) -> None:
-        self._set(kind=kind, name=name, stack=stack, version=version, updated_at=updated_at)
+    def __init__(
+        self, kind: str, name: str, stack: str, version: int, updated_at: float, spec: str = ""
+    ) -> None:
+        self._set(
+            kind=kind, name=name, stack=stack, version=version, updated_at=updated_at, spec=spec
+        )
 
 
-def rows_to_index(rows: list[tuple[str, str, str, int, float]]) -> list[RecordIndex]:
+def rows_to_index(rows: list[tuple[str, str, str, int, float, str]]) -> list[RecordIndex]:
     return [RecordIndex(*row) for row in rows]
 
 
 def read_index(
-    path: str, schema_version: int, busy_timeout: float = 30.0
+    path: str, schema_version: int, with_specs: tuple[str, ...] = (), busy_timeout: float = 30.0
 ) -> list[RecordIndex] | None:
     """The recorded resources of the database at `path` ([] when there is none yet), or None
-    when its schema is not `schema_version`."""
+    when its schema is not `schema_version`; with the specs of the kinds in `with_specs`."""
     if not os.path.exists(path):
         return []
     try:
@@ -46,7 +59,7 @@ def read_index(
         try:
             if int(conn.execute("PRAGMA user_version").fetchone()[0]) != schema_version:
                 return None
-            return rows_to_index(conn.execute(INDEX_SQL).fetchall())
+            return rows_to_index(conn.execute(index_sql(with_specs)).fetchall())
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:

@@ -54,6 +54,7 @@ from mlplane.model.compute_serving import (
     ScaleInControl,
     UtilizationTarget,
 )
+from mlplane.model.routes import model_prefix
 
 # `{service}-{rev}` <= 52 (gcp-reference §1.1): every `-tmpl`/`-mig`/... name fits in 63 and the
 # MIG base name (`srv-` + the prefix, <= 56) fits in 58.
@@ -117,11 +118,6 @@ def revision_names(service: str, revision: str) -> RevisionNames:
             "characters so that '-tmpl', '-mig', ... names fit in 63 and the MIG base name in 58"
         )
     return names
-
-
-def model_prefix(service: str) -> str:
-    """URL path prefix of a served model (trailing slash: no service shadows another)."""
-    return f"/v1/models/{service}/"
 
 
 class RevisionSettings(BaseModel):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mlplane.apis.endpoints import Endpoints
-from mlplane.providers.replica_view import AgentView, ReplicaView
+from mlplane.providers.replica_view import ReplicaView
 
 if TYPE_CHECKING:
     from mlplane.model.compute import ForwardingRule, ResourceKey
@@ -48,7 +48,3 @@ class Platform(Protocol):
 
     def processes(self, token: str) -> list[ReplicaView]:
         """The processes running workloads on this machine (empty on Google Cloud)."""
-
-    def agent_view(self, token: str) -> AgentView | None:
-        """The processes and the resources the local agent holds (None on Google Cloud, whose
-        APIs say themselves what is missing)."""

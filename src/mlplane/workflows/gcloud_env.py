@@ -15,7 +15,8 @@ def gcloud_environment(session: Session) -> dict[str, str]:
         return env
     endpoints = session.platform.endpoints()
     env.update(endpoints.environment(session.project_id))
-    env.pop("CLOUDSDK_AUTH_TOKEN_HOST", None)  # gcloud's own sign-in is not used
+    # CLOUDSDK_AUTH_TOKEN_HOST stays: gcloud ignores it with a token file, and mlplane commands
+    # run in the same shell find the agent's token endpoint by it.
     token = compose.access_token(session.api)
     directory = session.state_dir / "gcloud"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlplane.errors import PermissionDenied
+from mlplane.model.routes import revision_prefix
 from mlplane.workflows.serving import (
     DeployRequest,
     bootstrap,
     deploy,
     deploy_direct,
     frontend_url,
-    revision_prefix,
     undeploy,
 )
 from mlplane.workflows.session import Session

@@ -1,123 +1,208 @@
 """`serve list`: each recorded revision, its share of its service's route (from the URL map the
 team state records), and its replicas: the processes the local agent runs for its group, or
 on Google Cloud what `listManagedInstances` shows the caller (when IAM lets them see it).
-A revision the team state records but the local agent does not hold is listed as missing."""
+A revision the team state records but the local agent does not hold is listed as missing.
+
+On the local provider this is a start-up path (decision 0017): the state store's rows and the
+URL map's and forwarding rule's API bodies are read without the spec classes, and the agent is
+asked once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from mlplane.errors import MlplaneError
-from mlplane.model.compute import URL_MAP, ResourceKey, UrlMap, model_prefix
-from mlplane.providers.replica_view import AgentView
-from mlplane.workflows.serving import frontend_url, recorded_revisions, revision_prefix
-from mlplane.workflows.session import Session
+from mlplane.model.value import Value
+
+TYPE_CHECKING = False  # as typing's, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+    from typing import Any
+
+    from mlplane.engine.state_index import RecordIndex
+    from mlplane.providers.replica_view import AgentView
 
 MISSING_NOTE = (
-    "missing at the local agent (`mlplane down` removed it): deploy the same revision again "
-    "to recreate it"
+    "MISSING at the local agent (`mlplane down` removed it): deploy the same revision again to "
+    "recreate it"
 )
 
 
-@dataclass(frozen=True)
-class Replica:
+class Replica(Value):
+    __slots__ = ("name", "pid", "port", "health", "restarts")
     name: str
     pid: int | None
     port: int | None
     health: str
     restarts: int
 
+    def __init__(
+        self, name: str, pid: int | None, port: int | None, health: str, restarts: int
+    ) -> None:
+        self._set(name=name, pid=pid, port=port, health=health, restarts=restarts)
 
-@dataclass(frozen=True)
-class RevisionStatus:
+
+class RevisionStatus(Value):
+    __slots__ = (
+        "service", "revision", "weight", "service_url", "revision_url", "replicas", "note",
+        "missing",
+    )  # fmt: skip
     service: str
     revision: str
     weight: int  # percent of the service route
     service_url: str
     revision_url: str
-    replicas: list[Replica] = field(default_factory=list)
-    note: str = ""
-    missing: bool = False  # recorded, but the local agent holds none of its group
+    replicas: tuple[Replica, ...]
+    note: str
+    missing: bool  # recorded, but the local agent holds none of its group
+
+    def __init__(
+        self,
+        service: str,
+        revision: str,
+        weight: int,
+        service_url: str,
+        revision_url: str,
+        replicas: Sequence[Replica] = (),
+        note: str = "",
+        missing: bool = False,
+    ) -> None:
+        self._set(
+            service=service,
+            revision=revision,
+            weight=weight,
+            service_url=service_url,
+            revision_url=revision_url,
+            replicas=tuple(replicas),
+            note=note,
+            missing=missing,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d = {f: getattr(self, f) for f in self.__slots__}
+        d["replicas"] = [{f: getattr(r, f) for f in r.__slots__} for r in self.replicas]
+        return d
 
 
-def _weights(url_map: UrlMap | None, service: str) -> dict[str, int]:
-    """backend-service name -> percent of `service`'s route."""
-    if url_map is None:
-        return {}
-    for matcher in url_map.path_matchers:
-        for rule in matcher.route_rules:
-            if rule.prefix != model_prefix(service):
-                continue
-            if rule.service:
-                return {rule.service.rsplit("/", 1)[-1]: 100}
-            assert rule.route_action is not None
-            wbs = rule.route_action.weighted_backend_services
-            total = sum(w.weight for w in wbs) or 1
-            return {
-                w.backend_service.rsplit("/", 1)[-1]: round(100 * w.weight / total) for w in wbs
-            }
-    return {}
+class _Revision(Value):
+    __slots__ = ("service", "revision", "created", "backend_service")
+    service: str
+    revision: str
+    created: float
+    backend_service: str
+
+    def __init__(self, service: str, revision: str, created: float, backend: str) -> None:
+        self._set(service=service, revision=revision, created=created, backend_service=backend)
 
 
-def _agent_view(session: Session) -> tuple[AgentView | None, str]:
-    """What the local agent runs and holds (None on Google Cloud), and a note if it cannot say."""
-    from mlplane.workflows import compose
+def _revisions(records: list[RecordIndex]) -> list[_Revision]:
+    """Recorded revisions (stacks `serving/SERVICE/REV` with a backend service), oldest first."""
+    created: dict[str, float] = {}
+    backend: dict[str, str] = {}
+    for rec in records:
+        parts = rec.stack.split("/")
+        if len(parts) != 3 or parts[0] != "serving":
+            continue
+        created[rec.stack] = min(created.get(rec.stack, rec.updated_at), rec.updated_at)
+        if rec.kind == "backendService":
+            backend[rec.stack] = rec.name
+    out = [
+        _Revision(s.split("/")[1], s.split("/")[2], created[s], backend[s])
+        for s in created
+        if s in backend
+    ]
+    return sorted(out, key=lambda r: (r.created, r.revision))
 
-    if session.provider != "local":
-        return None, ""
-    try:
-        return session.platform.agent_view(compose.access_token(session.api)), ""
-    except MlplaneError as exc:
-        return None, str(exc).splitlines()[0][:160]
 
+def _replicas_on_gcp(project_file: str, groups: list[str]) -> dict[str, tuple[list[Replica], str]]:
+    from mlplane.workflows.session import Session
 
-def _replicas(session: Session, group: str, agent: AgentView | None) -> tuple[list[Replica], str]:
-    """The replicas of a managed group, and a note when they cannot be seen."""
-    if agent is not None:
-        views = [p for p in agent.processes if p.group == group]
-        return [Replica(v.name, v.pid, v.port, v.health, v.restarts) for v in views], ""
-    try:
+    session = Session.open(project_file)
+    out: dict[str, tuple[list[Replica], str]] = {}
+    for group in groups:
         params = {"project": session.project_id, "zone": session.zone,
                   "instanceGroupManager": group}  # fmt: skip
-        data = session.api.call("compute.instanceGroupManagers.listManagedInstances", params)
-    except MlplaneError as exc:
-        return [], str(exc).splitlines()[0][:160]
-    out = []
-    for item in data.get("managedInstances", ()):
-        health = (item.get("instanceHealth") or [{}])[0].get("detailedHealthState", "UNKNOWN")
-        out.append(Replica(str(item.get("name", "")), None, None, str(health), 0))
-    return out, ""
+        try:
+            data = session.api.call("compute.instanceGroupManagers.listManagedInstances", params)
+        except MlplaneError as exc:
+            out[group] = ([], str(exc).splitlines()[0][:160])
+            continue
+        replicas = []
+        for item in data.get("managedInstances", ()):
+            health = (item.get("instanceHealth") or [{}])[0].get("detailedHealthState", "UNKNOWN")
+            replicas.append(Replica(str(item.get("name", "")), None, None, str(health), 0))
+        out[group] = (replicas, "")
+    return out
 
 
-def list_revisions(session: Session) -> list[RevisionStatus]:
-    revisions = recorded_revisions(session)
+def _frontend_on_gcp(project_file: str) -> str:
+    from mlplane.workflows.serving import frontend_url
+    from mlplane.workflows.session import Session
+
+    try:
+        return frontend_url(Session.open(project_file))
+    except MlplaneError:
+        return ""
+
+
+def list_revisions(project_file: str | Path) -> list[RevisionStatus]:
+    from mlplane.iam.compiled import policy_for
+    from mlplane.model.routes import (
+        model_prefix,
+        port_of,
+        revision_prefix,
+        routes_of,
+        service_shares,
+    )
+    from mlplane.workflows import compose
+    from mlplane.workflows.status import recorded, state_path
+
+    project_file = str(project_file)
+    policy = policy_for(project_file)  # validates the project file (cached while unchanged)
+    records = recorded(state_path(project_file, policy.provider), ("urlMap", "forwardingRule"))
+    revisions = _revisions(records)
     if not revisions:
         return []
-    recorded = session.store.get(ResourceKey("urlMap", URL_MAP))
-    url_map = recorded.spec if recorded is not None and isinstance(recorded.spec, UrlMap) else None
-    try:
-        base = frontend_url(session)
-    except MlplaneError:
-        base = ""
-    agent, agent_note = _agent_view(session)
+    url_map = next((r.spec for r in records if r.kind == "urlMap"), "")
+    rule = next((r.spec for r in records if r.kind == "forwardingRule"), "")
+    routes = routes_of(url_map) if url_map else ()
+    groups = [f"{r.service}-{r.revision}-mig" for r in revisions]
+    seen: dict[str, tuple[list[Replica], str]] = {}
+    missing: set[str] = set()
+    if policy.provider == "local":
+        port = port_of(rule) if rule else ""
+        base = compose.local_frontend_base(port) if port else ""
+        try:
+            view: AgentView | None = compose.local_processes(project_file)
+        except MlplaneError as exc:
+            view, note = None, str(exc).splitlines()[0][:160]
+        else:
+            note = "" if view is not None else "the local agent is not running (`mlplane up`)"
+        for group in groups:
+            mine = [
+                Replica(v.name, v.pid, v.port, v.health, v.restarts)
+                for v in (view.processes if view else ())
+                if v.group == group
+            ]
+            if view is not None and not view.holds("instanceGroupManager", group):
+                missing.add(group)
+            seen[group] = (mine, MISSING_NOTE if group in missing else note)
+    else:
+        base = _frontend_on_gcp(project_file)
+        seen = _replicas_on_gcp(project_file, groups)
     out = []
-    for r in revisions:
-        group = f"{r.service}-{r.revision}-mig"
-        missing = agent is not None and not agent.holds("instanceGroupManager", group)
-        replicas: list[Replica] = []
-        note = agent_note
-        if not agent_note:
-            replicas, note = _replicas(session, group, agent)
+    for r, group in zip(revisions, groups, strict=True):
+        replicas, note = seen.get(group, ([], ""))
         out.append(
             RevisionStatus(
                 r.service,
                 r.revision,
-                _weights(url_map, r.service).get(r.backend_service.name, 0),
+                service_shares(routes, r.service).get(r.backend_service, 0),
                 base + model_prefix(r.service),
                 base + revision_prefix(r.service, r.revision),
                 replicas,
-                MISSING_NOTE if missing else note,
-                missing,
+                note,
+                group in missing,
             )
         )
     return out

@@ -98,11 +98,24 @@ def _missing_note(count: int) -> str:
     )
 
 
-def _records(state_db: str) -> list[RecordIndex]:
+def state_path(project_file: str, provider: str) -> str:
+    """The state database a view reads: this machine's (`local`), or a snapshot of the team
+    state's newest generation, fetched without a lock (`gcp`)."""
+    import os
+
+    if provider == "gcp":
+        from mlplane.workflows.team_state import snapshot_path
+
+        return str(snapshot_path(project_file))
+    return os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane", STATE_DB)
+
+
+def recorded(state_db: str, with_specs: tuple[str, ...] = ()) -> list[RecordIndex]:
+    """What the state store records (with the specs' JSON of the kinds in `with_specs`)."""
     from mlplane.engine.schema import SCHEMA_VERSION
     from mlplane.engine.state_index import read_index
 
-    records = read_index(state_db, SCHEMA_VERSION)
+    records = read_index(state_db, SCHEMA_VERSION, with_specs)
     if records is None:  # an older schema: the store migrates it (with a backup) first
         from pathlib import Path
 
@@ -110,15 +123,13 @@ def _records(state_db: str) -> list[RecordIndex]:
 
         store = StateStore(Path(state_db))
         try:
-            records = store.index()
+            records = store.index(with_specs)
         finally:
             store.close()
     return records
 
 
 def project_status(project_file: str | Path) -> ProjectStatus:
-    import os
-
     from mlplane.iam.compiled import policy_for
     from mlplane.model.lifecycles import lifecycle_of
     from mlplane.workflows import compose
@@ -126,8 +137,7 @@ def project_status(project_file: str | Path) -> ProjectStatus:
     project_file = str(project_file)
     policy = policy_for(project_file)  # validates the project file (cached while unchanged)
     provider = policy.provider
-    state_dir = os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane")
-    records = _records(os.path.join(state_dir, STATE_DB))
+    records = recorded(state_path(project_file, provider))
     view: AgentView | None = None
     notes: list[str] = []
     summary = f"project {policy.project}, provider {provider}"

@@ -57,12 +57,21 @@ def load_spec(path: Path) -> TrainingSpec:
     return spec
 
 
-def run_local(session: Session, spec: TrainingSpec, spec_dir: Path) -> tuple[int, Path]:
+def run_local(
+    session: Session, spec: TrainingSpec, spec_dir: Path, output: Path | None = None
+) -> tuple[int, Path]:
     """Run the job here, as the signed-in user (the job's data SDK finds that identity the way
-    Google's libraries find credentials); outputs go to a scratch directory (never the
-    bucket)."""
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-    out = session.state_dir / "scratch" / "train" / f"{spec.name}-{run_id}"
+    Google's libraries find credentials); outputs go to `output` (a new or empty directory)
+    or a scratch directory; never to the bucket."""
+    if output is None:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        out = session.state_dir / "scratch" / "train" / f"{spec.name}-{run_id}"
+    else:
+        out = output.resolve()
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ConfigError(
+                "argument", "--output", f"{output} exists and is not an empty directory"
+            )
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = {**os.environ, **spec.env, "MLPLANE_OUTPUT_DIR": str(out)}
     env["MLPLANE_PROJECT"] = str(session.project_file)
@@ -267,6 +276,12 @@ def list_runs(session: Session) -> list[TrainingRun]:
 
 def cancel(session: Session, instance: str) -> None:
     """Delete a training VM (its owner only: the developer shuts down their own VMs)."""
+    forget(session, cancel_target(session, instance))
+
+
+def cancel_target(session: Session, instance: str) -> str:
+    """The training stack `cancel` destroys; ConfigError or PermissionDenied (not the owner)
+    before anything is sent."""
     runs = {r.instance: r for r in list_runs(session)}
     run = runs.get(instance)
     if run is None:
@@ -280,25 +295,30 @@ def cancel(session: Session, instance: str) -> None:
         from mlplane.errors import PermissionDenied
 
         raise PermissionDenied(f"{instance} belongs to '{run.owner}': only its owner cancels it")
-    forget(session, STACK_PREFIX + instance)
+    return STACK_PREFIX + instance
 
 
 def reap(session: Session) -> list[str]:
     """Remove the caller's training VMs whose job is gone (self-deleted, or exited without
     deleting itself, e.g. a runner killed with -9): nothing leaks."""
     reaped = []
+    for instance in reapable(session):
+        forget(session, STACK_PREFIX + instance)
+        reaped.append(instance)
+    return reaped
+
+
+def reapable(session: Session) -> list[str]:
+    """The caller's training VMs whose job is gone and whose stack is recorded or VM left."""
     recorded = {r.stack for r in session.store.load().values()}
     me = owner_label(session.principal)
-    for run in list_runs(session):
-        stack = STACK_PREFIX + run.instance
-        if (
-            run.state != "RUNNING"
-            and run.owner == me
-            and (stack in recorded or run.state == "EXITED")
-        ):
-            forget(session, stack)
-            reaped.append(run.instance)
-    return reaped
+    return [
+        run.instance
+        for run in list_runs(session)
+        if run.state != "RUNNING"
+        and run.owner == me
+        and (STACK_PREFIX + run.instance in recorded or run.state == "EXITED")
+    ]
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,12 @@ server's account), else asked of the token endpoint's `tokeninfo` (as Google's i
 
 from __future__ import annotations
 
-from mlplane.apis.credentials import MetadataCredentials, UserCredentials
+from mlplane.apis.credentials import CredentialError, MetadataCredentials, UserCredentials
 from mlplane.apis.credentials import tokeninfo as token_info
 from mlplane.errors import PermanentError
 from mlplane.model.principals import Principal
 
-from .client import GoogleApis
+from .client import GoogleApis, Unauthorized
 
 
 class UnknownIdentity(PermanentError):
@@ -33,5 +33,9 @@ def principal_of(apis: GoogleApis) -> Principal:
 
 
 def tokeninfo(apis: GoogleApis) -> dict[str, str]:
-    """What the token endpoint says of the client's current token."""
-    return token_info(apis.endpoints, apis.transport, apis.credentials.token())
+    """What the token endpoint says of the client's current token (Unauthorized, one line,
+    when it cannot say)."""
+    try:
+        return token_info(apis.endpoints, apis.transport, apis.credentials.token())
+    except CredentialError as exc:
+        raise Unauthorized(f"{exc} (whose token is {apis.credentials.describe()}?)") from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from mlplane.apis.endpoints import Endpoints
 from mlplane.model.compute import ForwardingRule
 from mlplane.providers.errors import ProviderUnavailable
-from mlplane.providers.replica_view import AgentView, ReplicaView
+from mlplane.providers.replica_view import ReplicaView
 
 
 class GcpPlatform:
@@ -29,6 +29,3 @@ class GcpPlatform:
 
     def processes(self, token: str) -> list[ReplicaView]:
         return []
-
-    def agent_view(self, token: str) -> AgentView | None:
-        return None

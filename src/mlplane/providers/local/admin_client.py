@@ -64,3 +64,9 @@ def get_json(port: int, path: str, token: str, timeout: float = 10.0) -> tuple[i
         return int(parts[1]), json.loads(body or b"null")
     except ValueError:
         raise AdminError(f"the local agent on port {port} answered non-JSON for {path}") from None
+
+
+def frontend_base(port: str) -> str:
+    """The local load balancer's base URL: it listens on 127.0.0.1 at the forwarding rule's
+    port (its IPAddress, if any, is a Google address the agent does not own)."""
+    return f"http://127.0.0.1:{port}"

@@ -11,6 +11,7 @@ from mlplane.apis.endpoints import Endpoints
 from mlplane.providers.errors import ProviderUnavailable
 from mlplane.providers.replica_view import AgentView, ReplicaView
 
+from .admin_client import frontend_base
 from .control import AgentHandle, require_agent
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class LocalPlatform:
                 "no forwarding rule is recorded: bootstrap the front end first "
                 "(the first `mlplane serve deploy` does)"
             )
-        return f"http://127.0.0.1:{rule.port_range.partition('-')[0]}"
+        return frontend_base(rule.port_range.partition("-")[0])
 
     def processes(self, token: str) -> list[ReplicaView]:
         return list(self.agent_view(token).processes)
