@@ -46,6 +46,14 @@ class GetOnly(Transport):
         return HttpResponse(404, NOT_FOUND, {})
 
 
+STATE = "/storage/v1/b/acme-ml-mlplane-state/o/mlplane%2Fstate.db"
+
+
+def only_the_team_state_read(transport: GetOnly) -> bool:
+    """Nothing sent but GETs of the team state's object (provider gcp: decision 1500)."""
+    return all(m == "GET" and STATE in url for m, url in transport.sent)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     path = tmp_path / "mlplane.toml"
@@ -68,7 +76,12 @@ def test_the_deploy_step_dry_run_sends_only_reads_to_google(project: Path) -> No
     dry = dryrun.deploy_step(s, req)
     assert transport.sent and all(m == "GET" for m, _ in transport.sent)
     hosts = {url.split("/")[2] for _, url in transport.sent}
-    assert hosts == {"compute.googleapis.com", "servicemanagement.googleapis.com"}
+    # reads only: the resources, the Endpoints service, and the team state's object (gcp)
+    assert hosts == {
+        "compute.googleapis.com",
+        "servicemanagement.googleapis.com",
+        "storage.googleapis.com",
+    }
     methods = [method_id(r, GOOGLE) for r in dry.log.requests]
     for expected in (
         "compute.globalForwardingRules.insert",
@@ -93,19 +106,19 @@ def test_trigger_and_training_dry_runs_send_nothing_to_google(project: Path) -> 
     [run] = dry.log.requests
     assert run.url == "https://cloudbuild.googleapis.com/v1/projects/acme-ml/triggers/deploy:run"
     assert method_id(run, GOOGLE) == "cloudbuild.projects.triggers.run"
-    assert transport.sent == []  # the trigger run needs no read
+    assert only_the_team_state_read(transport)  # the trigger run needs no other read
     dry = dryrun.train_remote(s, EXAMPLE, wait=True)
     [insert] = dry.log.requests
     assert insert.url.startswith(
         "https://compute.googleapis.com/compute/v1/projects/acme-ml/zones/us-central1-a/instances?"
     )
     assert method_id(insert, GOOGLE) == "compute.instances.insert"
-    assert [m for m, _ in transport.sent] == ["GET"]
+    assert [m for m, url in transport.sent if STATE not in url] == ["GET"]
 
 
-def test_a_denied_dry_run_sends_nothing_at_all(project: Path) -> None:
+def test_a_denied_dry_run_sends_nothing_but_a_read_of_the_team_state(project: Path) -> None:
     s, transport = session_as(project, "user:alice@acme.com")
     req = DeployRequest("sentiment", "r1", "gs://acme-ml-mlplane-artifacts/x/")
     with pytest.raises(PermissionDenied, match=r"DENY user:alice@acme\.com"):
         dryrun.deploy_step(s, req)  # the model reserves the step for the serving account
-    assert transport.sent == []
+    assert only_the_team_state_read(transport)

@@ -131,7 +131,7 @@ def test_an_empty_project_names_everything_missing_once(
     assert len(perms) == 1 and perms[0].startswith("DENIED") and "none of the" in perms[0]
     # resources that do not exist are not tested for permissions (nor named again)
     [untested] = [x for x in out.splitlines() if "your permissions on what is missing" in x]
-    assert untested.startswith("UNCHECKED") and "not tested on the 5 missing resources" in untested
+    assert untested.startswith("UNCHECKED") and "not tested on the 6 missing resources" in untested
     assert all(not r.mutating for r in fake.store.requests), "it changed something"
     assert fake.store.unknown == []
     state = fake.project_file.parent / ".mlplane"
@@ -343,7 +343,9 @@ def test_a_resource_declared_existing_is_not_for_the_export_to_create(
     )
     code, out, _ = up(fake, capsys)
     assert code == 4
-    [line] = [x for x in out.splitlines() if x.startswith("MISSING    bucket gs://")]
+    [line] = [
+        x for x in out.splitlines() if x.startswith("MISSING    bucket gs://acme-ml-mlplane-a")
+    ]
     assert "declared in [resources] existing (`bucket:artifacts`)" in line
 
 

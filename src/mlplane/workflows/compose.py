@@ -156,7 +156,7 @@ def team_state(session: Session) -> TeamState:
     api = session.api
     assert isinstance(api, GoogleApis)
     project = session.loaded.project
-    objects = CloudStorageObjects(project.state_bucket, api.credentials)
+    objects = CloudStorageObjects(project.state_bucket, api.credentials, transport=api.transport)
 
     def warn(line: str) -> None:
         print(f"mlplane: {line}", file=sys.stderr)

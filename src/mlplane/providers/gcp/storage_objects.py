@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import os
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from mlplane.apis.credentials import CredentialError, Credentials, NotSignedIn
+from mlplane.apis.transport import Transport, TransportError
 from mlplane.errors import PermanentError, PermissionDenied
 from mlplane.providers.errors import NotFound, ProviderUnavailable
 from mlplane.providers.objects import GenerationMismatch, StoredObject
@@ -59,12 +59,18 @@ class CloudStorageObjects:
     """One bucket's objects (the ObjectStore protocol of providers/objects.py)."""
 
     def __init__(
-        self, bucket: str, credentials: Credentials, base: str | None = None, timeout: float = 60.0
+        self,
+        bucket: str,
+        credentials: Credentials,
+        base: str | None = None,
+        timeout: float = 60.0,
+        transport: Transport | None = None,
     ) -> None:
         self.bucket = bucket
         self.credentials = credentials
         self.base = (base or storage_base()).rstrip("/")
         self.timeout = timeout
+        self.transport = transport or Transport(timeout)  # the client's own, where there is one
 
     def uri(self, name: str) -> str:
         return f"gs://{self.bucket}/{name}"
@@ -159,22 +165,17 @@ class CloudStorageObjects:
             token = self.credentials.token()
         except (NotSignedIn, CredentialError) as exc:
             raise PermissionDenied(str(exc)) from None
-        parts = urlsplit(url)
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = cls(parts.hostname or "", parts.port, timeout=self.timeout)
-        headers = {"Authorization": f"Bearer {token}", "User-Agent": "mlplane"}
+        headers = {"Authorization": f"Bearer {token}"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/octet-stream"
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
-            conn.request(method, target, body=body, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise ProviderUnavailable(f"{method} {url} got no answer ({exc})", delay=2.0) from None
-        finally:
-            conn.close()
-        return resp.status, raw, "alt=media" in parts.query
+            resp = self.transport.request(method, url, body, headers, self.timeout)
+        except TransportError as exc:
+            raise ProviderUnavailable(
+                f"{method} {url} got no answer ({exc.cause})", delay=2.0
+            ) from None
+        raw = resp.raw or (b"" if resp.body is None else _encode(resp.body))
+        return resp.status, raw, "alt=media" in urlsplit(url).query
 
     def _check(self, status: int, body: Any, name: str) -> None:
         if status < 300:
@@ -202,3 +203,8 @@ class CloudStorageObjects:
             md5_hash=str(body.get("md5Hash") or ""),
             updated=str(body.get("updated") or ""),
         )
+
+
+def _encode(body: Any) -> bytes:
+    """A decoded body back to bytes (transports that answer with decoded bodies only)."""
+    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
