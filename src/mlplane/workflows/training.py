@@ -30,6 +30,7 @@ from mlplane.model.compute import (
     ServiceAccount,
 )
 from mlplane.model.principals import Principal
+from mlplane.model.secret_refs import command_prefix
 from mlplane.model.training import TrainingSpec
 from mlplane.model.workload import workload_metadata
 from mlplane.workflows.session import Session, owner_label
@@ -73,10 +74,21 @@ def run_local(
                 "argument", "--output", f"{output} exists and is not an empty directory"
             )
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    env = {**os.environ, **spec.env, "MLPLANE_OUTPUT_DIR": str(out)}
+    env = {**os.environ, **spec.env, **job_secrets(session, spec), "MLPLANE_OUTPUT_DIR": str(out)}
     env["MLPLANE_PROJECT"] = str(session.project_file)
     code = subprocess.run(spec.argv(sys.executable, str(out), str(spec_dir)), env=env).returncode
     return code, out
+
+
+def job_secrets(session: Session, spec: TrainingSpec) -> dict[str, str]:
+    """The spec's secret references resolved as this process's identity (the signed-in user, or
+    a build's service account), for the job's environment only."""
+    if not spec.secrets:
+        return {}
+    from mlplane.data.secrets.env import resolve
+    from mlplane.data.secrets.service import open_secrets
+
+    return resolve(spec.secrets, open_secrets(session.project_file))
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,10 @@ def training_instance(
     # The job's output becomes Cloud Logging-shaped entries written as the VM's own identity
     # (training-adhoc holds logging.logEntries.create); --tee keeps the raw log beside them.
     logged = ["python", "-m", "mlplane.data.logs.pipe", "--resource", name, "--tee", "--"]
-    command = ["python", "-m", "mlplane.training.runner", "--", *logged, *job]
+    # Secrets by reference: the VM resolves them as its own identity when the job starts.
+    secret_env = command_prefix(spec.secrets)
+    secret_env += ["--"] if secret_env else []
+    command = ["python", "-m", "mlplane.training.runner", "--", *logged, *secret_env, *job]
     items = workload_metadata(command, {**spec.env, "MLPLANE_OUTPUT_DIR": out})
     items["mlplane-spec"] = spec.name
     return Instance(
@@ -373,7 +388,7 @@ def train_step(session: Session, spec_path: Path, progress: Progress = print) ->
     build_id = os.environ.get("BUILD_ID") or time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     out = Path.cwd() / ".mlplane-output"
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    env = {**os.environ, **spec.env, "MLPLANE_OUTPUT_DIR": str(out)}
+    env = {**os.environ, **spec.env, **job_secrets(session, spec), "MLPLANE_OUTPUT_DIR": str(out)}
     env["MLPLANE_PROJECT"] = str(session.project_file)
     progress(f"running {spec.name} as {session.principal}")
     code = subprocess.run(
