@@ -1,7 +1,7 @@
-"""Start-up of `mlplane --help`, `mlplane iam check` and `mlplane status` as a ratio to
-`python -c pass`.
+"""Start-up of `mlplane --help`, `iam check`, `status`, `serve list`, `train list` and
+`notebook list` as a ratio to `python -c pass`.
 
-Usage: python bench/bench_startup.py [RUNS]. Goal (issue 7): at most 3x. Times the installed
+Usage: python bench/bench_startup.py [RUNS]. Goal (issues 7 and 11): at most 3x. Times the installed
 `mlplane` console script next to this interpreter (falling back to `python -m mlplane`) and
 `python -c pass` with the same interpreter, and prints medians and ratios. `status` is timed
 on a project whose agent runs a deployed revision (the quickstart), as a signed-in user: it
@@ -61,6 +61,9 @@ def main() -> None:
                 ("mlplane --help", median_ms([*ml, "--help"], runs, cwd, env)),
                 ("mlplane iam check (cached policy)", median_ms(check, runs, cwd, env)),
                 ("mlplane status (agent, 1 revision)", median_ms([*ml, "status"], runs, cwd, env)),
+                ("mlplane serve list", median_ms([*ml, "serve", "list"], runs, cwd, env)),
+                ("mlplane train list", median_ms([*ml, "train", "list"], runs, cwd, env)),
+                ("mlplane notebook list", median_ms([*ml, "notebook", "list"], runs, cwd, env)),
             ]
         finally:
             run("down")

@@ -12,6 +12,7 @@ import pytest
 from mlplane.errors import PermissionDenied
 from mlplane.notebook.launcher import argv
 from mlplane.workflows import notebooks as N
+from mlplane.workflows.instance_lists import notebooks
 from mlplane.workflows.serving import port_free
 from tests.workflows.conftest import LocalProject
 
@@ -36,6 +37,10 @@ def test_create_list_guard_and_delete(local_project: LocalProject) -> None:
     assert info.url.startswith(f"http://127.0.0.1:{info.port}/lab?token=")
     [listed] = [n for n in N.list_notebooks(s) if n.instance == info.instance]
     assert listed.owner == "alice_acme-com" and listed.idle_seconds is not None
+    # `notebook list`'s start-up path (state index + one agent view) sees what the API sees
+    [lean] = [n for n in notebooks(str(s.project_file)) or () if n.instance == info.instance]
+    assert lean.idle_seconds is not None
+    assert lean.to_json() | {"idle_seconds": 0} == listed.to_json() | {"idle_seconds": 0}
     token = N.token_of(s, info.instance)
     assert token and status(info.port, token) == 200
     assert status(info.port, None) == 403
@@ -54,6 +59,7 @@ def test_create_list_guard_and_delete(local_project: LocalProject) -> None:
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", info.port), timeout=1).close()
     assert not [n for n in N.list_notebooks(s) if n.instance == info.instance]
+    assert not [n for n in notebooks(str(s.project_file)) or () if n.instance == info.instance]
 
 
 def test_the_launcher_asks_jupyter_for_the_idle_stop(tmp_path: object) -> None:

@@ -13,6 +13,7 @@ import pytest
 from mlplane.errors import ConfigError, PermissionDenied
 from mlplane.providers.gcp.client import Unauthorized
 from mlplane.workflows import training as T
+from mlplane.workflows.instance_lists import TrainingRun, training_runs
 from tests.local.local_helpers import processes
 from tests.workflows.conftest import LocalProject, alive
 
@@ -31,6 +32,13 @@ def spec_file(tmp: Path, name: str, body: str, script: str | None = None) -> Pat
 
 def vm_exists(lp: LocalProject, name: str) -> bool:
     return T.instance_exists(lp.session, name)
+
+
+def lean_runs(lp: LocalProject) -> list[TrainingRun]:
+    """`train list`'s start-up path: the state index and one view of the local agent."""
+    runs = training_runs(str(lp.session.project_file))
+    assert runs is not None  # the local provider with its agent running
+    return runs
 
 
 def test_local_run_as_the_user_writes_only_scratch(local_project: LocalProject) -> None:
@@ -107,13 +115,19 @@ def test_a_runner_killed_with_9_is_reaped_and_nothing_leaks(
         time.sleep(0.05)
     assert pid is not None
     time.sleep(0.5)  # the job has started under the runner
+    assert [r.state for r in lean_runs(lp) if r.instance == run.instance] == ["RUNNING"]
+    assert lean_runs(lp) == T.list_runs(s)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not any(
         r.instance == run.instance and r.state == "EXITED" for r in T.list_runs(s)
     ):
         time.sleep(0.05)
+    assert [r.state for r in lean_runs(lp) if r.instance == run.instance] == ["EXITED"]
+    assert lean_runs(lp) == T.list_runs(s)
     assert T.reap(s) == [run.instance]
+    assert [r.state for r in lean_runs(lp) if r.instance == run.instance] == ["GONE"]
+    assert lean_runs(lp) == T.list_runs(s)
     assert not vm_exists(lp, run.instance)
     assert not alive(pid)
 

@@ -41,13 +41,16 @@ def run_create(ctx: Context, args: argparse.Namespace) -> int:
 
 def run_list(ctx: Context, args: argparse.Namespace) -> int:
     import time
-    from dataclasses import asdict
 
-    from mlplane.workflows.notebooks import list_notebooks
+    from mlplane.workflows.instance_lists import notebooks
 
-    rows = list_notebooks(ctx.session())
+    rows = notebooks(ctx.project_file)  # the local start-up path
+    if rows is None:
+        from mlplane.workflows.notebooks import list_notebooks
+
+        rows = list_notebooks(ctx.session())
     if args.fmt == "json":
-        emit_json([asdict(r) for r in rows])
+        emit_json([r.to_json() for r in rows])
         return 0
     for r in rows:
         age = f"{(time.time() - r.created) / 60:.0f}m"

@@ -79,13 +79,15 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_list(ctx: Context, args: argparse.Namespace) -> int:
-    from dataclasses import asdict
+    from mlplane.workflows.instance_lists import training_runs
 
-    from mlplane.workflows.training import list_runs
+    runs = training_runs(ctx.project_file)  # the local start-up path
+    if runs is None:
+        from mlplane.workflows.training import list_runs
 
-    runs = list_runs(ctx.session())
+        runs = list_runs(ctx.session())
     if args.fmt == "json":
-        emit_json([asdict(r) for r in runs])
+        emit_json([r.to_json() for r in runs])
         return 0
     for r in runs:
         code = "-" if r.exit_code is None else str(r.exit_code)

@@ -7,14 +7,10 @@ in front of the VM plays that part); the URL that `list` prints carries it for t
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 from mlplane.engine.desired import DesiredState, StackSpec
@@ -29,12 +25,14 @@ from mlplane.model.compute import (
 )
 from mlplane.model.principals import Principal
 from mlplane.model.workload import workload_metadata
+from mlplane.workflows import instance_lists as L
+from mlplane.workflows.instance_lists import NotebookInfo
 from mlplane.workflows.session import Session, owner_label
 
 BOOT_IMAGE = "projects/cos-cloud/global/images/family/cos-stable"
 READY_TIMEOUT = 90.0
 
-STACK_PREFIX = "notebooks/"
+STACK_PREFIX = L.NOTEBOOK_PREFIX
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,28}[a-z0-9])?")
 
 
@@ -57,22 +55,7 @@ def _dir(session: Session, instance: str) -> Path:
 
 
 def token_of(session: Session, instance: str) -> str | None:
-    try:
-        return (_dir(session, instance) / "token").read_text().strip()
-    except OSError:
-        return None
-
-
-@dataclass(frozen=True)
-class NotebookInfo:
-    name: str
-    instance: str
-    owner: str
-    state: str  # RUNNING, STOPPED (idle stop or exit), STARTING
-    url: str  # with the token, for the owner
-    port: int | None
-    created: float
-    idle_seconds: float | None
+    return L.notebook_token(str(session.state_dir), instance)
 
 
 def _authorize_create(session: Session, user: Principal, instance: str) -> None:
@@ -172,32 +155,6 @@ def _require_jupyterlab() -> None:
         )
 
 
-def _api_status(port: int, token: str) -> dict[str, object] | None:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"token {token}"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=2) as resp:
-            data: dict[str, object] = json.loads(resp.read())
-            return data
-    except (OSError, ValueError):
-        return None
-
-
-def _idle(status: dict[str, object]) -> float | None:
-    from datetime import datetime
-
-    last = status.get("last_activity")
-    if not isinstance(last, str):
-        return None
-    try:
-        return max(
-            0.0, time.time() - datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp()
-        )
-    except ValueError:
-        return None
-
-
 def _endpoint(session: Session, instance: str) -> tuple[str, str | None]:
     """(status, HOST:PORT) of a notebook VM: its Compute status, and the endpoint its guest
     agent publishes as the guest attribute `mlplane/endpoint` (GONE when it does not exist)."""
@@ -221,31 +178,17 @@ def _endpoint(session: Session, instance: str) -> tuple[str, str | None]:
 
 
 def list_notebooks(session: Session) -> list[NotebookInfo]:
+    """The recorded notebook VMs, each one's status and endpoint asked of the Compute API as
+    the caller (`instance_lists.notebooks` is the local start-up path of `notebook list`)."""
     out = []
+    state = str(session.state_dir)
     for rec in session.store.load().values():
         if not rec.stack.startswith(STACK_PREFIX) or not isinstance(rec.spec, Instance):
             continue
-        labels = rec.spec.labels or {}
+        labels = dict(rec.spec.labels or {})
         status, endpoint = _endpoint(session, rec.key.name)
-        token = token_of(session, rec.key.name) or ""
-        port = int(endpoint.rpartition(":")[2]) if endpoint else None
-        api = _api_status(port, token) if port else None
-        state = (
-            "RUNNING"
-            if api
-            else ("STARTING" if status in ("RUNNING", "STAGING", "PROVISIONING") else "STOPPED")
-        )
         out.append(
-            NotebookInfo(
-                labels.get("mlplane-notebook", rec.key.name),
-                rec.key.name,
-                labels.get("mlplane-owner", "?"),
-                state,
-                f"http://{endpoint}/lab?token={token}" if endpoint else "",
-                port,
-                rec.updated_at,
-                _idle(api) if api else None,
-            )
+            L.notebook_info(state, rec.key.name, labels, rec.updated_at, status, endpoint or "")
         )
     return sorted(out, key=lambda n: n.instance)
 

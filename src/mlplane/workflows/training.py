@@ -33,12 +33,14 @@ from mlplane.model.principals import Principal
 from mlplane.model.secret_refs import command_prefix
 from mlplane.model.training import TrainingSpec
 from mlplane.model.workload import workload_metadata
+from mlplane.workflows import instance_lists as L
+from mlplane.workflows.instance_lists import TrainingRun
 from mlplane.workflows.session import Session, owner_label
 
 BOOT_IMAGE = "projects/cos-cloud/global/images/family/cos-stable"
 
 Progress = Callable[[str], None]
-STACK_PREFIX = "training/"
+STACK_PREFIX = L.TRAINING_PREFIX
 
 
 def load_spec(path: Path) -> TrainingSpec:
@@ -158,15 +160,11 @@ def run_remote(
     return RemoteRun(instance.name, stack, session.email("training-adhoc"))
 
 
-def _registry(session: Session) -> Path:
-    return session.state_dir / "training" / "runs.jsonl"
-
-
 def _register(session: Session, instance: str, spec: str, owner: str) -> None:
     """Append a run to the project's registry (one O_APPEND write: safe across processes)."""
     import json
 
-    path = _registry(session)
+    path = Path(L.registry(str(session.state_dir)))
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"instance": instance, "spec": spec, "owner": owner, "at": time.time()})
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -176,39 +174,13 @@ def _register(session: Session, instance: str, spec: str, owner: str) -> None:
         os.close(fd)
 
 
-def _registered(session: Session) -> dict[str, dict[str, str]]:
-    import json
-
-    try:
-        lines = _registry(session).read_text().splitlines()
-    except OSError:
-        return {}
-    out = {}
-    for line in lines:
-        try:
-            entry = json.loads(line)
-            out[str(entry["instance"])] = {"spec": str(entry["spec"]), "owner": str(entry["owner"])}
-        except (ValueError, KeyError, TypeError):
-            continue
-    return out
-
-
 def log_path(session: Session, instance: str) -> Path:
-    return session.state_dir / "agent" / "logs" / f"{instance}.log"
+    return Path(L.log_path(str(session.state_dir), instance))
 
 
 def exit_code(session: Session, instance: str) -> int | None:
     """The job's exit code, from the runner's last word in the VM's log (None: not ended)."""
-    try:
-        lines = log_path(session, instance).read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        if line.startswith("mlplane-training: job exited rc="):
-            return int(line.split("rc=")[1].split()[0])
-        if line.startswith("mlplane-training: job could not start"):
-            return 127
-    return None
+    return L.exit_code(str(session.state_dir), instance)
 
 
 def instance_exists(session: Session, instance: str) -> bool:
@@ -242,16 +214,6 @@ def forget(session: Session, stack: str) -> None:
     report.raise_for_failures()
 
 
-@dataclass(frozen=True)
-class TrainingRun:
-    instance: str
-    spec: str
-    owner: str
-    state: str  # RUNNING, EXITED (job gone, VM not deleted), GONE (deleted)
-    exit_code: int | None
-    log: str
-
-
 def instance_state(session: Session, instance: str) -> str:
     """RUNNING (the job runs), EXITED (the job ended but the VM was not deleted), or GONE."""
     from mlplane.providers.errors import NotFound
@@ -265,27 +227,21 @@ def instance_state(session: Session, instance: str) -> str:
 
 
 def list_runs(session: Session) -> list[TrainingRun]:
+    """The training VMs recorded or started here, each VM's state asked of the Compute API as
+    the caller (`instance_lists.training_runs` is the local start-up path of `train list`)."""
     recorded = {
         rec.key.name: rec.spec
         for rec in session.store.load().values()
         if rec.stack.startswith(STACK_PREFIX) and isinstance(rec.spec, Instance)
     }
-    registered = _registered(session)
+    state = str(session.state_dir)
+    known = L.registered(state)
     out = []
-    for name in sorted(set(recorded) | set(registered)):
+    for name in sorted(set(recorded) | set(known)):
         spec = recorded.get(name)
         labels = (spec.labels if spec else None) or {}
-        known = registered.get(name, {})
-        out.append(
-            TrainingRun(
-                name,
-                labels.get("mlplane-spec") or known.get("spec", "?"),
-                labels.get("mlplane-owner") or known.get("owner", "?"),
-                instance_state(session, name),
-                exit_code(session, name),
-                str(log_path(session, name)),
-            )
-        )
+        vm = instance_state(session, name)
+        out.append(L.training_run(state, name, dict(labels), known.get(name, {}), vm))
     return out
 
 
