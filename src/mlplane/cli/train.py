@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 from mlplane.cli.context import Context, add_dry_run, emit_json
+
+TYPE_CHECKING = False  # as typing's: `train list` is on the start-up path (no pathlib)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _path(text: str) -> Path:
+    from pathlib import Path
+
+    return Path(text)
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     subs = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", prog=parser.prog)
     p = subs.add_parser("run", help="run a training spec (train.toml) here, or --remote on a VM")
-    p.add_argument("spec", type=Path, metavar="SPEC")
+    p.add_argument("spec", type=_path, metavar="SPEC")
     p.add_argument(
         "--remote",
         action="store_true",
@@ -22,7 +31,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--timeout", type=float, default=3600.0, help="with --remote: wait at most")
     p.add_argument(
         "--output",
-        type=Path,
+        type=_path,
         metavar="DIR",
         help="a local run's outputs go here (a new or empty directory) instead of scratch",
     )
