@@ -36,18 +36,23 @@ def _paths_for(authz: Authorizer, principal: Principal, action: ActionInfo) -> l
     holders = policy.holders.get(action.id, [])
     users = [h.partition(":")[2] for h in holders if h.startswith("users:")]
     idents = [h.partition(":")[2] for h in holders if h.startswith("identity:")]
+    idents = [i for i in idents if policy.identities[i] != principal.email]  # not "you, not you"
+    emails = ", ".join(policy.identities[i] for i in idents)
+    accounts = f"the service account{'s' if len(idents) > 1 else ''} {emails}"
     if users and not principal.is_service_account:
         out.append(
             f"{what} is granted to the users of process '{action.process}'; an admin adds you "
             f"under [members] {action.process} (or [team] principals) in mlplane.toml"
         )
-    elif users:
-        out.append(
-            f"{what} is performed by users of process '{action.process}', not by a service account"
+        if idents:
+            out.append(f"{what} is also performed by {accounts}")
+    elif principal.is_service_account and (users or idents):
+        by = ([f"the users of process '{action.process}'"] if users else []) + (
+            [accounts] if idents else []
         )
-    if idents:
-        emails = ", ".join(policy.identities[i] for i in idents)
-        out.append(f"{what} is performed by the service account {emails}")
+        out.append(f"{what} is performed by {' and by '.join(by)}, not by {principal}")
+    elif idents:
+        out.append(f"{what} is performed by {accounts}")
     return out
 
 
