@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +41,21 @@ def lean_runs(lp: LocalProject) -> list[TrainingRun]:
     runs = training_runs(str(lp.session.project_file))
     assert runs is not None  # the local provider with its agent running
     return runs
+
+
+def cli_on_start_up_path(lp: LocalProject, *command: str) -> str:
+    """`mlplane COMMAND` in a fresh interpreter; fails if it imported pydantic, rich or a
+    Google SDK (the start-up path of everyday commands, decision 0017)."""
+    code = (
+        "import sys; from mlplane.cli.main import main; "
+        f"rc = main(['-f', {str(lp.session.project_file)!r}, *{list(command)!r}]); "
+        "bad = [m for m in sys.modules if m.startswith(('pydantic', 'google', 'rich'))]; "
+        "print('BAD', bad) if bad else None; sys.exit(rc or (1 if bad else 0))"
+    )
+    env = {**os.environ, **lp.team.env("alice@acme.com")}
+    shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    return shown.stdout
 
 
 def test_local_run_as_the_user_writes_only_scratch(local_project: LocalProject) -> None:
@@ -117,6 +134,8 @@ def test_a_runner_killed_with_9_is_reaped_and_nothing_leaks(
     time.sleep(0.5)  # the job has started under the runner
     assert [r.state for r in lean_runs(lp) if r.instance == run.instance] == ["RUNNING"]
     assert lean_runs(lp) == T.list_runs(s)
+    assert run.instance in cli_on_start_up_path(lp, "train", "list")
+    assert "no notebooks" in cli_on_start_up_path(lp, "notebook", "list")
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not any(
