@@ -198,3 +198,15 @@ def test_operations_survive_the_wire() -> None:
     )
     error = operation_error(op, "create forwardingRule/fr")
     assert isinstance(error, InvalidRequest) and "port 80" in str(error)
+
+
+def test_a_damaged_token_store_is_kept_aside_and_starts_empty(tmp_path: object) -> None:
+    from pathlib import Path
+
+    store = Path(str(tmp_path)) / "tokens.json"
+    store.write_text('{"truncated": ')
+    tokens = TokenAuthority(store, clock=lambda: 0.0)
+    [aside] = [p for p in store.parent.iterdir() if p.name.startswith("tokens.json.damaged-")]
+    assert aside.read_text() == '{"truncated": ' and not store.exists()  # nothing lost
+    user = tokens.issue(Principal("user", "alice@acme.com"), "signin", "alice@acme.com")
+    assert TokenAuthority(store, clock=lambda: 0.0).lookup(user.value) == user.token

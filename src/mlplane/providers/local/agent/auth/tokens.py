@@ -16,8 +16,10 @@ restart; instance and build tokens die with what they belong to.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import tempfile
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from mlplane.model.principals import Principal
 
+log = logging.getLogger(__name__)
 TOKEN_TTL = 3600.0
 REFRESH_BEFORE = 300.0
 _PERSISTED = ("signin", "impersonation")
@@ -120,7 +123,16 @@ class TokenAuthority:
             return
         try:
             rows = json.loads(self.store.read_text())
-        except (OSError, ValueError):
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            # Only hashes of access tokens are lost: each client exchanges its credential again
+            # on the 401 it gets (as Google's clients refresh). The damaged file is kept aside.
+            aside = self.store.with_name(f"{self.store.name}.damaged-{int(time.time())}")
+            with contextlib.suppress(OSError):
+                os.replace(self.store, aside)
+            log.warning("%s is unreadable (%s): moved to %s; clients sign in again", self.store,
+                        exc, aside)  # fmt: skip
             return
         now = self.clock()
         for h, row in rows.items() if isinstance(rows, dict) else ():
