@@ -265,3 +265,27 @@ def test_preview_checks_read_permissions_before_observing(tmp_path: Path) -> Non
     assert w.cloud.calls == []
     assert w.engine.plan(deploy_state()).count(Action.CREATE) == 5  # no principal: no check
     w.close()
+
+
+def test_the_journal_keeps_its_newest_history_and_every_open_intent(world: World) -> None:
+    """Closed intents beyond `journal_keep` rows are dropped after an apply; open ones stay."""
+    from dataclasses import replace
+
+    world.engine.settings = replace(world.engine.settings, journal_keep=10)
+    with world.store.transaction() as conn:  # an intent a dead process left open, long ago
+        conn.execute(
+            "INSERT INTO journal (run_id, stack, owner, step_id, kind, name, op, request_id, "
+            "payload, principal, status, created_at) VALUES "
+            "('old', 'svc/old', 'o', 's', 'healthCheck', 'old-hc', 'create', 'r', "
+            "'{\"spec\": null, \"declared\": null, \"changes\": []}', 'p', 'open', 0)"
+        )
+        [(open_id,)] = conn.execute("SELECT id FROM journal WHERE status = 'open'").fetchall()
+    for _ in range(3):
+        world.apply(deploy_state()).raise_for_failures()
+        world.apply(retire_state()).raise_for_failures()
+    with world.store.transaction() as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM journal WHERE status != 'open'")]
+        still_open = [r[0] for r in conn.execute("SELECT id FROM journal WHERE status = 'open'")]
+        newest = conn.execute("SELECT MAX(id) FROM journal").fetchone()[0]
+    assert still_open == [open_id]
+    assert ids and min(ids) > newest - 10 and len(ids) <= 10

@@ -51,6 +51,9 @@ class EngineSettings:
     lock_timeout: float = 600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     poll: PollPolicy = DEFAULT_POLL
+    # The journal keeps this many newest rows of history (closed intents); older closed ones
+    # are dropped after each apply, so the state (and the team state's object) stays bounded.
+    journal_keep: int = 5000
 
 
 class Engine:
@@ -144,6 +147,7 @@ class Engine:
             for step in final.executable:
                 require(self.authorizer, principal, step_checks(step, project))
             results, errors = execute(final, runner.run, max_workers=self.settings.max_workers)
+            self.journal.prune(self.settings.journal_keep)
         return ApplyReport(run_id, final, results, recovered, errors)
 
     def rehearse(

@@ -209,6 +209,16 @@ class Journal:
             rows = conn.execute(sql + " ORDER BY id", args).fetchall()
         return [self._decode(r) for r in rows]
 
+    def prune(self, keep: int) -> int:
+        """Drop the closed intents older than the newest `keep` rows (the history a user reads
+        with `mlplane state check`); open intents stay whatever their age. Returns how many."""
+        sql = "FROM journal WHERE status != 'open' AND id <= (SELECT MAX(id) FROM journal) - ?"
+        with self.store.connection() as conn:  # read first: a write would be a state change
+            if conn.execute(f"SELECT 1 {sql} LIMIT 1", (keep,)).fetchone() is None:
+                return 0
+        with self.store.transaction() as conn:
+            return int(conn.execute(f"DELETE {sql}", (keep,)).rowcount or 0)
+
     def entries(self, run_id: str | None = None) -> list[Intent]:
         sql, args = "SELECT * FROM journal ORDER BY id", []
         if run_id is not None:
