@@ -209,3 +209,35 @@ def test_every_api_call_needs_a_token_the_agent_issued(project: Path, team: Team
     finally:
         stop_agent(project)
     assert_all_gone([handle.info.pid])
+
+
+def test_a_mig_create_cut_short_before_its_named_ports_completes_on_retry(
+    project: Path, team: Team
+) -> None:
+    """A process that died between the MIG's insert and its instance group's setNamedPorts
+    left an open intent without an operation: the engine retries `create` with the same
+    request id, which Google (and the agent) answer with the insert's own operation, and the
+    named ports follow. Nothing needs instanceGroupManagers.update, which serving lacks."""
+    import uuid
+
+    from mlplane.providers.base import wait_for_operation
+    from mlplane.providers.gcp.compute import ComputeInstanceGroupManagers
+
+    handle = team.up()
+    try:
+        providers = providers_as(team, "serving")
+        hc, tmpl = health_check("np-hc"), template("np-tmpl")
+        create(providers, hc, tmpl)
+        mig = group("np-mig", tmpl, hc, size=1)
+        provider = providers.for_kind("instanceGroupManager")
+        assert isinstance(provider, ComputeInstanceGroupManagers)
+        request_id = str(uuid.uuid4())
+        cut_short = super(ComputeInstanceGroupManagers, provider).create(mig, request_id=request_id)
+        wait_for_operation(cut_short, "insert", 20, poller=provider)  # ...then the process died
+        assert provider.get(mig.key).spec.named_ports == ()
+        retried = provider.create(mig, request_id=request_id)  # the engine's roll-forward
+        wait_for_operation(retried, "create", 20, poller=provider)
+        assert provider.get(mig.key).spec == mig
+    finally:
+        stop_agent(project)
+    assert_all_gone([handle.info.pid])
