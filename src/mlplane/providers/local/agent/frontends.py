@@ -78,7 +78,7 @@ class Frontends:
         self.store = store
         self.groups = groups
         self.listeners: dict[str, Rule] = {}
-        self.dataplane = DataPlaneClient(host.paths.root)
+        self.dataplane = DataPlaneClient(host.paths.root, host.settings.data_plane or "python")
         self.loads: dict[str, Load] = {}
         self.loads_at = 0.0
         self._backends_of: dict[str, list[BackendService]] = {}  # group -> its backend services
