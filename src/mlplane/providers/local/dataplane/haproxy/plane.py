@@ -9,7 +9,7 @@
   written into each rendered configuration, and re-asserted once a new worker answers.
 - `loads` are the autoscalers' counters, from `show stat` sampled every SAMPLE_SEC while there
   is traffic: in flight (scur), requests taken (req_tot, kept across reloads), and busy
-  request-seconds (scur integrated over the samples).
+  request-seconds (scur integrated over the samples; idle, a reading every IDLE_SAMPLE_SEC).
 A haproxy that exits on its own is restarted from the last good configuration.
 """
 
@@ -32,7 +32,7 @@ from .process import HaproxyProcess
 from .runtime import RuntimeError_, backend_stats, set_states
 
 log = logging.getLogger(__name__)
-SAMPLE_SEC = 0.05
+SAMPLE_SEC = 0.1  # 10 readings per autoscaler tick (1 s)
 IDLE_SAMPLE_SEC = 0.25
 WATCH_SEC = 0.2
 RESTART_MAX_SEC = 5.0
