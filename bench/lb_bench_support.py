@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -187,8 +188,7 @@ def start_dataplane(procs: Procs, ports: list[int], tmp: Path, proxy: str) -> tu
     from mlplane.providers.local.dataplane.protocol import DataPlaneConfig, Listener
     from mlplane.providers.local.lb import BackendService, Endpoint, UrlMap
 
-    state = tmp / f"dp-{proxy}-{ports[0]}"
-    state.mkdir(mode=0o700)
+    state = Path(tempfile.mkdtemp(prefix=f"dp-{proxy}-", dir=tmp))
     argv = [sys.executable, "-m", "mlplane.providers.local.dataplane", "--dir", str(state)]
     with open(state / "dataplane.log", "ab") as log:  # the data plane's and haproxy's notices
         pid, _ = procs.start([*argv, "--proxy", proxy], ready_line=False, env=src_env(), stderr=log)

@@ -64,7 +64,6 @@ def render(listeners: Sequence[Listener], g: Globals) -> Rendered:
         f"    nbthread {g.threads}",
         f"    maxconn {s.max_connections}",
         f"    hard-stop-after {_ms(g.hard_stop_after_sec)}",
-        "    tune.bufsize 65536",
         "defaults",
         "    mode http",
         "    option dontlognull",
