@@ -210,6 +210,10 @@ def test_no_route_is_404_and_refusals_name_the_field(plane: Plane) -> None:
     with pytest.raises(Exception, match="path '/a b'"):
         plane.apply(config)
     assert get(port, "/x", "b.test")[0] == 404  # the running configuration stays
+    s = (BackendService("s"),)
+    twice = (Listener("fr", port, url_map, s), Listener("fr2", port, url_map, s))
+    errors = plane.apply(DataPlaneConfig(listeners=twice))
+    assert errors == {"fr": "", "fr2": f"port {port} on 127.0.0.1 is already in use"}
 
 
 def test_health_gates_through_the_runtime_api_without_a_reload(

@@ -62,7 +62,6 @@ class HaproxyProxies:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._drain = 1.0
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -70,21 +69,23 @@ class HaproxyProxies:
         self, listeners: Sequence[Listener], keep: Sequence[str], drain_sec: float
     ) -> dict[str, str]:
         async with self._lock:
-            self._drain = drain_sec
             errors: dict[str, str] = {}
             wanted: dict[str, Listener] = {n: li for n, li in self.listeners.items() if n in keep}
-            bound = {li.port for li in self.listeners.values()}
+            taken = {li.port for li in wanted.values()}
+            bound = {li.port for li in self.listeners.values()}  # haproxy holds them
             for li in listeners:
+                if li.port in taken:  # haproxy would share it (SO_REUSEPORT): refuse, as Python
+                    errors[li.name] = f"port {li.port} on 127.0.0.1 is already in use"
+                    continue
                 if li.port not in bound:
                     li, errors[li.name] = _claim(li)
                     if errors[li.name]:
                         continue
-                errors.setdefault(li.name, "")
+                errors[li.name] = ""
                 wanted[li.name] = li
-            hard_stop = max(
-                [drain_sec, *(s.connection_draining_timeout_sec for li in wanted.values()
-                              for s in li.services)]
-            )  # fmt: skip
+                taken.add(li.port)
+            services = [svc for x in wanted.values() for svc in x.services]
+            hard_stop = max([drain_sec, *(svc.connection_draining_timeout_sec for svc in services)])
             rendered = render(
                 list(wanted.values()), Globals(self.proc.socket, hard_stop, threads=self.threads)
             )
