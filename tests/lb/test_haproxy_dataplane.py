@@ -6,6 +6,7 @@ stalled supervisor, a crashed haproxy restarted, a clean stop."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
@@ -241,12 +242,74 @@ def test_health_gates_through_the_runtime_api_without_a_reload(
     assert " 0 0 1 1 " in servers or "MAINT" in servers or servers.count("\n") > 2
 
 
-def test_reloads_under_load_fail_no_request(
+def keep_alive_load(port: int, results: list[int], stop: threading.Event) -> None:
+    """Requests on one persistent connection (a new one only when the proxy closes it)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    while not stop.is_set():
+        try:
+            conn.request("GET", "/sleep?s=0.005")
+            resp = conn.getresponse()
+            resp.read()
+            results.append(resp.status)
+            if resp.will_close:
+                conn.close()
+        except (OSError, http.client.HTTPException):
+            results.append(0)
+            conn.close()
+    conn.close()
+
+
+def test_endpoint_changes_under_load_need_no_reload(
     plane: Plane, replicas: Callable[[str], ReplicaServer]
 ) -> None:
+    """Replicas come and go through the runtime API: the same worker, keep-alive connections
+    untouched, no failed request."""
     a, b, c = replicas("a"), replicas("b"), replicas("c")
     port = free_port()
     assert plane.apply(checked(port, UrlMap("s"), svc("s", a, b))) == {"fr": ""}
+    plane.wait_healthy(2)
+    worker = plane.worker()
+    stop = threading.Event()
+    results: list[int] = []
+    threads = [
+        threading.Thread(target=keep_alive_load, args=(port, results, stop)) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for members in [(a, b, c), (b, c), (c, a), (a,), (a, b, c), (b,)]:
+            plane.apply(checked(port, UrlMap("s"), svc("s", *members)))
+            plane.wait_healthy(len(members))
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert plane.worker() == worker
+    assert len(results) > 50
+    assert [s for s in results if s != 200] == []
+    assert {get(port)[1] for _ in range(10)} == {"b"}
+    deadline = time.monotonic() + 20
+    while f"e{a.port}" in (state := plane.runtime("show servers state fr.s")):
+        assert time.monotonic() < deadline, state  # deleted once its connections are gone
+        time.sleep(0.1)
+    assert f"e{b.port}" in state and f"e{c.port}" not in state
+
+
+def test_reloads_under_load_fail_no_request(
+    plane: Plane, replicas: Callable[[str], ReplicaServer]
+) -> None:
+    """Routing changes reload haproxy: a new worker takes the listening socket, the old one
+    finishes its requests; no request on a new connection fails."""
+    a, b = replicas("a"), replicas("b")
+    port = free_port()
+
+    def routed(k: int) -> DataPlaneConfig:
+        rules = (PathRule((f"/v{k}/*",), "t"),)
+        url_map = UrlMap("s", (HostRule(("*",), "m"),), (PathMatcher("m", "s", rules),))
+        return checked(port, url_map, svc("s", a), svc("t", b))
+
+    assert plane.apply(routed(0)) == {"fr": ""}
     plane.wait_healthy(2)
     stop = threading.Event()
     results: list[int] = []
@@ -260,17 +323,16 @@ def test_reloads_under_load_fail_no_request(
         w.start()
     pids = {plane.worker()}
     try:
-        sets = [(a, b, c), (b, c), (c, a), (a,), (a, b, c), (b,)]
-        for members in sets:
-            plane.apply(checked(port, UrlMap("s"), svc("s", *members)))
-            plane.wait_healthy(len(members))
+        for k in range(1, 6):
+            plane.apply(routed(k))
             pids.add(plane.worker())
-            time.sleep(0.1)
+            time.sleep(0.2)
     finally:
         stop.set()
         for w in workers:
             w.join()
-    assert len(pids) >= 4  # reloaded: a new worker each time the endpoints changed
+    assert len(pids) == 6  # a new worker each time the routing changed
+    assert get(port, "/v5/x")[1] == "b" and get(port, "/v4/x")[1] == "a"
     assert len(results) > 50
     assert [s for s in results if s != 200] == []
 

@@ -28,6 +28,7 @@ from mlplane.providers.local.lb.settings import ProxySettings
 from ..protocol import Listener
 
 NOT_FOUND = "_mlplane_404"
+LOCAL = "127.0.0.1"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _PATH = re.compile(r"/[A-Za-z0-9/._~:@!&+,;=%-]*")
 _HOST = re.compile(r"[a-z0-9.:\[\]-]+")
@@ -52,6 +53,17 @@ class Globals:
 
 def backend_name(listener: str, service: str) -> str:
     return f"{listener}.{service}"
+
+
+def server_name(host: str, port: int, index: int) -> str:
+    """`e{port}` for a local endpoint: the same name whether rendered or added at run time."""
+    return f"e{port}" if host == LOCAL else f"s{index}"
+
+
+def shape(text: str) -> str:
+    """The configuration without its servers: equal shapes differ only in endpoints, which the
+    runtime API can add and remove without a reload."""
+    return "\n".join(x for x in text.splitlines() if not x.startswith("    server "))
 
 
 def render(listeners: Sequence[Listener], g: Globals) -> Rendered:
@@ -121,7 +133,7 @@ def _path(src: str, path: str) -> str:
 def _backend(name: str, svc: BackendService, servers: dict[tuple[str, str, int], str]) -> list[str]:
     lines = ["", f"backend {name}", f"    timeout server {_ms(svc.timeout_sec)}"]
     for i, ep in enumerate(svc.endpoints):
-        server = f"s{i}"
+        server = server_name(ep.host, ep.port, i)
         servers[(name, ep.host, ep.port)] = server
         state = "" if ep.healthy else " disabled"
         lines.append(f"    server {server} {ep.host}:{ep.port}{state}")

@@ -1,21 +1,25 @@
 """The listeners of the data plane served by a supervised haproxy instead of in this process.
 
 `HaproxyProxies` is what `DataPlane` drives (the same calls as the Python load balancers):
-- `apply` renders every listener into one haproxy.cfg, checks it (`haproxy -c`) and reloads
-  (a new worker takes the listening sockets, the old one finishes its requests: no connection
-  is refused or cut); a listener whose port is taken by another program is left out and named.
+- `apply` renders every listener into one haproxy.cfg. When only endpoints changed (replicas
+  started, stopped, scaled), servers are added and removed through the runtime API: no reload,
+  no connection closed; a removed server stays in maintenance until its requests are done.
+  Otherwise (listeners, routing, services) the file is checked (`haproxy -c`) and haproxy
+  reloaded: a new worker takes the listening sockets, the old one finishes its requests. A
+  listener whose port another program holds is left out and named.
 - `set_endpoints` is health: our own probes stay the source of truth, and each change becomes
   `set server B/S state ready|maint` on the runtime API, without a reload. The state is also
   written into each rendered configuration, and re-asserted once a new worker answers.
-- `loads` are the autoscalers' counters, from `show stat` sampled every SAMPLE_SEC while there
+- `loads` are the autoscalers' counters, from `show stat` read every SAMPLE_SEC while there
   is traffic: in flight (scur), requests taken (req_tot, kept across reloads), and busy
-  request-seconds (scur integrated over the samples; idle, a reading every IDLE_SAMPLE_SEC).
-A haproxy that exits on its own is restarted from the last good configuration.
+  request-seconds (scur integrated over the readings).
+A haproxy that exits on its own is restarted from the last configuration written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -25,16 +29,18 @@ from dataclasses import dataclass, replace
 
 from mlplane.errors import ConfigError
 from mlplane.providers.local.lb import Endpoint
+from mlplane.providers.local.paths import write_atomic
 
 from ..protocol import Listener
-from .config import Globals, Rendered, backend_name, render
+from .config import Globals, Rendered, backend_name, render, shape
 from .process import HaproxyProcess
-from .runtime import RuntimeError_, backend_stats, set_states
+from .runtime import RuntimeError_, add_servers, backend_stats, del_servers, set_states
 
 log = logging.getLogger(__name__)
 SAMPLE_SEC = 0.1  # 10 readings per autoscaler tick (1 s)
 IDLE_SAMPLE_SEC = 0.25
 WATCH_SEC = 0.2
+RETIRE_SEC = 1.0  # a removed server still serving requests: delete it when they are done
 RESTART_MAX_SEC = 5.0
 ServerKey = tuple[str, str]  # backend, server
 
@@ -58,6 +64,7 @@ class HaproxyProxies:
         self.desired: dict[ServerKey, bool] = {}
         self.applied: dict[ServerKey, bool] = {}
         self._in_file: dict[ServerKey, bool] = {}
+        self._retired: list[ServerKey] = []  # removed, still serving requests: in maintenance
         self.counters: dict[str, _Counter] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -89,8 +96,11 @@ class HaproxyProxies:
             rendered = render(
                 list(wanted.values()), Globals(self.proc.socket, hard_stop, threads=self.threads)
             )
+            if await self._endpoints_only(rendered, wanted):
+                self._wake.set()
+                return errors
             await self.proc.check(rendered.text)
-            self.listeners, self.rendered = wanted, rendered
+            self.listeners, self.rendered, self._retired = wanted, rendered, []
             self._in_file = _states(rendered, wanted.values())
             self.desired = dict(self._in_file)  # the data plane re-gates after this apply
             if self.proc.running():
@@ -102,6 +112,36 @@ class HaproxyProxies:
             self._fold_counters()
         self._wake.set()
         return errors
+
+    async def _endpoints_only(self, rendered: Rendered, wanted: dict[str, Listener]) -> bool:
+        """Only endpoints changed: add and remove servers through the runtime API (no reload,
+        so no keep-alive connection is closed). False when a reload is needed."""
+        old = self.rendered
+        if old is None or not self.proc.running() or shape(old.text) != shape(rendered.text):
+            return False
+        retired = set(self._retired)
+        adds = [(be, name, host, port) for (be, host, port), name in rendered.servers.items()
+                if (be, host, port) not in old.servers and (be, name) not in retired]  # fmt: skip
+        gone = [(be, name) for (be, host, port), name in old.servers.items()
+                if (be, host, port) not in rendered.servers]  # fmt: skip
+        back = {(be, name) for (be, _, _), name in rendered.servers.items()}
+        try:
+            await add_servers(self.proc.socket, adds)
+            kept = await del_servers(self.proc.socket, gone + [r for r in retired if r not in back])
+        except RuntimeError_ as exc:
+            log.warning("endpoints not changed at run time (%s): reloading", exc)
+            return False
+        write_atomic(self.proc.cfg, rendered.text, mode=0o600)  # what a restart would read
+        self.listeners, self.rendered, self._retired = wanted, rendered, kept
+        self._in_file = _states(rendered, wanted.values())
+        for key in gone:
+            self.desired.pop(key, None)
+            self.applied.pop(key, None)
+        for be, name, _, _ in adds:
+            self.applied[(be, name)] = False  # added in maintenance
+            self.desired[(be, name)] = self._in_file.get((be, name), False)
+        log.info("endpoints changed at run time: %d added, %d removed", len(adds), len(gone))
+        return True
 
     def set_endpoints(self, listener: str, service: str, endpoints: Sequence[Endpoint]) -> None:
         rendered = self.rendered
@@ -137,10 +177,15 @@ class HaproxyProxies:
             ]
 
     async def _push_states(self) -> None:
+        """Health changes to the runtime API; removed servers deleted once their requests end."""
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RETIRE_SEC if self._retired else None)
             self._wake.clear()
             async with self._lock:
+                if self._retired and self.proc.running():
+                    with contextlib.suppress(RuntimeError_):
+                        self._retired = await del_servers(self.proc.socket, self._retired)
                 diff = {k: v for k, v in self.desired.items() if self.applied.get(k) != v}
                 if not diff:
                     continue

@@ -51,6 +51,28 @@ async def set_states(socket_path: str, states: dict[tuple[str, str], bool]) -> N
         raise RuntimeError_(f"haproxy refused a server state change: {bad[0]}")
 
 
+async def add_servers(socket_path: str, adds: list[tuple[str, str, str, int]]) -> None:
+    """`add server B/S HOST:PORT` (added in maintenance) for each (backend, server, host, port)."""
+    if not adds:
+        return
+    commands = [f"add server {be}/{srv} {host}:{port}" for be, srv, host, port in adds]
+    answer = await call(socket_path, ";".join(commands))
+    bad = [x for x in answer.splitlines() if x.strip() and x.strip() != "New server registered."]
+    if bad:
+        raise RuntimeError_(f"haproxy refused to add a server: {bad[0]}")
+
+
+async def del_servers(socket_path: str, removes: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Maintenance, then `del server`, for each (backend, server); returns those haproxy kept
+    because requests still run on them (they stay in maintenance: retried later)."""
+    kept = []
+    for be, srv in removes:
+        answer = await call(socket_path, f"set server {be}/{srv} state maint;del server {be}/{srv}")
+        if "Server deleted." not in answer and "No such server" not in answer:
+            kept.append((be, srv))
+    return kept
+
+
 @dataclass(frozen=True, slots=True)
 class BackendStat:
     name: str
