@@ -34,7 +34,7 @@ from mlplane.providers.local.paths import write_atomic
 from ..protocol import Listener
 from .config import Globals, Rendered, backend_name, render, shape
 from .process import HaproxyProcess
-from .runtime import RuntimeError_, add_servers, backend_stats, del_servers, set_states
+from .runtime import RuntimeApiError, add_servers, backend_stats, del_servers, set_states
 
 log = logging.getLogger(__name__)
 SAMPLE_SEC = 0.1  # 10 readings per autoscaler tick (1 s)
@@ -128,7 +128,7 @@ class HaproxyProxies:
         try:
             await add_servers(self.proc.socket, adds)
             kept = await del_servers(self.proc.socket, gone + [r for r in retired if r not in back])
-        except RuntimeError_ as exc:
+        except RuntimeApiError as exc:
             log.warning("endpoints not changed at run time (%s): reloading", exc)
             return False
         write_atomic(self.proc.cfg, rendered.text, mode=0o600)  # what a restart would read
@@ -184,7 +184,7 @@ class HaproxyProxies:
             self._wake.clear()
             async with self._lock:
                 if self._retired and self.proc.running():
-                    with contextlib.suppress(RuntimeError_):
+                    with contextlib.suppress(RuntimeApiError):
                         self._retired = await del_servers(self.proc.socket, self._retired)
                 diff = {k: v for k, v in self.desired.items() if self.applied.get(k) != v}
                 if not diff:
@@ -192,7 +192,7 @@ class HaproxyProxies:
                 try:
                     await set_states(self.proc.socket, diff)
                     self.applied.update(diff)
-                except RuntimeError_ as exc:
+                except RuntimeApiError as exc:
                     log.warning("server states not applied yet: %s", exc)
                     await asyncio.sleep(0.1)
                     self._wake.set()
@@ -206,7 +206,7 @@ class HaproxyProxies:
         """Read the backends' counters; True when any request is in flight or was taken."""
         try:
             stats = await backend_stats(self.proc.socket)
-        except RuntimeError_:
+        except RuntimeApiError:
             return False
         rendered = self.rendered
         if rendered is None:

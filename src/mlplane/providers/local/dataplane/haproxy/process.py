@@ -27,7 +27,7 @@ from mlplane.errors import ConfigError
 from mlplane.providers.local.paths import write_atomic
 
 from ..files import start_time
-from .runtime import RuntimeError_, worker_pid
+from .runtime import RuntimeApiError, worker_pid
 
 log = logging.getLogger(__name__)
 READY_SEC = 10.0
@@ -127,7 +127,7 @@ class HaproxyProcess:
         while time.monotonic() < deadline:
             if not self.running():
                 raise ConfigError("haproxy data plane", "start", f"haproxy exited; see {self.log}")
-            with contextlib.suppress(RuntimeError_, ValueError):
+            with contextlib.suppress(RuntimeApiError, ValueError):
                 pid = await worker_pid(self.socket)
                 if pid != old:
                     return pid

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 TIMEOUT_SEC = 2.0
 
 
-class RuntimeError_(Exception):
+class RuntimeApiError(Exception):
     """The runtime API could not be reached or refused a command."""
 
 
@@ -26,7 +26,7 @@ async def call(socket_path: str, command: str, timeout: float = TIMEOUT_SEC) -> 
     try:
         return await asyncio.wait_for(run(), timeout)
     except (OSError, TimeoutError) as exc:
-        raise RuntimeError_(f"haproxy's runtime API ({socket_path}): {exc!r}") from None
+        raise RuntimeApiError(f"haproxy's runtime API ({socket_path}): {exc!r}") from None
 
 
 async def worker_pid(socket_path: str) -> int:
@@ -34,7 +34,7 @@ async def worker_pid(socket_path: str) -> int:
     for line in (await call(socket_path, "show info")).splitlines():
         if line.startswith("Pid:"):
             return int(line.split(":", 1)[1])
-    raise RuntimeError_("haproxy's `show info` has no Pid")
+    raise RuntimeApiError("haproxy's `show info` has no Pid")
 
 
 async def set_states(socket_path: str, states: dict[tuple[str, str], bool]) -> None:
@@ -48,7 +48,7 @@ async def set_states(socket_path: str, states: dict[tuple[str, str], bool]) -> N
     answer = await call(socket_path, ";".join(commands))
     bad = [line for line in answer.splitlines() if line.strip()]
     if bad:
-        raise RuntimeError_(f"haproxy refused a server state change: {bad[0]}")
+        raise RuntimeApiError(f"haproxy refused a server state change: {bad[0]}")
 
 
 async def add_servers(socket_path: str, adds: list[tuple[str, str, str, int]]) -> None:
@@ -59,7 +59,7 @@ async def add_servers(socket_path: str, adds: list[tuple[str, str, str, int]]) -
     answer = await call(socket_path, ";".join(commands))
     bad = [x for x in answer.splitlines() if x.strip() and x.strip() != "New server registered."]
     if bad:
-        raise RuntimeError_(f"haproxy refused to add a server: {bad[0]}")
+        raise RuntimeApiError(f"haproxy refused to add a server: {bad[0]}")
 
 
 async def del_servers(socket_path: str, removes: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -84,7 +84,7 @@ async def backend_stats(socket_path: str) -> list[BackendStat]:
     text = await call(socket_path, "show stat -1 2 -1")
     lines = text.splitlines()
     if not lines or not lines[0].startswith("# "):
-        raise RuntimeError_(f"unexpected `show stat` answer: {text[:80]!r}")
+        raise RuntimeApiError(f"unexpected `show stat` answer: {text[:80]!r}")
     header = lines[0][2:].split(",")
     i_name, i_sv = header.index("pxname"), header.index("svname")
     i_cur, i_stot = header.index("scur"), header.index("stot")
