@@ -2,6 +2,7 @@
 and at N (default 100), one replica each, nginx in front of the same replica as the anchor.
 
     python bench/bench_revisions.py [--revisions 100] [--duration 4] [--rounds 3]
+                                    [--data-plane python|haproxy]
 
 Needs `wrk` and nginx (`apt-get install -y wrk nginx-light`); installs nothing itself. Starts a
 local agent in a temporary project; every revision is a real bundle (template, MIG, autoscaler
@@ -130,8 +131,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hold", type=float, default=0, help="seconds to wait at N (to profile)")
+    parser.add_argument(
+        "--data-plane", choices=("python", "haproxy"), default="python",
+        help="[local] data_plane of the bench's project (haproxy: apt-get install -y haproxy)",
+    )  # fmt: skip
     args = parser.parse_args()
-    require_tools("wrk", "nginx")
+    require_tools("wrk", "nginx", *(["haproxy"] if args.data_plane == "haproxy" else []))
     procs = Procs()
     with tempfile.TemporaryDirectory(prefix="bench-revisions-") as d:
         root = Path(d)
@@ -142,6 +147,9 @@ def main() -> int:
         write_project_file(project, project_id=PROJECT, members=["user:alice@acme.com"])
         text = project.read_text()
         project.write_text(text.replace("[team]\n", f'[team]\nadmins = ["user:{ADMIN}"]\n', 1))
+        if args.data_plane != "python":
+            local = f'\n[local]\ndata_plane = "{args.data_plane}"\n'
+            project.write_text(project.read_text() + local)
         agent = compose.agent_up(project).agent
         try:
             compose.login(ADMIN)
@@ -166,6 +174,9 @@ def main() -> int:
             nginx_port, _ = start_nginx(procs, [replica], root)
             dp = read_info(DataPlaneFiles(AgentPaths.for_project(project).root))
             assert dp is not None
+            haproxy = (AgentPaths.for_project(project).root / "haproxy.json").exists()
+            assert haproxy == (args.data_plane == "haproxy"), "the data plane is not the one asked"
+            print(f"data plane: {args.data_plane} (pid {dp.pid})", flush=True)
             wrk(lb_port, 4, 1, lua, "/v1/models/svc0/predict")
             one = measure(lb_port, nginx_port, args.rounds, args.duration, lua)
             idle_one = idle_cpu([agent.info.pid, dp.pid])

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -176,6 +177,45 @@ def start_lb(procs: Procs, ports: list[int], tmp: Path, loop: str = "auto") -> t
     return int(line.rsplit(":", 1)[1]), pid
 
 
+def start_dataplane(procs: Procs, ports: list[int], tmp: Path, proxy: str) -> tuple[int, int]:
+    """The data-plane process (`--proxy python|haproxy`) configured over its control socket as
+    the agent does, one listener in front of `ports`: (its port, the data plane's pid; with
+    haproxy, its master and worker are that pid's descendants)."""
+    import asyncio
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from mlplane.providers.local.dataplane.client import DataPlaneClient
+    from mlplane.providers.local.dataplane.protocol import DataPlaneConfig, Listener
+    from mlplane.providers.local.lb import BackendService, Endpoint, UrlMap
+
+    state = Path(tempfile.mkdtemp(prefix=f"dp-{proxy}-", dir=tmp))
+    argv = [sys.executable, "-m", "mlplane.providers.local.dataplane", "--dir", str(state)]
+    with open(state / "dataplane.log", "ab") as log:  # the data plane's and haproxy's notices
+        pid, _ = procs.start([*argv, "--proxy", proxy], ready_line=False, env=src_env(), stderr=log)
+    port = free_port()
+    endpoints = tuple(Endpoint("127.0.0.1", p) for p in ports)
+    service = BackendService("bench-bes", endpoints)
+    listener = Listener("bench", port, UrlMap("bench-bes"), (service,))
+
+    async def configure() -> dict[str, str]:
+        client = DataPlaneClient(state, proxy)
+        deadline = time.monotonic() + 15
+        while not client.running():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {proxy} data plane did not start: see {state}")
+            await asyncio.sleep(0.02)
+        await client.ensure()
+        errors = await client.apply(DataPlaneConfig(listeners=(listener,)))
+        client.close()
+        return errors
+
+    errors = asyncio.run(configure())
+    if errors.get("bench"):
+        raise RuntimeError(f"the {proxy} data plane cannot listen: {errors['bench']}")
+    wait_port(port)
+    return port, pid
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -242,6 +282,16 @@ def cpu_seconds(pid: int, with_children: bool = True) -> float:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
         total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of `pid` and all its descendants (a data plane, haproxy's master and worker)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu_seconds(p, with_children=False)
+        todo += children(p)
     return total
 
 

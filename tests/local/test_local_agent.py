@@ -186,12 +186,17 @@ def test_an_agent_whose_state_directory_is_deleted_stops_with_its_processes(
     hc, tmpl = health_check("orphan-hc"), template("orphan-tmpl")
     create(providers, hc, tmpl, group("orphan-mig", tmpl, hc, size=1))
     pids = running_pids(team, 1)
+    # The data plane the group's probes start (a detached process that creates its files):
+    # deleting the directory while it is being created would race with it.
+    info = project.parent / ".mlplane" / "agent" / "dataplane.json"
+    wait_until(lambda: info.exists() or None, 10, "the data plane to start")
+    dataplane = json.loads(info.read_text())["pid"]
     state = project.parent / ".mlplane"
     deadline = time.monotonic() + 10
     while state.exists() and time.monotonic() < deadline:  # as `rm -rf` again: the agent or a
         shutil.rmtree(state, ignore_errors=True)  # replica may write a file during the first
     assert not state.exists()
-    assert_all_gone([handle.info.pid, *pids], timeout=10)
+    assert_all_gone([handle.info.pid, *pids, dataplane], timeout=15)
 
 
 def test_every_api_call_needs_a_token_the_agent_issued(project: Path, team: Team) -> None:

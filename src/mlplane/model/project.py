@@ -95,6 +95,11 @@ class LocalSection(Spec):
         le=65535,
         description="port of the load balancer on 127.0.0.1; 0 picks a free one at bootstrap",
     )
+    data_plane: Literal["python", "haproxy"] = Field(
+        default="python",
+        description="what serves the load balancers' listeners: the Python data plane (needs "
+        "nothing installed) or a supervised haproxy (the Debian package haproxy)",
+    )
 
 
 class NotebooksSection(Spec):

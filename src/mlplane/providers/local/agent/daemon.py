@@ -18,12 +18,14 @@ import logging
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mlplane.data.artifacts.audit import writes_by
 from mlplane.errors import ConfigError
 from mlplane.iam.loading import load_project
+from mlplane.providers.local.dataplane.haproxy.process import HaproxyMissing, find_haproxy
 from mlplane.providers.local.paths import AgentInfo, AgentPaths, write_atomic, write_info
 
 from .auth import Gate, TokenAuthority
@@ -124,17 +126,28 @@ async def _watch_state_dir(paths: AgentPaths, stop: asyncio.Event) -> None:
             stop.set()
 
 
+def with_data_plane(settings: AgentSettings, from_project: str) -> AgentSettings:
+    """The data plane the environment names, else the project file's; ConfigError when it is
+    haproxy and haproxy is not installed (the agent does not start, and says why)."""
+    chosen = settings.data_plane or from_project
+    if chosen == "haproxy" and find_haproxy() is None:
+        raise HaproxyMissing()
+    return replace(settings, data_plane=chosen)
+
+
 def build_gateway(
     paths: AgentPaths, settings: AgentSettings, started: float
 ) -> tuple[Gateway, Host, ResourceStore, Runtime, BuildRunner]:
     """Wire the agent: token authority and IAM gate, runtime, and the API surfaces."""
     tokens = TokenAuthority(paths.tokens)
     gate = Gate(paths.project_file, tokens)
+    project_file = load_project(paths.project_file).project
+    loaded = project_file.project
+    settings = with_data_plane(settings, project_file.local.data_plane)
     host = Host(gate.project, paths, settings, tokens)
     store, ops = ResourceStore(RecordFiles(paths.resources)), Operations()
     runtime = Runtime(host, store)
     service = ResourceService(gate, store, ops, runtime)
-    loaded = load_project(paths.project_file).project.project
 
     def compute_base() -> str:
         return f"{host.api_url}/compute/v1/"

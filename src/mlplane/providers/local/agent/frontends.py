@@ -32,6 +32,7 @@ from mlplane.model.compute import (
 from mlplane.providers.errors import InvalidRequest
 from mlplane.providers.local import lb
 from mlplane.providers.local.dataplane.client import DataPlaneClient, DataPlaneError
+from mlplane.providers.local.dataplane.haproxy.config import Globals, render
 from mlplane.providers.local.dataplane.protocol import (
     DataPlaneConfig,
     Listener,
@@ -78,7 +79,7 @@ class Frontends:
         self.store = store
         self.groups = groups
         self.listeners: dict[str, Rule] = {}
-        self.dataplane = DataPlaneClient(host.paths.root)
+        self.dataplane = DataPlaneClient(host.paths.root, host.settings.data_plane or "python")
         self.loads: dict[str, Load] = {}
         self.loads_at = 0.0
         self._backends_of: dict[str, list[BackendService]] = {}  # group -> its backend services
@@ -158,8 +159,11 @@ class Frontends:
         """Refuse a URL map the local load balancer could not serve (InvalidRequest)."""
         try:
             translated = lb_config.url_map(spec)
-            stubs = [lb.BackendService(n) for n in lb_config.service_names(spec)]
-            lb.validate(translated, [*stubs, lb_config.openapi_service(1)])
+            stubs = (*(lb.BackendService(n) for n in lb_config.service_names(spec)),
+                     lb_config.openapi_service(1))  # fmt: skip
+            lb.validate(translated, stubs)
+            if self.dataplane.proxy == "haproxy":  # what haproxy cannot be given verbatim
+                render([Listener("check", 1, translated, stubs)], Globals("/dev/null"))
         except (ValueError, ConfigError) as exc:
             raise InvalidRequest(
                 f"the local load balancer cannot serve it: {exc}", spec.key

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlplane.apis.endpoints import Endpoints
 from mlplane.model.compute import ResourceKey
@@ -25,6 +26,7 @@ from .store import Observed
 
 # Variables of the agent's own environment that a workload must not inherit: a VM has no
 # user's credentials; its identity is its metadata server's.
+DATA_PLANES = ("python", "haproxy")
 _PRIVATE = ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "CLOUDSDK_CONFIG")
 
 
@@ -37,13 +39,19 @@ class AgentSettings:
     autoscale_tick_sec: float = 1.0
     lb_drain_sec: float = 1.0  # in-flight requests when a forwarding rule goes
     restart_backoff_max_sec: float = 10.0  # a replica that keeps crashing at start
+    data_plane: str = ""  # "python" or "haproxy"; "" takes mlplane.toml's [local] data_plane
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AgentSettings:
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             raw = env.get(f"MLPLANE_AGENT_{name.upper()}")
-            if raw is not None:
+            if name == "data_plane" and raw:
+                if raw not in DATA_PLANES:
+                    known = ", ".join(DATA_PLANES)
+                    raise ValueError(f"MLPLANE_AGENT_DATA_PLANE={raw!r}: expected one of {known}")
+                values[name] = raw
+            elif raw is not None and name != "data_plane":
                 try:
                     values[name] = float(raw)
                 except ValueError:

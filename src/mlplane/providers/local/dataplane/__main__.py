@@ -1,4 +1,5 @@
-"""`python -m mlplane.providers.local.dataplane --dir STATE_DIR [--detach] [--loop auto]`
+"""`python -m mlplane.providers.local.dataplane --dir STATE_DIR [--detach] [--loop auto]
+[--proxy python|haproxy]`
 
 The data-plane process of a project's agent. With --detach it forks into its own session (the
 parent prints the child's pid and exits), so it is nobody's child: it outlives an agent that
@@ -19,12 +20,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", required=True, help="the agent's state directory")
     parser.add_argument("--detach", action="store_true", help="fork into the background")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    parser.add_argument(
+        "--proxy", choices=("python", "haproxy"), default="python",
+        help="what serves the listeners: the Python load balancers, or a supervised haproxy",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     from pathlib import Path
 
     from .files import DataPlaneFiles
 
     files = DataPlaneFiles(Path(args.dir).resolve())
+    if args.proxy == "haproxy":
+        from .haproxy.process import find_haproxy
+
+        if find_haproxy() is None:  # said before detaching, where the caller sees it
+            print("error: --proxy haproxy: haproxy is not installed (apt-get install -y haproxy)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     if args.detach:
         pid = os.fork()
         if pid:
@@ -38,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(out, 2)
     from .process import run
 
-    return run(files, args.loop)
+    return run(files, args.loop, args.proxy)
 
 
 if __name__ == "__main__":

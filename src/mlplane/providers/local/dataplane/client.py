@@ -34,8 +34,9 @@ class DataPlaneError(MlplaneError):
 
 
 class DataPlaneClient:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, proxy: str = "python") -> None:
         self.files = DataPlaneFiles(state_dir)
+        self.proxy = proxy  # what a data plane this client starts serves its listeners with
         self.info: DataPlaneInfo | None = None
         self.adopted = False
         self.inherited: dict[str, int] = {}  # listeners an adopted data plane was running
@@ -59,6 +60,14 @@ class DataPlaneClient:
             hello = await self.call({"op": "hello"})
             self.version = int(hello.get("version", 0))
             self.inherited = {str(k): int(v) for k, v in hello.get("listeners", {}).items()}
+            running = str(hello.get("proxy", "python"))
+            if running != self.proxy:
+                log.warning(
+                    "the adopted data plane serves with %s, not %s: it keeps doing so (its "
+                    "connections stay open) until `mlplane down` and `up`",
+                    running,
+                    self.proxy,
+                )
             log.info("adopted data plane pid %d (config version %d)", info.pid, self.version)
             return
         await self._start()
@@ -67,7 +76,7 @@ class DataPlaneClient:
         src = str(Path(__file__).resolve().parents[4])  # the directory holding `mlplane`
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-        argv = [sys.executable, "-m", "mlplane.providers.local.dataplane"]
+        argv = [sys.executable, "-m", "mlplane.providers.local.dataplane", "--proxy", self.proxy]
         proc = await asyncio.create_subprocess_exec(
             *argv, "--dir", str(self.files.root), "--detach",
             stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL, env=env,

@@ -17,7 +17,8 @@ from mlplane.providers.local.lb.__main__ import run as run_loop
 from mlplane.providers.local.paths import write_atomic
 
 from .files import DataPlaneFiles, remove_files, start_time
-from .server import DataPlane, serve_control
+from .pyproxies import PythonProxies
+from .server import DataPlane, Proxies, serve_control
 
 log = logging.getLogger("mlplane.dataplane")
 EXIT_LOCKED = 3
@@ -36,7 +37,7 @@ def raise_fd_limit() -> int:
     return soft
 
 
-def run(files: DataPlaneFiles, loop: str = "auto") -> int:
+def run(files: DataPlaneFiles, loop: str = "auto", proxy: str = "python") -> int:
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -50,15 +51,25 @@ def run(files: DataPlaneFiles, loop: str = "auto") -> int:
         return EXIT_LOCKED
     try:
         limit = raise_fd_limit()
-        run_loop(_serve(files, limit), loop)
+        run_loop(_serve(files, limit, proxy), loop)
         return 0
     finally:
         remove_files(files)
         os.close(fd)
 
 
-async def _serve(files: DataPlaneFiles, fd_limit: int) -> None:
-    dp = DataPlane()
+def make_proxies(files: DataPlaneFiles, proxy: str) -> Proxies:
+    """The Python load balancers, or a supervised haproxy (ConfigError when not installed)."""
+    if proxy == "haproxy":
+        from .haproxy.plane import HaproxyProxies
+        from .haproxy.process import HaproxyProcess
+
+        return HaproxyProxies(HaproxyProcess(files.root))
+    return PythonProxies()
+
+
+async def _serve(files: DataPlaneFiles, fd_limit: int, proxy: str) -> None:
+    dp = DataPlane(make_proxies(files, proxy), proxy)
     address = files.socket_address()
     with contextlib.suppress(OSError):
         os.unlink(address)
@@ -78,7 +89,7 @@ async def _serve(files: DataPlaneFiles, fd_limit: int) -> None:
     await dp.stopping.wait()
     watch.cancel()
     server.close()
-    log.info("stopping: draining %d listeners", len(dp.balancers))
+    log.info("stopping: draining %d listeners", len(dp.proxies.ports()))
     await dp.stop()
     log.info("stopped after %.0f s", time.time() - dp.started_at)
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from mlplane.errors import ConfigError
-from mlplane.providers.local.lb import BackendService, Endpoint, LoadBalancer, validate
+from mlplane.providers.local.lb import BackendService, Endpoint, validate
 
 from .health import CheckSpec, Health, HealthTrack, Prober
 from .protocol import (
@@ -34,16 +33,34 @@ from .protocol import (
     decode,
     encode,
 )
+from .pyproxies import PythonProxies
 
 log = logging.getLogger(__name__)
 DRAIN_SEC = 1.0
 TargetKey = tuple[int, str, str]  # port, check, owner
 
 
+class Proxies(Protocol):
+    """What serves the listeners: the Python load balancers here, or a supervised haproxy."""
+
+    async def apply(
+        self, listeners: Sequence[Listener], keep: Sequence[str], drain_sec: float
+    ) -> dict[str, str]: ...
+
+    def set_endpoints(self, listener: str, service: str, endpoints: Sequence[Endpoint]) -> None: ...
+
+    def loads(self, now: float) -> dict[str, tuple[int, int, float]]: ...
+
+    def ports(self) -> dict[str, int]: ...
+
+    async def stop(self, drain_sec: float) -> None: ...
+
+
 class DataPlane:
-    def __init__(self) -> None:
+    def __init__(self, proxies: Proxies | None = None, proxy_kind: str = "python") -> None:
         self.config = DataPlaneConfig()
-        self.balancers: dict[str, LoadBalancer] = {}
+        self.proxies: Proxies = proxies if proxies is not None else PythonProxies()
+        self.proxy_kind = proxy_kind
         self.probers: dict[TargetKey, Prober] = {}
         self.health: dict[TargetKey, tuple[int, HealthTrack]] = {}  # seq order, newest last
         self.seq = 0
@@ -55,7 +72,6 @@ class DataPlane:
         self._reported: dict[str, tuple[int, int]] = {}
         self.clients = 0  # control connections ever made
         self._news = asyncio.Event()  # a health record was made (wakes waiting polls)
-        self._closing: set[asyncio.Task[None]] = set()  # listeners draining
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -65,27 +81,12 @@ class DataPlane:
         for li in config.listeners:
             validate(li.url_map, li.services)
         self._apply_targets(config)
-        errors: dict[str, str] = {}
-        wanted = {li.name: li for li in config.listeners}
-        for name in [n for n in self.balancers if n not in wanted and n not in config.keep]:
-            gone = self.balancers.pop(name)
-            drain = config.drain_sec
-            task = asyncio.get_running_loop().create_task(gone.stop(drain_timeout_sec=drain))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
         self._gated, self._services = {}, {}
-        for li in config.listeners:
-            services = tuple(self._gate(li.name, s) for s in li.services)
-            balancer = self.balancers.get(li.name)
-            if balancer is not None and balancer.port != li.port:
-                self.balancers.pop(li.name)
-                await balancer.stop(drain_timeout_sec=config.drain_sec)
-                balancer = None
-            if balancer is None:
-                errors[li.name] = await self._open(li, services)
-            else:
-                balancer.apply(li.url_map, services)
-                errors[li.name] = ""
+        listeners = [
+            replace(li, services=tuple(self._gate(li.name, s) for s in li.services))
+            for li in config.listeners
+        ]
+        errors = await self.proxies.apply(listeners, config.keep, config.drain_sec)
         # Probes that finished while this apply awaited (a listener opening) were pushed into
         # the state being replaced: gate every service on the health known now.
         for listener, name in list(self._services):
@@ -94,18 +95,6 @@ class DataPlane:
         log.info("config %d: %d listeners, %d probe targets", config.version,
                  len(config.listeners), len(config.targets))  # fmt: skip
         return errors
-
-    async def _open(self, li: Listener, services: tuple[BackendService, ...]) -> str:
-        balancer = LoadBalancer(li.url_map, services)
-        try:
-            await balancer.start(li.port)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return f"port {li.port} on 127.0.0.1 is already in use"
-            return f"cannot listen on 127.0.0.1:{li.port}: {exc}"
-        self.balancers[li.name] = balancer
-        log.info("listener %s on 127.0.0.1:%d", li.name, li.port)
-        return ""
 
     def _gate(self, listener: str, service: BackendService) -> BackendService:
         """The service with each checked endpoint's health taken from this process's probes."""
@@ -167,9 +156,8 @@ class DataPlane:
             self._regate(listener, name)
 
     def _regate(self, listener: str, name: str) -> None:
-        balancer = self.balancers.get(listener)
         service = self._services.get((listener, name))
-        if balancer is None or service is None:
+        if service is None:
             return
         endpoints = [
             replace(ep, healthy=self._healthy((ep.port, ep.health_check)))
@@ -177,10 +165,7 @@ class DataPlane:
             else ep
             for ep in service.endpoints
         ]
-        try:
-            balancer.set_endpoints(name, endpoints)
-        except ConfigError as exc:
-            log.error("health of %s not applied: %s", name, exc)
+        self.proxies.set_endpoints(listener, name, endpoints)
 
     # -- reporting -----------------------------------------------------------------------------
 
@@ -194,13 +179,8 @@ class DataPlane:
             reports.append(HealthReport(*key, track.state, track.successes, track.failures))
         now = time.monotonic()
         loads: dict[str, Load] = {}
-        for balancer in self.balancers.values():
-            for name, (in_flight, total, busy) in balancer.service_loads(now).items():
-                prev = loads.get(name)
-                if prev is not None:
-                    in_flight, total = in_flight + prev.in_flight, total + prev.total
-                    busy += prev.busy
-                loads[name] = Load(in_flight, total, busy)
+        for name, (in_flight, total, busy) in self.proxies.loads(now).items():
+            loads[name] = Load(in_flight, total, busy)
         if since:
             changed = {
                 n: x
@@ -248,7 +228,8 @@ class DataPlane:
                 "pid": os.getpid(),
                 "startedAt": self.started_at,
                 "version": self.config.version,
-                "listeners": {name: b.port for name, b in self.balancers.items()},
+                "listeners": self.proxies.ports(),
+                "proxy": self.proxy_kind,
             }
         if op == "shutdown":
             self.stopping.set()
@@ -258,10 +239,7 @@ class DataPlane:
     async def stop(self, drain_sec: float = DRAIN_SEC) -> None:
         for prober in self.probers.values():
             prober.cancel()
-        await asyncio.gather(
-            *(b.stop(drain_timeout_sec=drain_sec) for b in self.balancers.values())
-        )
-        self.balancers.clear()
+        await self.proxies.stop(drain_sec)
 
 
 async def serve_control(dp: DataPlane, path: str) -> asyncio.Server:
