@@ -37,6 +37,12 @@ class WrittenObject:
 
 
 @dataclass(frozen=True)
+class PushedImage:
+    name: str  # as tagged (HOST/PROJECT/REPOSITORY/IMAGE:TAG)
+    digest: str  # sha256:...
+
+
+@dataclass(frozen=True)
 class Build:
     id: str
     trigger: str
@@ -50,6 +56,7 @@ class Build:
     detail: str = ""
     objects: tuple[WrittenObject, ...] = ()
     log: str = ""
+    images: tuple[PushedImage, ...] = ()  # what the build pushed, with digests
 
     @property
     def done(self) -> bool:
@@ -90,6 +97,10 @@ def _from_record(d: Mapping[str, Any]) -> Build:
         detail=str(d.get("status_detail", "")),
         objects=objects,
         log=str(d.get("log", "")),
+        images=tuple(
+            PushedImage(str(i.get("name", "")), str(i.get("digest", "")))
+            for i in d.get("images", ())
+        ),
     )
 
 
@@ -177,8 +188,33 @@ def run_trigger(
     """Run `trigger` with `substitutions` (`_SERVICE`, ...) as the caller; wait for its build,
     following its log; return its record. Raises BuildFailed unless it succeeded."""
     check_trigger(session, trigger)
+    return _run(session, trigger, substitutions, "main", progress, timeout)
+
+
+def run_on_branch(
+    session: Session, trigger: str, branch: str, progress: Progress = print, *,
+    timeout: float = 3600.0,
+) -> Build:  # fmt: skip
+    """Run a push trigger as a push to `branch` would (`mlplane ci run build-images --branch
+    main`, or a git hook after a merge): the build takes that branch's commit. Cloud Build
+    refuses a branch its trigger does not build."""
+    info = session.authz.policy.triggers.get(trigger)
+    if info is None:
+        known = ", ".join(sorted(session.authz.policy.triggers))
+        raise ConfigError("argument", "TRIGGER", f"no trigger '{trigger}' (triggers: {known})")
+    if info.event == "manual":
+        raise ConfigError(
+            "argument", "TRIGGER", f"trigger '{trigger}' is manual: `mlplane ci trigger {trigger}`"
+        )
+    return _run(session, trigger, {}, branch, progress, timeout)
+
+
+def _run(
+    session: Session, trigger: str, substitutions: Mapping[str, str], branch: str,
+    progress: Progress, timeout: float,
+) -> Build:  # fmt: skip
     params = {"projectId": session.project_id, "triggerId": trigger}
-    body = {"substitutions": dict(substitutions), "branchName": "main"}
+    body = {"substitutions": dict(substitutions), "branchName": branch}
     op = session.api.call("cloudbuild.projects.triggers.run", params, body)
     build = op["metadata"]["build"]
     build_id = str(build["id"])

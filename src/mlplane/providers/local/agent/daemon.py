@@ -28,7 +28,8 @@ from mlplane.providers.local.paths import AgentInfo, AgentPaths, write_atomic, w
 
 from .auth import Gate, TokenAuthority
 from .builds import BuildRunner
-from .gateway import Gateway
+from .cicd import attach as attach_cicd
+from .gateway import PUBLIC, Gateway
 from .host import AgentSettings, Host
 from .http_server import serve
 from .metadata import project_number
@@ -139,7 +140,8 @@ def build_gateway(
     runner = BuildRunner(
         host, loaded.zone, lambda build: writes_by(paths.project_file, "build", build)
     )
-    builds = CloudBuildApi(gate, runner, loaded.region)
+    cicd = attach_cicd(host, gate, runtime, runner)  # registry, containers, Cloud Run
+    builds = CloudBuildApi(gate, runner, loaded.region, cicd.configs, cicd.branch_of)
 
     def processes() -> list[dict[str, Any]]:
         return [v.to_json() for v in runtime.replicas()]
@@ -150,8 +152,10 @@ def build_gateway(
         *endpoints.surfaces(),
         identity.surface(),
         builds.surface(),
+        *cicd.surfaces,
     ]
-    gateway = Gateway(gate, surfaces, {**identity.plain(), **admin.plain()})
+    plain = {**identity.plain(), **admin.plain(), **cicd.plain}
+    gateway = Gateway(gate, surfaces, plain, (*PUBLIC, *cicd.public))
     return gateway, host, store, runtime, runner
 
 
@@ -160,6 +164,8 @@ async def _serve(paths: AgentPaths, settings: AgentSettings) -> None:
     gateway, host, store, runtime, runner = build_gateway(paths, settings, started)
     server = await serve(gateway.handle, admit=gateway.admit)
     host.api_port = int(server.sockets[0].getsockname()[1])
+    for hook in host.on_start:
+        await hook()
     write_info(paths, AgentInfo(os.getpid(), host.api_port, str(paths.project_file), started))
     log.info("agent pid %d for project %s: API on 127.0.0.1:%d", os.getpid(), host.project_id,
              host.api_port)  # fmt: skip
@@ -173,6 +179,8 @@ async def _serve(paths: AgentPaths, settings: AgentSettings) -> None:
     watchdog.cancel()
     log.info("stopping: %d resources, %d processes", len(store.records), len(runtime.replicas()))
     server.close()
+    for hook in host.on_stop:
+        await hook()
     await runtime.shutdown()
     await runner.close()
     with contextlib.suppress(Exception):

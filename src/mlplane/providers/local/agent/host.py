@@ -1,6 +1,8 @@
 """What the agent's runtime pieces share, and how an instance or replica process is launched:
 its command from the runtime metadata, its own port (`PORT`) and its own metadata endpoint
-(`GCE_METADATA_HOST`), its log file under `.mlplane/agent/logs/`."""
+(`GCE_METADATA_HOST`), its log file under `.mlplane/agent/logs/`. A workload that names an
+image runs as a container of it when a Docker engine is reachable (`containers.py`), else as
+its command here, else not at all (ValueError saying it needs an engine)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from mlplane.apis.endpoints import Endpoints
 from mlplane.providers.local.paths import AgentPaths
@@ -51,6 +54,25 @@ class AgentSettings:
         return cls(**values)
 
 
+class ContainerRunner(Protocol):
+    """What `launch` needs to run a workload as a container (containers.Containers)."""
+
+    async def engine(self) -> Any: ...
+
+    def why_not(self) -> str: ...
+
+    async def argv(
+        self, engine: Any, name: str, image: str, args: Sequence[str], env: Mapping[str, str],
+        workload_env: Mapping[str, str], service_account: str | None, *,
+        as_service_agent: bool = False,
+    ) -> tuple[list[str], str]: ...  # fmt: skip
+
+    async def remove(self, container: str) -> None: ...
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
 @dataclass
 class Host:
     project_id: str
@@ -62,6 +84,9 @@ class Host:
     api_port: int = 0
     names: set[str] = field(default_factory=set)  # instance and replica names in use
     notify: Callable[[], None] = lambda: None  # membership or health changed
+    containers: ContainerRunner | None = None  # workloads that name an image, with an engine
+    on_start: list[Hook] = field(default_factory=list)  # once the API listens (api_port set)
+    on_stop: list[Hook] = field(default_factory=list)  # before the runtime shuts down
 
     def __post_init__(self) -> None:
         self.children = ChildRegistry(self.paths.children)
@@ -88,6 +113,7 @@ class Running:
     port: int
     metadata: MetadataServer
     started_at: float = field(default_factory=time.monotonic)
+    container: str = ""  # the container's name, when it runs as one
 
     @property
     def pid(self) -> int:
@@ -122,21 +148,49 @@ def workload_environment(host: Host, name: str, metadata_port: int) -> dict[str,
     return env
 
 
+async def _engine(host: Host, image: str | None) -> Any:
+    if image is None or host.containers is None:
+        return None
+    return await host.containers.engine()
+
+
 async def launch(
-    host: Host, name: str, zone: str, items: Mapping[str, str], service_account: str | None
+    host: Host,
+    name: str,
+    zone: str,
+    items: Mapping[str, str],
+    service_account: str | None,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    as_service_agent: bool = False,
 ) -> Running:
-    """Start the process of instance `name`; ValueError/OSError when it cannot start."""
+    """Start the process of instance `name`; ValueError/OSError when it cannot start.
+    `as_service_agent`: its image is pulled by Cloud Run's service agent (a revision)."""
     runtime = runtime_of(items, f"instance '{name}'")
+    engine = await _engine(host, runtime.image)
+    if runtime.image and engine is None and not runtime.argv:
+        why = host.containers.why_not() if host.containers is not None else "no engine support"
+        raise ValueError(
+            f"instance '{name}' runs the image {runtime.image}, which needs a Docker engine: {why}"
+        )
     identity = InstanceIdentity(name, zone, host.project_id, service_account, dict(items))
     metadata = MetadataServer(identity, host.tokens)
     md_port = await metadata.start()
     port = host.ports.allocate()
     env = workload_environment(host, name, md_port)
-    env.update(runtime.env)
+    workload_env = {**runtime.env, **(extra_env or {})}
+    env.update(workload_env)
     env["PORT"] = str(port)
+    argv, container = list(runtime.argv), ""
     try:
+        if engine is not None and host.containers is not None and runtime.image:
+            argv, container = await host.containers.argv(
+                engine, name, runtime.image, runtime.args, env, workload_env, service_account,
+                as_service_agent=as_service_agent,
+            )  # fmt: skip
+            env = engine.environment(env)
         proc = await spawn(
-            runtime.argv,
+            argv,
             env,
             host.paths.project_file.parent,
             host.paths.logs / f"{name}.log",
@@ -146,13 +200,15 @@ async def launch(
         host.ports.release(port)
         await metadata.close()
         raise
-    return Running(name, proc, port, metadata)
+    return Running(name, proc, port, metadata, container=container)
 
 
 async def halt(host: Host, running: Running) -> int:
     """Stop the process (gracefully, then SIGKILL), close its metadata endpoint, free its port."""
     try:
         code = await running.proc.stop(host.settings.stop_grace_sec)
+        if running.container and host.containers is not None:
+            await host.containers.remove(running.container)
     finally:
         host.children.remove(running.pid)
         host.ports.release(running.port)
