@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplane.errors import MlplaneError
-from mlplane.model.images import DIRECTORY, ImageRef, in_repository, project_images, repository_id
+from mlplane.model.images import DIRECTORY, ImageRef, in_repository, repository_id
 from mlplane.workflows.session import Session
 
 Progress = Callable[[str], None]
@@ -83,7 +83,7 @@ def prepare(
         return 0
     client = _client(session, repository)
     previous: dict[str, str] = {}
-    for name in images:
+    for name in _auxiliary_images(session):  # what the deploy step compares with
         digest = client.digest(ImageRef.parse(f"{repository}/{name}:latest"))
         if digest:
             previous[name] = digest
@@ -94,6 +94,16 @@ def prepare(
     for s in staged:
         progress(f"prepare: {s.image}: {s.files} files staged in {s.context}")
     return len(staged)
+
+
+def _auxiliary_images(session: Session) -> list[str]:
+    """The images of the project's repository its auxiliary services run (what can change)."""
+    project = session.loaded.project
+    pid, repo = project.project.id, repository_id(project)
+    declared = [i.image for i in project.auxiliary.instances]
+    declared += [r.image for r in project.auxiliary.run_services]
+    names = (in_repository(project.resolve(image), pid, repo) for image in declared)
+    return sorted({n for n in names if n})
 
 
 def _previous(workspace: Path) -> dict[str, str]:
@@ -128,7 +138,7 @@ def deploy(
         return DeployResult(skipped=missing)
     client = _client(session, repository)
     pushed: dict[str, str] = {}
-    for name in project_images(project):
+    for name in _auxiliary_images(session):
         digest = client.digest(ImageRef.parse(f"{repository}/{name}:{tag}"))
         if digest:
             pushed[name] = digest

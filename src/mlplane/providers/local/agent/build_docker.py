@@ -65,30 +65,44 @@ class DockerSteps:
         return ProcessId(proc.pid, start_time(proc.pid) or 0), proc.wait
 
     async def digests(self, images: list[str]) -> list[dict[str, Any]]:
-        """results.images: each pushed image with its digest (from the engine)."""
+        """results.images: each pushed image with its digest (from the engine, in one call)."""
         engine = await asyncio.to_thread(find_engine)
-        out: list[dict[str, Any]] = []
-        for ref in images:
-            digest = await asyncio.to_thread(_repo_digest, engine, ref) if engine else ""
-            out.append({"name": ref, "digest": digest})
-        return out
+        found = await asyncio.to_thread(_repo_digests, engine, images) if engine else {}
+        return [{"name": ref, "digest": found.get(ref, "")} for ref in images]
 
 
-def _repo_digest(engine: Engine, ref: str) -> str:
+def _repository(ref: str) -> str:
+    last = ref.rsplit("/", 1)[-1]
+    return ref[: len(ref) - len(last)] + last.split(":", 1)[0].split("@", 1)[0]
+
+
+def _repo_digests(engine: Engine, refs: list[str]) -> dict[str, str]:
+    if not refs:
+        return {}
     try:
         out = subprocess.run(
-            [engine.cli, "image", "inspect", "--format", "{{json .RepoDigests}}", ref],
+            [engine.cli, "image", "inspect", "--format", "{{json .RepoDigests}}", *refs],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=60,
             env=engine.environment(),
         )
-        last = ref.rsplit("/", 1)[-1]
-        repo = ref[: len(ref) - len(last)] + last.split(":", 1)[0].split("@", 1)[0]
-        for item in json.loads(out.stdout or "[]"):
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    found: dict[str, str] = {}
+    lines = out.stdout.splitlines()
+    if len(lines) != len(refs):  # some image is missing: inspect them one by one
+        if len(refs) > 1:
+            for ref in refs:
+                found.update(_repo_digests(engine, [ref]))
+        return found
+    for ref, line in zip(refs, lines, strict=True):
+        try:
+            items = json.loads(line or "[]")
+        except ValueError:
+            continue
+        for item in items:
             name, _, digest = str(item).partition("@")
-            if name == repo:
-                return digest
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return ""
-    return ""
+            if name == _repository(ref):
+                found[ref] = digest
+    return found
