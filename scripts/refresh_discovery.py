@@ -63,6 +63,7 @@ SUBSET: dict[str, tuple[str, ...]] = {
             "services.get",
             "services.list",
             "services.getConfig",
+            "services.testIamPermissions",
             "services.configs.create",
             "services.configs.get",
             "services.configs.list",
@@ -106,6 +107,23 @@ SUBSET: dict[str, tuple[str, ...]] = {
         )
     ),
     "iamcredentials.v1": ("iamcredentials.projects.serviceAccounts.generateAccessToken",),
+    # Read only, by `mlplane up` on provider "gcp" (workflows/preflight*.py): is the foundation
+    # `mlplane export` creates there, and may the caller do what the model lets them?
+    "cloudresourcemanager.v1": ("cloudresourcemanager.projects.testIamPermissions",),
+    "iam.v1": (
+        "iam.projects.roles.list",
+        "iam.projects.serviceAccounts.list",
+        "iam.projects.serviceAccounts.testIamPermissions",
+    ),
+    "storage.v1": ("storage.buckets.get", "storage.buckets.testIamPermissions"),
+    "secretmanager.v1": (
+        "secretmanager.projects.secrets.get",
+        "secretmanager.projects.secrets.testIamPermissions",
+    ),
+    "artifactregistry.v1": (
+        "artifactregistry.projects.locations.repositories.get",
+        "artifactregistry.projects.locations.repositories.testIamPermissions",
+    ),
     # Cloud Run Admin v2: what mlplane calls and the agent serves.
     "run.v2": tuple(
         "run.projects.locations." + m

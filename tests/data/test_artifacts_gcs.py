@@ -168,3 +168,66 @@ def test_api_errors_are_mapped_at_the_boundary() -> None:
         backend = GcsBackend("acme-ml", client=Client(raised))
         with pytest.raises(expected, match=f"gs://{BUCKET}/o"):
             backend.write(BUCKET, "o", io.BytesIO(b""), content_type=OCTET, if_generation_match=0)
+
+
+def test_a_dry_run_shows_the_calls_the_client_library_makes(
+    gcs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `artifacts cp|rm --dry-run` prints (artifacts/requests.py) is what
+    google-cloud-storage sends for the backend's write and delete: recorded at its HTTP
+    session, against the emulator."""
+    import json
+
+    from mlplane.data.artifacts import requests
+
+    sent: list[tuple[str, str, dict[str, str], Any]] = []
+    http = gcs.client._http
+    real = http.request
+
+    def recording(method: str, url: str, *args: Any, **kw: Any) -> Any:
+        sent.append((method, url, dict(kw.get("headers") or {}), kw.get("data")))
+        return real(method, url, *args, **kw)
+
+    monkeypatch.setattr(http, "request", recording)
+    data = bytes(range(256)) * 9
+    name = "dry/a b~c.bin"
+    meta = gcs.write(BUCKET, name, io.BytesIO(data), content_type=OCTET, if_generation_match=0)
+    post, put = requests.upload(
+        BUCKET, name, content_type=OCTET, if_generation_match=0, size=len(data), source="x",
+        md5=meta.md5_hash, crc32c=meta.crc32c,
+    )  # fmt: skip
+    (m1, url1, h1, body1), (m2, _, h2, _), *reloads = sent
+    assert (m1, url1) == (post.http_method, post.url)
+    assert json.loads(body1) == post.body
+    assert h1["x-upload-content-type"] == dict(post.headers)["X-Upload-Content-Type"]
+    assert m2 == put.http_method
+    assert h2["content-range"] == dict(put.headers)["Content-Range"]
+    assert h2["x-goog-hash"] == dict(put.headers)["X-Goog-Hash"]
+    assert all(m == "GET" for m, *_ in reloads)
+    sent.clear()
+    gcs.delete(BUCKET, name, if_generation_match=meta.generation)
+    [(method, url, _, _)] = sent
+    expected = requests.delete(BUCKET, name, if_generation_match=meta.generation)
+    assert (method, url) == (expected.http_method, expected.url)
+
+
+def test_a_dry_run_copy_on_cloud_storage_writes_nothing(
+    gcs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator_host: str
+) -> None:
+    from mlplane.apis.request import DryRunLog
+
+    project = make_project(tmp_path, monkeypatch)
+    src = tmp_path / "model.pt"
+    src.write_bytes(b"weights" * 10)
+    training = ArtifactStore.open(project, "training", gcs)
+    log = DryRunLog("serviceAccount:training")
+    training.rehearse_copy(str(src), f"{ROOT}/runs/dry/", log, if_generation_match=0)
+    post, put = log.requests
+    assert post.url.startswith(f"{emulator_host}/upload/storage/v1/b/{BUCKET}/o?")
+    assert post.body == {"name": "runs/dry/model.pt"}
+    assert put.media is not None and put.media.startswith(f"<70 bytes from {src}, md5 ")
+    assert "artifacts backend" not in log.render()  # it is Cloud Storage itself
+    alice = ArtifactStore.open(project, "alice@acme.com", gcs)
+    with pytest.raises(PermissionDenied, match="mlplane ci trigger train"):
+        alice.rehearse_copy(str(src), f"{ROOT}/runs/dry/", DryRunLog())
+    assert [b.name for b in gcs.client.list_blobs(BUCKET)] == []

@@ -36,6 +36,7 @@ METHODS = (
     "access_secret_version",
     "add_secret_version",
     "create_secret",
+    "get_secret",
     "disable_secret_version",
     "enable_secret_version",
     "destroy_secret_version",
@@ -84,6 +85,10 @@ class FakeTransport(SecretManagerServiceTransport):
     @property
     def create_secret(self) -> Any:
         return self._raw["create_secret"]
+
+    @property
+    def get_secret(self) -> Any:
+        return self._raw["get_secret"]
 
     @property
     def disable_secret_version(self) -> Any:
@@ -151,6 +156,12 @@ class FakeTransport(SecretManagerServiceTransport):
         )
         versions.append((v, request.payload))
         return v
+
+    def _get_secret(self, request: Any) -> Any:
+        assert isinstance(request, sm.GetSecretRequest)
+        if request.name not in self.secrets:
+            raise gexc.NotFound(f"Secret [{request.name}] not found")
+        return sm.Secret(name=request.name)
 
     def _create_secret(self, request: Any) -> Any:
         assert isinstance(request, sm.CreateSecretRequest)
@@ -291,3 +302,39 @@ def test_version_states(store: SecretManagerStore, fake: FakeTransport) -> None:
     ]
     with pytest.raises(SecretNotFound, match="version 4 of secret 'a'"):
         store.set_state("a", 4, "disabled")
+
+
+def test_a_dry_run_set_reads_whether_the_secret_exists_and_sends_nothing_else(
+    project_file: Path, store: SecretManagerStore, fake: FakeTransport
+) -> None:
+    """`secrets set --dry-run` on Secret Manager: one metadata read; the create and the new
+    version are shown in REST form with what the real requests then carry, never the value."""
+    from mlplane.apis.request import DryRunLog
+
+    alice = open_secrets(project_file, "alice@acme.com", store)
+    log = DryRunLog("user:alice@acme.com")
+    alice.rehearse_set("openai", SecretValue(VALUE), log)
+    assert [m for m, _, _ in fake.calls] == ["get_secret"]
+    create, add_version = log.requests
+    assert "sk-gcp" not in log.render() and str(len(VALUE)) in log.render()
+    fake.calls.clear()
+    alice.set("openai", SecretValue(VALUE))  # for real: what the dry run named
+    real_create = next(r for m, r, _ in fake.calls if m == "create_secret")
+    real_add = [r for m, r, _ in fake.calls if m == "add_secret_version"][-1]
+    host = "https://secretmanager.googleapis.com/v1/"
+    assert create.url == f"{host}{real_create.parent}/secrets?secretId={real_create.secret_id}"
+    assert "automatic" in real_create.secret.replication and create.body == {
+        "replication": {"automatic": {}}
+    }
+    assert add_version.url == f"{host}{real_add.parent}:addVersion"
+    assert set(add_version.body["payload"]) == {"data", "dataCrc32c"}  # as the real payload
+    assert real_add.payload.data_crc32c
+    fake.calls.clear()
+    log = DryRunLog()
+    alice.rehearse_set("openai", SecretValue(b"next"), log)
+    [only] = log.requests
+    assert only.url.endswith("/secrets/openai:addVersion")
+    assert [m for m, _, _ in fake.calls] == ["get_secret"]
+    denied = open_secrets(project_file, "training", store)
+    with pytest.raises(PermissionDenied, match=r"secretmanager\.versions\.add"):
+        denied.rehearse_set("openai", SecretValue(b"x"), DryRunLog())

@@ -9,7 +9,10 @@ Service Management configs and rollouts. Unknown routes answer 501 and are recor
 sees exactly what gcloud asked for that the fake does not know.
 
 Point gcloud at it with `gcloud_env(...)`. The routes, one section per API, are in
-gcloud_fake_apis.py.
+gcloud_fake_apis.py; IAM's answers to `testIamPermissions` (from the stored policies and
+roles, for the principal `tokens` maps a bearer token to), `tokeninfo`, Cloud Run and the
+optional "API not enabled" refusals (`enforce_apis`) are in gcloud_fake_iam.py. `dispatch`
+answers one request without HTTP (tests seed a project through the same routes).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class Request:
     path: str
     query: dict[str, str]
     body: Any
+    token: str = ""  # the bearer token it carried
+    multi: dict[str, list[str]] = field(default_factory=dict)  # every value of each parameter
 
     @property
     def mutating(self) -> bool:
@@ -87,6 +92,13 @@ class Store:
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     unknown: list[Request] = field(default_factory=list)
+    # IAM as gcloud_fake_iam evaluates it: bearer token -> email; email -> its groups;
+    # predefined role -> its permissions (roles/owner holds every permission)
+    tokens: dict[str, str] = field(default_factory=dict)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    predefined: dict[str, set[str]] = field(default_factory=dict)
+    enforce_apis: bool = False  # refuse calls to APIs the project has not enabled, as Google
+    forbidden: dict[str, str] = field(default_factory=dict)  # path regex -> permission: 403
     counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -135,6 +147,8 @@ class Store:
 
 Handler = Callable[[Store, Request, "re.Match[str]"], Any]
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
+# Called before a route with every request; raise ApiError to refuse it.
+GUARDS: list[Callable[[Store, Request], None]] = []
 
 
 def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
@@ -148,6 +162,49 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
 # ------------------------------------------------------------------ the HTTP server
 
 
+def dispatch(
+    store: Store, method: str, target: str, raw: bytes | Any = b"", token: str = ""
+) -> tuple[int, Any]:
+    """Answer one request (`target`: path and query) as the server does: (status, JSON)."""
+    parts = urlsplit(target)
+    multi = parse_qs(parts.query)
+    query = {k: v[-1] for k, v in multi.items()}
+    path = unquote(parts.path)
+    if isinstance(raw, bytes):
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+    else:
+        body = raw
+    req = Request(method, path, query, body, token, multi)
+    with store.lock:
+        store.requests.append(req)
+        for verb, pattern, fn in ROUTES:
+            m = pattern.match(path) if verb == method else None
+            if m is None:
+                continue
+            try:
+                for guard in GUARDS:
+                    guard(store, req)
+                return 200, fn(store, req, m)
+            except ApiError as e:
+                error: dict[str, Any] = {"code": e.code, "message": e.message, "status": e.status}
+                if e.reason:
+                    error["errors"] = [
+                        {"reason": e.reason, "message": e.message, "domain": "global"}
+                    ]
+                return e.code, {"error": error}
+        store.unknown.append(req)
+        return 501, {
+            "error": {
+                "code": 501,
+                "message": f"fake: no route for {method} {path}",
+                "status": "UNIMPLEMENTED",
+            }
+        }
+
+
 class _Handler(BaseHTTPRequestHandler):
     store: Store
     prefixes: tuple[str, ...]
@@ -158,42 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        parts = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        path = unquote(parts.path)
-        try:
-            body = json.loads(raw) if raw else {}
-        except ValueError:
-            body = {"_raw": raw.decode("utf-8", "replace")}
-        req = Request(self.command, path, query, body)
-        status, out = 200, None
-        with self.store.lock:
-            self.store.requests.append(req)
-            for method, pattern, fn in ROUTES:
-                m = pattern.match(path) if method == self.command else None
-                if m is None:
-                    continue
-                try:
-                    out = fn(self.store, req, m)
-                except ApiError as e:
-                    status = e.code
-                    error = {"code": e.code, "message": e.message, "status": e.status}
-                    if e.reason:
-                        error["errors"] = [
-                            {"reason": e.reason, "message": e.message, "domain": "global"}
-                        ]
-                    out = {"error": error}
-                break
-            else:
-                self.store.unknown.append(req)
-                status = 501
-                out = {
-                    "error": {
-                        "code": 501,
-                        "message": f"fake: no route for {self.command} {path}",
-                        "status": "UNIMPLEMENTED",
-                    }
-                }
+        auth = self.headers.get("Authorization") or ""
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+        status, out = dispatch(self.store, self.command, self.path, raw, token)
         data = json.dumps(out if out is not None else {}).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -207,7 +231,8 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def fake_google() -> Iterator[tuple[str, Store]]:
     """Serve the fake on 127.0.0.1; yields (base URL, store)."""
-    import tests.iam.gcloud_fake_apis  # noqa: F401  (registers the routes)
+    import tests.iam.gcloud_fake_apis  # registers the routes, as does the next one
+    import tests.iam.gcloud_fake_iam  # noqa: F401
 
     store = Store()
     handler = type("H", (_Handler,), {"store": store})
@@ -232,4 +257,16 @@ def gcloud_env(base: str, token_file: str, config_dir: str, project: str) -> dic
     }
     for api, prefix in APIS.items():
         env[f"CLOUDSDK_API_ENDPOINT_OVERRIDES_{api.upper()}"] = f"{base}/{prefix}"
+    return env
+
+
+def client_env(base: str, token_file: str) -> dict[str, str]:
+    """The variables that point mlplane's own client at the fake: every API's override (Cloud
+    Run's too), the token endpoint (for `tokeninfo`), and a token file."""
+    env = {
+        f"CLOUDSDK_API_ENDPOINT_OVERRIDES_{api.upper()}": f"{base}/{prefix}"
+        for api, prefix in {**APIS, "run": ""}.items()
+    }
+    env["CLOUDSDK_AUTH_TOKEN_HOST"] = f"{base}/oauth2/token"
+    env["CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"] = token_file
     return env

@@ -102,8 +102,9 @@ def _role_key(project: str, role_id: str) -> str:
 
 @route("GET", r"/v1/projects/([^/]+)/roles")
 def roles_list(s: Store, r: Request, m: re.Match[str]) -> Any:
+    full = r.query.get("view") == "FULL"  # BASIC (the default) leaves out the permissions
     roles = [
-        {k: v for k, v in role.items() if k != "includedPermissions"}
+        {k: v for k, v in role.items() if full or k != "includedPermissions"}
         for role in s.children(f"projects/{m[1]}/roles/")
         if r.query.get("showDeleted") in ("True", "true") or not role.get("deleted")
     ]

@@ -145,7 +145,15 @@ def test_explain(project_file: Path, capsys: pytest.CaptureFixture[str]) -> None
         "json",
     )
     data = json.loads(out)
-    assert code == 0 and [u["action"] for u in data["uses"]] == ["training.write-artifacts"]
+    # the artifact write, then the team state's writers (decision 1500), which need it on the
+    # state's own bucket only
+    uses = [u["action"] for u in data["uses"]]
+    assert code == 0 and uses[0] == "training.write-artifacts"
+    assert set(uses[1:]) == {
+        "experimentation.write-state",
+        "training.write-state",
+        "serving.write-state",
+    }
     code, out, _ = run(
         capsys,
         "-f",

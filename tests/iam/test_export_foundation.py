@@ -167,12 +167,16 @@ def test_existing_resources_are_read_not_created(project_file: Path) -> None:
         project_file,
         '\n[resources]\nexisting = ["bucket:artifacts", "endpointsService:models"]\n',
     )
-    assert "google_storage_bucket" not in doc["resource"]
+    # the team state's bucket (decision 1500) is not listed existing: it is the one created
+    assert list(doc["resource"]["google_storage_bucket"]) == ["state"]
     assert doc["data"]["google_storage_bucket"]["artifacts"]["name"] == "acme-ml-mlplane-artifacts"
     assert "google_endpoints_service" not in doc["resource"]
     assert "models" in doc["data"]["google_endpoints_service_iam_policy"]
     bindings = doc["resource"]["google_storage_bucket_iam_member"].values()
-    assert {b["bucket"] for b in bindings} == {"${data.google_storage_bucket.artifacts.name}"}
+    assert {b["bucket"] for b in bindings} == {
+        "${data.google_storage_bucket.artifacts.name}",
+        "${google_storage_bucket.state.name}",
+    }
 
 
 def test_the_configuration_implies_exactly_the_plan(project_file: Path) -> None:

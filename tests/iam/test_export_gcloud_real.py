@@ -24,7 +24,7 @@ from mlplane.iam.export.gcloud_foundation import render_foundation_gcloud
 from mlplane.iam.loading import load_project
 from mlplane.iam.synthesis import synthesize
 from tests.conftest import PROJECT_TOML
-from tests.iam.gcloud_fake import Request, Store, fake_google, gcloud_env
+from tests.iam.gcloud_fake import Request, Store, client_env, fake_google, gcloud_env
 from tests.iam.tools import gcloud
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -67,6 +67,7 @@ class Run:
 class World:
     foundation: Foundation
     store: Store
+    base: str
     first: Run
     second: Run
     iam_on_empty: Run
@@ -112,7 +113,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         first = _run(tmp / "foundation.sh", env, store, tmp)
         second = _run(tmp / "foundation.sh", env, store, tmp)
         after = _run(tmp / "iam.sh", env, store, tmp)
-        yield World(foundation, store, first, second, empty, after, tmp)
+        yield World(foundation, store, base, first, second, empty, after, tmp)
 
 
 def test_first_run_completes_on_an_empty_project(world: World) -> None:
@@ -220,3 +221,25 @@ def test_iam_only_script_names_what_must_exist_first(world: World) -> None:
     # on the project the foundation made, the IAM-only script finds nothing to do
     assert world.iam_after.code == 0, world.iam_after.stderr[-2000:]
     assert world.iam_after.mutations == []
+
+
+def test_up_on_google_cloud_finds_the_project_the_script_made_ready(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mlplane up`'s checks (provider gcp) read back, through Google's APIs, what gcloud made:
+    every check passes, for a team member, and nothing is changed."""
+    from mlplane.workflows.preflight import check_project
+    from mlplane.workflows.session import Session
+
+    for key, value in client_env(world.base, str(world.cwd / "token")).items():
+        monkeypatch.setenv(key, value)
+    world.store.tokens["fake-token"] = "alice@acme.com"
+    before = len(world.store.requests)
+    try:
+        report = check_project(Session.open(world.cwd / "mlplane.toml"))
+    finally:
+        world.store.tokens.clear()
+    assert report.caller == "user:alice@acme.com"
+    assert report.ok, [c for c in report.checks if c.status != "ok"]
+    assert {c.status for c in report.checks} == {"ok"}
+    assert not any(r.mutating for r in world.store.requests[before:])

@@ -11,6 +11,7 @@ import pytest
 from mlplane.iam.catalog import load_catalog
 from mlplane.iam.loading import load_project
 from mlplane.iam.synthesis import synthesize
+from mlplane.model.operational import is_state_action
 
 
 def test_every_model_permission_is_in_the_shipped_catalog(project_file: Path) -> None:
@@ -40,7 +41,9 @@ def test_roles_hold_exactly_the_permissions_their_actions_need(project_file: Pat
 
 def test_no_role_grants_a_permission_no_action_needs(project_file: Path) -> None:
     loaded = load_project(project_file)
-    needed = {p for a in loaded.model.actions for p in a.permissions}
+    # derived actions too: the team state's readers and writers (decision 1500)
+    actions = (*loaded.model.actions, *loaded.model.derived_actions())
+    needed = {p for a in actions for p in a.permissions}
     for role in synthesize(loaded).roles:
         assert set(role.permissions) <= needed, role.role_id
 
@@ -67,9 +70,18 @@ def test_users_hold_no_service_account_only_permission(project_file: Path) -> No
     user_side = {p for a in loaded.model.actions if a.user_side for p in a.permissions}
     sa_only -= user_side
     assert "storage.objects.create" in sa_only and "compute.urlMaps.update" in sa_only
+    state_bucket = loaded.project.state_bucket
     for b in plan.bindings:
-        if b.holder.startswith("users:"):
-            assert not (set(b.role.permissions) & sa_only), b.role.role_id
+        if not b.holder.startswith("users:"):
+            continue
+        if all(map(is_state_action, b.actions)):
+            # The one exception (decision 1500): users who apply write the team state, and
+            # only there, on its own bucket, never the artifact bucket.
+            assert (b.scope.kind, b.scope.name) == ("bucket", state_bucket), b.role.role_id
+            artifacts = loaded.project.resources.buckets["artifacts"]
+            assert state_bucket != loaded.project.resolve(artifacts)
+            continue
+        assert not (set(b.role.permissions) & sa_only), b.role.role_id
 
 
 @pytest.mark.parametrize("name", ["roles.json.gz", "permissions.txt.gz"])

@@ -87,7 +87,8 @@ def test_kill_9_at_every_named_crash_point_then_rerun_converges(
         listed = list_revisions(session.project_file)
         weights = {r.revision: r.weight for r in listed if r.service == "kappa"}
         assert weights == {"r0": 0, "r1": 100}, (k, weights)
-        assert wait_until(lambda: len(replica_pids(lp)["kappa-r1-mig"]) == 1), (k, replica_pids(lp))
+        # at least its one replica (its autoscaler, max 3, may add one on a loaded machine)
+        assert wait_until(lambda: len(replica_pids(lp)["kappa-r1-mig"]) >= 1), (k, replica_pids(lp))
         r1 = replica_pids(lp)["kappa-r1-mig"]
 
         undeploy(session, "kappa", "r1", QUIET)

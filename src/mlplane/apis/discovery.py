@@ -24,8 +24,24 @@ VERSIONS: dict[str, str] = {
     "serviceusage": "v1",
     "cloudbuild": "v1",
     "iamcredentials": "v1",
+    # read by `mlplane up` on Google Cloud only (the local agent does not serve these)
+    "cloudresourcemanager": "v1",
+    "iam": "v1",
+    "storage": "v1",
+    "secretmanager": "v1",
+    "artifactregistry": "v1",
+    # served by the agent too (Cloud Run auxiliary services), and read by `mlplane up`
     "run": "v2",
 }
+# The APIs the local agent serves (`Endpoints.agent` points these, and only these, at it).
+AGENT_APIS: tuple[str, ...] = (
+    "compute",
+    "servicemanagement",
+    "serviceusage",
+    "cloudbuild",
+    "iamcredentials",
+    "run",
+)
 # Versions the agent also serves, for clients that call them (gcloud's `run` commands call
 # Cloud Run Admin v1, Knative's shapes): `load("run", "v1")`.
 OTHER_VERSIONS: dict[str, tuple[str, ...]] = {"run": ("v1",)}

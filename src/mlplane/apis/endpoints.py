@@ -8,6 +8,10 @@ and mlplane (and the workloads the agent runs) at the agent:
     ... SERVICEUSAGE, CLOUDBUILD, IAMCREDENTIALS
     CLOUDSDK_AUTH_TOKEN_HOST=http://127.0.0.1:PORT/oauth2/token
 
+Every shipped API has its variable (IAM, CLOUDRESOURCEMANAGER, STORAGE, ... too: `mlplane up` on
+Google Cloud reads them, and tests point them at a loopback fake); the agent's endpoints name only
+the APIs it serves (`AGENT_APIS`).
+
 A *root* is what a discovery document calls `rootUrl`: a method's URL is root + servicePath +
 path. For compute, whose servicePath is `compute/v1/`, an override names root + servicePath.
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .discovery import VERSIONS, load
+from .discovery import AGENT_APIS, VERSIONS, load
 
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 OVERRIDE_PREFIX = "CLOUDSDK_API_ENDPOINT_OVERRIDES_"
@@ -55,9 +59,9 @@ class Endpoints:
     @classmethod
     def agent(cls, base_url: str) -> Endpoints:
         """The local agent at `base_url` (http://127.0.0.1:PORT): compute at /compute/v1/,
-        every other API under /<api>/."""
+        every other API it serves under /<api>/."""
         base = base_url.rstrip("/")
-        roots = {api: f"{base}/" if api == "compute" else f"{base}/{api}/" for api in APIS}
+        roots = {api: f"{base}/" if api == "compute" else f"{base}/{api}/" for api in AGENT_APIS}
         return cls(roots, f"{base}/oauth2/token")
 
     def environment(self, project: str | None = None) -> dict[str, str]:

@@ -20,6 +20,7 @@ class HttpResponse:
     status: int
     body: Any  # decoded JSON, or text when the body is not JSON
     headers: dict[str, str]
+    raw: bytes = b""  # the body as received (media downloads)
 
 
 class TransportError(OSError):
@@ -94,7 +95,8 @@ class Transport:
             decoded = raw.decode("utf-8", "replace")
         if not raw and "json" not in text_type:
             decoded = None
-        return HttpResponse(resp.status, decoded, {k.lower(): v for k, v in resp.getheaders()})
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        return HttpResponse(resp.status, decoded, headers, raw)
 
     def json(
         self,

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from mlplane.cli.context import Context, emit_json
+from mlplane.cli.context import Context, add_dry_run, emit_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from mlplane.apis.request import DryRunLog
     from mlplane.data.artifacts import ArtifactStore, ObjectMeta
 
 
@@ -44,6 +45,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         metavar="N",
         help="write only if the object is at generation N (0: only if it does not exist)",
     )
+    add_dry_run(p)
     p.set_defaults(run=run_cp)
 
     p = subs.add_parser("cat", parents=[common], help="write an object's bytes to stdout")
@@ -57,6 +59,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p = subs.add_parser("rm", parents=[common], help="delete an object")
     p.add_argument("uri", metavar="gs://BUCKET/OBJECT")
     p.add_argument("--if-generation-match", type=int, metavar="N")
+    add_dry_run(p)
     p.set_defaults(run=run_rm)
 
 
@@ -106,7 +109,19 @@ def run_ls(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _dry_run(store: ArtifactStore) -> DryRunLog:
+    from mlplane.apis.request import DryRunLog
+
+    return DryRunLog(str(store.caller.principal))
+
+
 def run_cp(ctx: Context, args: argparse.Namespace) -> int:
+    if args.dry_run:
+        store = _store(ctx, args)
+        log = _dry_run(store)
+        store.rehearse_copy(args.src, args.dst, log, if_generation_match=args.if_generation_match)
+        print(log.render())
+        return 0
     meta, where = _store(ctx, args).copy(
         args.src, args.dst, if_generation_match=args.if_generation_match
     )
@@ -128,6 +143,12 @@ def run_stat(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_rm(ctx: Context, args: argparse.Namespace) -> int:
+    if args.dry_run:
+        store = _store(ctx, args)
+        log = _dry_run(store)
+        store.rehearse_delete(args.uri, log, if_generation_match=args.if_generation_match)
+        print(log.render())
+        return 0
     _store(ctx, args).delete(args.uri, if_generation_match=args.if_generation_match)
     print(f"removed {args.uri}")
     return 0

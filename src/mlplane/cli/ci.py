@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlplane.cli.context import Context, emit_json
+from mlplane.cli.context import Context, add_dry_run, emit_json
 
 TRIGGERS_HELP = """\
 triggers (from the operational model):
@@ -30,6 +30,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     )
     p.add_argument("name", metavar="TRIGGER", help="deploy, undeploy or train")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the trigger's arguments")
+    add_dry_run(p)
     p.set_defaults(run=run_trigger)
     p = subs.add_parser(
         "run", help="run a push trigger as a push to --branch would (e.g. from a git hook)"
@@ -50,13 +51,16 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     s.add_argument("--min", dest="min_replicas", type=int, default=1)
     s.add_argument("--max", dest="max_replicas", type=int, default=3)
     s.add_argument("--bootstrap", choices=("true", "false"), default="false")
+    add_dry_run(s)
     s.set_defaults(run=run_step_deploy)
     s = steps.add_parser("undeploy", help="remove a revision")
     s.add_argument("--service", required=True)
     s.add_argument("--revision", required=True)
+    add_dry_run(s)
     s.set_defaults(run=run_step_undeploy)
     s = steps.add_parser("train", help="run a training spec and persist its outputs")
     s.add_argument("--spec", required=True, type=Path)
+    add_dry_run(s)
     s.set_defaults(run=run_step_train)
     s = steps.add_parser("build-images", help="prepare, then deploy what the image builds changed")
     from mlplane.cli.images import add_step_arguments
@@ -70,12 +74,13 @@ def run_trigger(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.cli.main import main
     from mlplane.workflows.ci import check_trigger
 
+    extra = ["--dry-run"] if args.dry_run and "--dry-run" not in args.args else []
     if args.name in ("deploy", "undeploy"):
-        return main(["-f", str(ctx.project_path), "serve", args.name, *args.args])
+        return main(["-f", str(ctx.project_path), "serve", args.name, *args.args, *extra])
     session = ctx.session()
     check_trigger(session, args.name)
     if args.name == "train":
-        return _train(ctx, args.args)
+        return _train(ctx, [*args.args, *extra])
     from mlplane.errors import ConfigError
 
     raise ConfigError("argument", "TRIGGER", f"'{args.name}' takes no arguments here")
@@ -86,8 +91,14 @@ def _train(ctx: Context, argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="mlplane ci trigger train")
     p.add_argument("spec", type=Path, metavar="SPEC")
+    add_dry_run(p)
     args = p.parse_args(argv)
     session = ctx.session()
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.train_ci(session, args.spec).render())
+        return 0
     run = training.run_ci(session, args.spec, progress=_progress)
     print(f"build {run.build_id}: persisted {len(run.objects)} objects under {run.prefix}")
     if run.source:
@@ -137,6 +148,11 @@ def run_step_deploy(ctx: Context, args: argparse.Namespace) -> int:
     session = ctx.session()
     _progress(f"deploy step as {session.principal}")
     if args.bootstrap == "true":
+        if args.dry_run:
+            from mlplane.workflows import dryrun
+
+            print(dryrun.bootstrap_step(session).render())
+            return 0
         bootstrap_step(session, _progress)
         return 0
     req = DeployRequest(
@@ -147,6 +163,11 @@ def run_step_deploy(ctx: Context, args: argparse.Namespace) -> int:
         max_replicas=args.max_replicas,
         traffic=args.traffic,
     )
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.deploy_step(session, req).render())
+        return 0
     url = deploy_step(session, req, _progress)
     _progress(f"revision {args.revision} of {args.service} answers at {url}")
     return 0
@@ -157,6 +178,11 @@ def run_step_undeploy(ctx: Context, args: argparse.Namespace) -> int:
 
     session = ctx.session()
     _progress(f"undeploy step as {session.principal}")
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.undeploy_step(session, args.service, args.revision).render())
+        return 0
     undeploy_step(session, args.service, args.revision, _progress)
     return 0
 
@@ -165,6 +191,11 @@ def run_step_train(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.training import train_step
 
     session = ctx.session()
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.train_step(session, args.spec).render())
+        return 0
     run = train_step(session, args.spec, _progress)
     _progress(f"persisted {len(run.objects)} objects under {run.prefix}")
     return 0

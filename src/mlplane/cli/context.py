@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from mlplane.workflows.session import Session
 
-__all__ = ["PROJECT_FILE", "Context", "emit_json", "find_project_file"]
+__all__ = ["PROJECT_FILE", "Context", "add_dry_run", "emit_json", "find_project_file"]
 
 
 class Context:
@@ -72,3 +72,13 @@ def emit_json(data: Any) -> None:
     import json
 
     print(json.dumps(data, indent=2, default=str))
+
+
+def add_dry_run(parser: Any) -> None:
+    """`--dry-run` on a mutating command (docs/decisions/1300-dry-run.md)."""
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the exact requests (method, URL, body) it would send, in order, and send "
+        "nothing that changes anything (reads it needs are sent, as you)",
+    )

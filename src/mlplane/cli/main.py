@@ -44,7 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "artifacts": ("mlplane.cli.artifacts", "gs:// artifact buckets: ls, cp, cat, rm"),
     "secrets": ("mlplane.cli.secrets", "list, read and add versions of the project's secrets"),
     "logs": ("mlplane.cli.logs", "an instance's log entries (Cloud Logging's shape); -f follows"),
-    "state": ("mlplane.cli.state", "check the engine's state database; --repair what is safe"),
+    "state": (
+        "mlplane.cli.state",
+        "check the state database; the team state (gcp): show, unlock a stale lock",
+    ),
 }
 
 

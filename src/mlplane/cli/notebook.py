@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from mlplane.cli.context import Context, emit_json
+from mlplane.cli.context import Context, add_dry_run, emit_json
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
@@ -13,12 +13,14 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p = subs.add_parser("create", help="a JupyterLab notebook VM (runs as the experimentation SA)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--machine-type", default="e2-standard-4")
+    add_dry_run(p)
     p.set_defaults(run=run_create)
     p = subs.add_parser("list", help="notebooks: owner, state, URL, age, idle time")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
     p.set_defaults(run=run_list)
     p = subs.add_parser("delete", help="stop and delete one of your notebooks")
     p.add_argument("name", metavar="NAME")
+    add_dry_run(p)
     p.set_defaults(run=run_delete)
 
 
@@ -26,6 +28,11 @@ def run_create(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.notebooks import create
 
     session = ctx.session()
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.notebook_create(session, args.name, args.machine_type).render())
+        return 0
     info = create(session, args.name, args.machine_type)
     print(f"notebook {info.name} ({info.instance}) runs as {session.email('experimentation')}")
     print(f"  {info.url}")
@@ -55,6 +62,11 @@ def run_delete(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.notebooks import delete
 
     session = ctx.session()
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.notebook_delete(session, args.name).render())
+        return 0
     delete(session, args.name)
     print(f"deleted notebook {args.name}")
     return 0

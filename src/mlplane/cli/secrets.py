@@ -13,10 +13,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mlplane.cli.context import Context, emit_json
+from mlplane.cli.context import Context, add_dry_run, emit_json
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (start-up path)
 if TYPE_CHECKING:
+    from mlplane.apis.request import DryRunLog
     from mlplane.data.secrets import Secrets
 
 _NAME_HELP = "the secret's id: 1 to 255 letters, digits, '-' or '_'"
@@ -43,6 +44,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         action="store_true",
         help="read the value from stdin (a prompt without echo on a terminal)",
     )
+    add_dry_run(p)
     p.set_defaults(run=run_set)
 
     for verb, help_ in (
@@ -53,6 +55,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         p = subs.add_parser(verb, help=help_)
         p.add_argument("name", metavar="NAME", help=_NAME_HELP)
         p.add_argument("--version", required=True, metavar="N", help="a version number")
+        add_dry_run(p)
         p.set_defaults(run=run_state, verb=verb)
 
 
@@ -60,6 +63,12 @@ def _open(ctx: Context, args: argparse.Namespace) -> Secrets:
     from mlplane.data.secrets import open_secrets
 
     return open_secrets(ctx.project_path)
+
+
+def _dry_run(secrets: Secrets) -> DryRunLog:
+    from mlplane.apis.request import DryRunLog
+
+    return DryRunLog(str(secrets.principal))
 
 
 def run_list(ctx: Context, args: argparse.Namespace) -> int:
@@ -113,6 +122,11 @@ def run_set(ctx: Context, args: argparse.Namespace) -> int:
 
     check_name(args.name, "NAME")
     secrets = _open(ctx, args)
+    if args.dry_run:
+        log = _dry_run(secrets)
+        secrets.rehearse_set(args.name, SecretValue(_read_value(args)), log)
+        print(log.render())
+        return 0
     version = secrets.set(args.name, SecretValue(_read_value(args)))
     print(f"{args.name}: added version {version.version}", file=sys.stderr)
     return 0
@@ -120,6 +134,12 @@ def run_set(ctx: Context, args: argparse.Namespace) -> int:
 
 def run_state(ctx: Context, args: argparse.Namespace) -> int:
     secrets = _open(ctx, args)
+    if args.dry_run:
+        log = _dry_run(secrets)
+        state = {"enable": "enabled", "disable": "disabled", "destroy": "destroyed"}[args.verb]
+        secrets.rehearse_state(args.name, args.version, state, log)
+        print(log.render())
+        return 0
     version = getattr(secrets, args.verb)(args.name, args.version)
     print(f"{args.name}: version {version.version} {version.state}", file=sys.stderr)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from mlplane.cli.context import Context, emit_json
+from mlplane.cli.context import Context, add_dry_run, emit_json
 
 
 def _path(text: str) -> object:
@@ -40,14 +40,17 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         action="store_true",
         help="apply the revision as yourself instead of through the trigger (the model refuses)",
     )
+    add_dry_run(p)
     p.set_defaults(run=run_deploy)
 
     p = subs.add_parser("bootstrap", help="create the load balancer's front end (trigger 'deploy')")
+    add_dry_run(p)
     p.set_defaults(run=run_bootstrap)
 
     p = subs.add_parser("undeploy", help="remove a revision through the CI trigger 'undeploy'")
     p.add_argument("service", metavar="SERVICE")
     p.add_argument("--revision", "-r", required=True, metavar="R")
+    add_dry_run(p)
     p.set_defaults(run=run_undeploy)
 
     p = subs.add_parser("list", help="revisions with their replicas, health, routes and URLs")
@@ -78,6 +81,12 @@ def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
         max_replicas=args.max_replicas,
         traffic=args.traffic,
     )
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        rehearse = dryrun.deploy_direct if args.direct else dryrun.deploy
+        print(rehearse(session, req).render())
+        return 0
     if args.direct:
         deploy_direct(session, req)  # raises PermissionDenied for users, as the model says
         return 0
@@ -100,6 +109,11 @@ def run_bootstrap(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.serving import bootstrap, frontend_url
 
     session = ctx.session()
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.bootstrap(session).render())
+        return 0
     build = bootstrap(session, progress=_progress(args))
     print(f"front end ready at {frontend_url(session)} (build {build.id}, as {build.runs_as})")
     return 0
@@ -109,6 +123,11 @@ def run_undeploy(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.serving import undeploy
 
     session = ctx.session()
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.undeploy(session, args.service, args.revision).render())
+        return 0
     build = undeploy(session, args.service, args.revision, progress=_progress(args))
     print(f"revision {args.revision} of {args.service} removed (build {build.id})")
     return 0

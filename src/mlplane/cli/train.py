@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlplane.cli.context import Context, emit_json
+from mlplane.cli.context import Context, add_dry_run, emit_json
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
@@ -26,6 +26,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         metavar="DIR",
         help="a local run's outputs go here (a new or empty directory) instead of scratch",
     )
+    add_dry_run(p)
     p.set_defaults(run=run_run)
     p = subs.add_parser("list", help="training VMs: owner, state, exit code, log")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
@@ -35,8 +36,10 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.set_defaults(run=run_logs)
     p = subs.add_parser("cancel", help="delete one of your training VMs")
     p.add_argument("instance", metavar="INSTANCE")
+    add_dry_run(p)
     p.set_defaults(run=run_cancel)
     p = subs.add_parser("reap", help="remove your training VMs whose job is gone")
+    add_dry_run(p)
     p.set_defaults(run=run_reap)
 
 
@@ -44,6 +47,18 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows import training
 
     session = ctx.session()
+    if args.dry_run:
+        if not args.remote:
+            from mlplane.errors import ConfigError
+
+            raise ConfigError(
+                "--dry-run", "", "applies to --remote runs (a local run sends no request: it "
+                "runs the job here, as you, with outputs in scratch)",
+            )  # fmt: skip
+        from mlplane.workflows import dryrun
+
+        print(dryrun.train_remote(session, args.spec, wait=args.wait).render())
+        return 0
     spec = training.load_spec(args.spec)
     if args.output is not None and args.remote:
         from mlplane.errors import ConfigError
@@ -95,6 +110,11 @@ def run_cancel(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.training import cancel
 
     session = ctx.session()
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.train_cancel(session, args.instance).render())
+        return 0
     cancel(session, args.instance)
     print(f"deleted {args.instance}")
     return 0
@@ -104,6 +124,11 @@ def run_reap(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.training import reap
 
     session = ctx.session()
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.train_reap(session).render())
+        return 0
     gone = reap(session)
     print(f"reaped {len(gone)}: {', '.join(gone)}" if gone else "nothing to reap")
     return 0

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mlplane.engine.desired import DesiredState, StackSpec
     from mlplane.engine.engine import Engine, EngineSettings
     from mlplane.engine.journal import EventKind, Intent, IntentStatus, Journal, JournalEvent
+    from mlplane.engine.rehearsal import Rehearsal
     from mlplane.engine.runner import RetryPolicy, StepRunner
     from mlplane.engine.state import LockTimeout, RecordedResource, StaleWrite, StateStore
     from mlplane.engine.steps import Action, Op, Plan, PlanError, ReplaceStrategy, Step
@@ -42,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "IntentStatus": "journal",
     "Journal": "journal",
     "JournalEvent": "journal",
+    "Rehearsal": "rehearsal",
     "RetryPolicy": "runner",
     "StepRunner": "runner",
     "LockTimeout": "state",
@@ -83,6 +85,7 @@ __all__ = [
     "Plan",
     "PlanError",
     "RecordedResource",
+    "Rehearsal",
     "ReplaceStrategy",
     "RetryPolicy",
     "StackSpec",

@@ -7,7 +7,7 @@ intents a dead process left open -> observe -> plan -> execute in parallel -> re
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +30,15 @@ from .authz import Authorizer, require, step_checks, verb_checks
 from .desired import DesiredState
 from .journal import EventHook, Intent, IntentStatus, Journal
 from .plan import plan
+from .rehearsal import (
+    Rehearsal,
+    describe,
+    overlaid,
+    rehearse_op,
+    rehearse_step,
+    request_id,
+    require_recording,
+)
 from .runner import RetryPolicy, StepRunner
 from .state import RecordedResource, StateStore
 from .steps import Plan
@@ -136,6 +145,52 @@ class Engine:
                 require(self.authorizer, principal, step_checks(step, project))
             results, errors = execute(final, runner.run, max_workers=self.settings.max_workers)
         return ApplyReport(run_id, final, results, recovered, errors)
+
+    def rehearse(
+        self,
+        desired: DesiredState,
+        principal: Principal,
+        *,
+        allow_passive: bool = False,
+        after: Rehearsal | None = None,
+        note: Callable[[str], None] | None = None,
+    ) -> Rehearsal:
+        """A dry run of `apply` (engine/rehearsal.py): the same authorization and plan, then
+        each step's provider calls in plan order, on providers whose client records mutations
+        instead of sending them (raises NotRecording otherwise). Nothing is locked, journaled,
+        recorded or waited for. `after`: plan as if that rehearsal had been applied. `note`
+        hears each step before its calls are made.
+        """
+        require_recording(self.providers)
+        tell = note or (lambda _: None)
+        state = dict(after.state) if after is not None else {}
+        recorded = overlaid(self.store.load(), state)
+        preview = plan(desired, recorded, None, allow_passive=allow_passive)
+        intents = self.journal.open_intents(desired.stack_names) if after is None else []
+        self._authorize_upfront(principal, preview, desired, recorded, intents)
+        recovered = []
+        for intent in intents:
+            tell(f"roll forward an open intent first: {intent.op} {intent.key} "
+                 f"(run {intent.run_id})")  # fmt: skip
+            spec = rehearse_op(
+                self.providers, intent.op, intent.key, intent.spec, intent.declared,
+                intent.changes, state, intent.request_id,
+            )  # fmt: skip
+            state[intent.key] = (intent.owner, spec)
+            recovered.append(f"{intent.op} {intent.key} (run {intent.run_id})")
+        recorded = overlaid(self.store.load(), state)
+        observed = self.observe(k for k in _relevant(desired, recorded) if k not in state)
+        observed.update({k: Observed(s) if s else None for k, (_, s) in state.items()})
+        final = plan(desired, recorded, observed, allow_passive=allow_passive)
+        project = self.settings.project
+        for step in final.executable:
+            require(self.authorizer, principal, step_checks(step, project))
+        depth = after.next_depth if after is not None else 1
+        for step in final.executable:
+            tell(describe(step))
+            spec = rehearse_step(self.providers, step, state, request_id(step.id, depth))
+            state[step.key] = (step.stack, spec)
+        return Rehearsal(final, tuple(recovered), state, depth)
 
     def _runner(self, run_id: str, principal: Principal) -> StepRunner:
         return StepRunner(

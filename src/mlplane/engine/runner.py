@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mlplane.errors import PermanentError, TransientError
-from mlplane.model.compute import ResourceKey, ResourceSpec
+from mlplane.model.compute import Change, ResourceKey, ResourceSpec
 from mlplane.providers.base import (
     DEFAULT_POLL,
     SYSTEM_CLOCK,
@@ -52,6 +52,21 @@ class RetryPolicy:
     base_delay: float = 0.25
     max_delay: float = 30.0
     operation_timeout: float = 1800.0
+
+
+def update_target(
+    key: ResourceKey,
+    declared: ResourceSpec | None,
+    changes: tuple[Change, ...],
+    live: ResourceSpec,
+) -> ResourceSpec:
+    """What an update sends: the declared spec merged into the live object (or the live object
+    itself), then the changes (the intent, re-applied to whatever is live now)."""
+    base = declared.merge_live(live) if declared else live
+    try:
+        return base.with_changes(changes)
+    except (ValueError, TypeError) as exc:
+        raise PermanentError(f"{key}: cannot re-apply the change: {exc}") from exc
 
 
 class _Attempt:
@@ -205,11 +220,7 @@ class StepRunner:
             live = provider.get(key)
         except NotFound:
             raise PermanentError(f"{key} no longer exists at the provider; re-plan") from None
-        base = a.intent.declared.merge_live(live.spec) if a.intent.declared else live.spec
-        try:
-            target = base.with_changes(a.intent.changes)
-        except (ValueError, TypeError) as exc:
-            raise PermanentError(f"{key}: cannot re-apply the change: {exc}") from exc
+        target = update_target(key, a.intent.declared, a.intent.changes, live.spec)
         if target == live.spec:
             return target  # already applied (by an earlier attempt or run)
         fingerprint = live.fingerprint

@@ -6,6 +6,10 @@ Commands on the same stack are serialized by a per-stack advisory lock (`flock`,
 kernel when a process dies, even by kill -9); commands on different stacks run concurrently and
 meet only on shared rows, which the guards protect.
 
+With `provider = "gcp"` the store is the team state's working copy: a `lease` (set by
+`engine/team_state.py`) runs inside `lock()`, after the stack locks, so every apply takes the
+team's lock, works on a fresh copy and writes it back (docs/decisions/1500).
+
 At rest: the database, its WAL and shared-memory files, the lock files and any backup are
 owner-only (0600; directories 0700). A damaged file is one `StateCorrupt` line naming the file and
 `mlplane state check`, never an sqlite3 traceback; the schema is versioned and migrated, with a
@@ -20,8 +24,8 @@ import os
 import queue
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -139,12 +143,20 @@ class StateWrite:
     expected_version: int | None
 
 
+# (stacks, timeout) -> a context held for the whole of an apply, inside the stack locks.
+Lease = Callable[[tuple[str, ...], float], AbstractContextManager[None]]
+
+
 class StateStore:
-    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout: float = 30.0, locks_dir: Path | None = None
+    ) -> None:
         self.path = Path(path)
         private_dir(self.path.parent)
-        self.locks_dir = self.path.with_name(self.path.name + ".locks")
+        self.locks_dir = locks_dir or self.path.with_name(self.path.name + ".locks")
         private_dir(self.locks_dir)
+        self.lease: Lease | None = None  # the team state's, with provider = "gcp"
+        self.writes = 0  # write transactions committed (the team state uploads only if any)
         # SQLite creates the WAL and shared-memory files with the database file's mode.
         private_file(self.path)
         for suffix in ("-wal", "-shm"):
@@ -206,6 +218,33 @@ class StateStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            self.writes += 1
+
+    def use(self, path: Path) -> None:
+        """Point the store at another database file (the team state's next working copy, never
+        an older file replaced in place: a connection another process still has open to the old
+        file then stays harmless). Idle connections are closed; call it when none is borrowed
+        (before an apply starts its threads)."""
+        self.close()
+        self.path = Path(path)
+        private_file(self.path)
+        with self.connection() as conn:
+            self.backup = schema.migrate(conn, self.path)
+
+    def snapshot(self, target: Path) -> Path:
+        """A consistent, self-contained copy of the database (its WAL folded in, journal mode
+        DELETE) at `target`, owner-only; `target` must not exist."""
+        with self.connection() as conn:
+            schema.backup(conn, target)
+        try:
+            copy = sqlite3.connect(target, isolation_level=None)
+            try:
+                copy.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                copy.close()
+        except sqlite3.DatabaseError as exc:
+            raise database_error(target, exc) from None
+        return target
 
     def journal_mode(self) -> str:
         with self.connection() as conn:
@@ -299,13 +338,27 @@ class StateStore:
     def lock(self, stacks: Iterable[str], timeout: float = 600.0) -> Iterator[None]:
         """Hold the advisory lock of each stack (sorted, so commands cannot deadlock)."""
         fds: list[int] = []
+        names = tuple(sorted(set(stacks)))
         try:
-            for stack in sorted(set(stacks)):
+            for stack in names:
                 fds.append(self._acquire(f"stack%{stack}", f"stack '{stack}'", timeout))
-            yield
+            if self.lease is None:
+                yield
+            else:
+                with self.lease(names, timeout):
+                    yield
         finally:
             for fd in reversed(fds):
                 _release(fd)
+
+    @contextmanager
+    def hold(self, name: str, what: str, timeout: float = 600.0) -> Iterator[None]:
+        """Hold a named advisory lock of this store's lock directory (`what` for messages)."""
+        fd = self._acquire(name, what, timeout)
+        try:
+            yield
+        finally:
+            _release(fd)
 
     @contextmanager
     def lock_resource(self, key: ResourceKey, timeout: float = 600.0) -> Iterator[None]:

@@ -31,7 +31,7 @@ def compile_policy(loaded: LoadedProject, plan: IamPlan) -> CompiledPolicy:
     team = loaded.project.team
     policy.groups = {g: [m.lower() for m in ms] for g, ms in team.groups.items()}
     policy.admins = [m.lower() for m in team.admins]
-    for a in (*loaded.model.actions, *loaded.model.all_build_actions()):
+    for a in (*loaded.model.actions, *loaded.model.derived_actions()):
         grants = []
         for g in a.grants:
             scope = resolve_scope(loaded, g, emails)

@@ -8,7 +8,7 @@ from mlplane.errors import ConfigError
 from mlplane.iam.catalog import Catalog
 from mlplane.iam.loading import LoadedProject
 from mlplane.iam.synthesis import IamPlan
-from mlplane.model.operational import Action
+from mlplane.model.operational import Action, OperationalModel
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,10 @@ def _use(action: Action, perms: set[str], plan: IamPlan) -> ActionUse:
     )
 
 
+def _all(model: OperationalModel) -> tuple[Action, ...]:
+    return (*model.actions, *model.derived_actions())
+
+
 def explain(subject: str, loaded: LoadedProject, plan: IamPlan, catalog: Catalog) -> Explanation:
     model = loaded.model
     action = model.action(subject)
@@ -61,7 +65,11 @@ def explain(subject: str, loaded: LoadedProject, plan: IamPlan, catalog: Catalog
             hint = f"; did you mean {', '.join(close)}" if close else ""
             raise ConfigError("argument", "SUBJECT", f"no role '{subject}'{hint}")
         perms = set(role.permissions)
-        uses = tuple(_use(a, perms, plan) for a in model.actions if perms & a.permissions)
+        uses = tuple(
+            _use(a, perms, plan)
+            for a in (*model.actions, *model.derived_actions())
+            if perms & a.permissions
+        )
         needed = set().union(*(set(u.permissions) for u in uses)) if uses else set()
         kind = "custom role" if custom else "predefined role"
         summary = f"{role.title}: {len(perms)} permissions, {len(needed)} needed by the model"
@@ -74,7 +82,11 @@ def explain(subject: str, loaded: LoadedProject, plan: IamPlan, catalog: Catalog
             "SUBJECT",
             f"'{subject}' is no action, role or permission in Google's catalog{hint}",
         )
-    uses = tuple(_use(a, {subject}, plan) for a in model.actions if subject in a.permissions)
+    uses = tuple(
+        _use(a, {subject}, plan)
+        for a in (*model.actions, *model.derived_actions())
+        if subject in a.permissions
+    )
     summary = (
         f"needed by {len(uses)} action(s)"
         if uses

@@ -148,6 +148,11 @@ def merge_project(
         triggers=tuple(lists["triggers"]),
         resource_kinds=shipped.resource_kinds,
         builds=shipped.builds,
+        state=(
+            shipped.state.model_copy(update={"bucket": project.state.bucket})
+            if shipped.state is not None
+            else None
+        ),
     )
     validate_model(model, project, origins, catalog, disabled, src)
     return LoadedProject(path, project, model, origins)

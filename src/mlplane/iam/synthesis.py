@@ -198,6 +198,7 @@ def synthesize(loaded: LoadedProject) -> IamPlan:
     bindings: list[Binding] = []
     for process in model.processes:
         user_actions = [a for a in model.actions if a.process == process.id and a.user_side]
+        user_actions += model.derived_actions_of(f"users:{process.id}")
         if user_actions:
             bindings += _holder_bindings(
                 loaded,
@@ -208,7 +209,11 @@ def synthesize(loaded: LoadedProject) -> IamPlan:
                 emails,
             )
     for ident in model.identities:
-        acts = model.identity_actions(ident) + model.build_actions(ident)
+        acts = (
+            model.identity_actions(ident)
+            + model.build_actions(ident)
+            + model.derived_actions_of(f"identity:{ident.id}")
+        )
         if acts:
             bindings += _holder_bindings(
                 loaded,

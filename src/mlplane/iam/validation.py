@@ -65,6 +65,8 @@ def validate_model(
     err = _raiser(origins)
     for a in model.all_build_actions():
         origins.setdefault(f"actions:{a.id}", (SHIPPED, "builds"))
+    for _, a in model.state_actions():
+        origins.setdefault(f"actions:{a.id}", (SHIPPED, "state"))
     processes = {p.id for p in model.processes}
     identities = {i.id: i for i in model.identities}
     actions = {a.id for a in model.actions} | disabled
@@ -90,9 +92,18 @@ def validate_model(
             raise err(f"triggers:{t.name}", "process", f"no process '{t.process}'")
         if t.runs_as not in identities:
             raise err(f"triggers:{t.name}", "runs_as", f"no identity '{t.runs_as}'")
+    derived = {a.id for a in model.derived_actions()}
+    for a in model.actions:
+        if a.id in derived:
+            raise err(
+                f"actions:{a.id}",
+                "id",
+                f"'{a.id}' is the id of an action mlplane derives (a build's or the team "
+                "state's); choose another",
+            )
     targets = _scope_targets(project, model)
     conditions: dict[str, tuple[str, Condition]] = {}
-    for a in (*model.actions, *model.all_build_actions()):
+    for a in (*model.actions, *model.derived_actions()):
         entry = f"actions:{a.id}"
         if a.process not in processes:
             raise err(entry, "process", f"no process '{a.process}'")
@@ -124,6 +135,7 @@ def validate_model(
                     )
     _check_coverage(model, err)
     _check_attachable(model, err)
+    _check_state(model, source)
     for j, name in enumerate(project.ci.approval):
         trigger = model.trigger(name)
         if trigger is None or trigger.event != "manual":
@@ -165,3 +177,31 @@ def _check_attachable(model: OperationalModel, err: Callable[[str, str, str], Co
                     f"it must not hold trigger-only actions ({', '.join(reserved)}); exclude them "
                     "or attach another identity",
                 )
+
+
+def _check_state(model: OperationalModel, source: str) -> None:
+    """Every reader and writer of the team state exists; users never write the state into a
+    bucket that a trigger-only action writes (they could then write what only the trigger may)."""
+    state = model.state
+    if state is None:
+        return
+    for field in ("readers", "writers"):
+        for j, holder in enumerate(getattr(state, field)):
+            _, users, process = holder.rpartition("users:")
+            if (model.process(process) is None) if users else (model.identity(holder) is None):
+                what = f"no process '{process}'" if users else f"no identity '{holder}'"
+                raise ConfigError(SHIPPED, f"state.{field}[{j}]", what)
+    scope = f"bucket:{state.bucket}"
+    users_write = any(h.startswith("users:") for h in state.writers)
+    for a in model.actions:
+        writes = any(
+            g.scope == scope and "storage.objects.create" in g.permissions for g in a.grants
+        )
+        if users_write and a.via_triggers and writes:
+            raise ConfigError(
+                source,
+                "state.bucket",
+                f"'{state.bucket}' is the bucket that only the trigger(s) "
+                f"{', '.join(a.via_triggers)} write ({a.id}); users who record the team state "
+                "there could write it too: give the state a bucket of its own",
+            )

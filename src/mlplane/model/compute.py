@@ -44,6 +44,7 @@ from mlplane.model.compute_instances import (
     Metadata,
     MetadataItem,
     NetworkInterface,
+    Scheduling,
     ServiceAccount,
     Tags,
 )
@@ -204,6 +205,7 @@ __all__ = [
     "RevisionSettings",
     "RouteChange",
     "ScaleInControl",
+    "Scheduling",
     "ServiceAccount",
     "SetApiPaths",
     "SetRoute",

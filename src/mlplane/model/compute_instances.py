@@ -93,6 +93,21 @@ class Tags(ApiModel):
     items: tuple[str, ...] = ()
 
 
+class Scheduling(ApiModel):
+    """What Compute Engine does when the host of a VM fails or is maintained: with
+    `automaticRestart` (Google's default: true) the VM is started again; without, it stays
+    TERMINATED. The local agent applies it when it restarts after it was killed."""
+
+    automatic_restart: bool | None = None
+    on_host_maintenance: Literal["MIGRATE", "TERMINATE"] | None = None
+    preemptible: bool | None = None
+
+    @property
+    def restarts(self) -> bool:
+        """Whether the VM comes back after a host failure (preemptible VMs never do)."""
+        return self.automatic_restart is not False and not self.preemptible
+
+
 class InstanceProperties(ApiModel):
     machine_type: str
     disks: tuple[AttachedDisk, ...] = ()
@@ -187,6 +202,7 @@ class Instance(ResourceSpec):
     metadata: Metadata | None = None
     tags: Tags | None = None
     labels: dict[str, str] | None = None
+    scheduling: Scheduling | None = None
     source_instance_template: ResourceLink | None = None
 
     @property

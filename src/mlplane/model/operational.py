@@ -198,6 +198,47 @@ class Builds(Spec):
     grants: tuple[Grant, ...] = ()
 
 
+_HOLDER = re.compile(r"(users:)?[a-z][a-z0-9]*(-[a-z0-9]+)*")
+_STATE_ACTION = re.compile(r"[a-z][a-z0-9-]*\.(read|write)-state(-as-[a-z0-9-]+)?")
+
+
+def is_state_action(action_id: str) -> bool:
+    """Whether `action_id` names a derived team-state action (`PROCESS.write-state`, ...):
+    its grants hold on the state's bucket only, which the audit takes into account."""
+    return _STATE_ACTION.fullmatch(action_id) is not None
+
+
+class StateAccess(Spec):
+    """Who reads and who writes the team state (`provider = "gcp"`: an object and its lock in
+    the bucket [state] names, docs/decisions/1500). A holder is `users:PROCESS` (the users of
+    a process) or an identity id. Each gets the derived action `PROCESS.write-state` or
+    `PROCESS.read-state` (`-as-IDENTITY` for an identity that is not its process's own
+    account) on exactly that bucket. `bucket` is the project's [state] bucket ref, set when
+    the project is merged."""
+
+    reason: str = Field(min_length=1)
+    read: tuple[str, ...] = Field(min_length=1)
+    write: tuple[str, ...] = Field(min_length=1)
+    readers: tuple[str, ...] = ()
+    writers: tuple[str, ...] = ()
+    bucket: str = "state"
+
+    @field_validator("readers", "writers")
+    @classmethod
+    def _holders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for h in v:
+            if not _HOLDER.fullmatch(h):
+                raise ValueError(f"'{h}' is not 'users:PROCESS' or an identity id")
+        return v
+
+    @model_validator(mode="after")
+    def _once(self) -> StateAccess:
+        both = sorted(set(self.readers) & set(self.writers))
+        if both:
+            raise ValueError(f"{', '.join(both)}: a holder is a reader or a writer, not both")
+        return self
+
+
 class OperationalModel(Spec):
     """The whole model: the shipped one, or the shipped one merged with a project's additions."""
 
@@ -208,12 +249,14 @@ class OperationalModel(Spec):
     triggers: tuple[Trigger, ...]
     resource_kinds: tuple[ResourceKind, ...] = ()
     builds: Builds | None = None
+    state: StateAccess | None = None
 
     def action(self, action_id: str) -> Action | None:
-        """An action of the model, or a derived `PROCESS.run-builds` action."""
+        """An action of the model, or a derived one (`PROCESS.run-builds`, `PROCESS.write-state`,
+        ...)."""
         found = next((a for a in self.actions if a.id == action_id), None)
-        if found is None and ".run-builds" in action_id:
-            found = next((a for a in self.all_build_actions() if a.id == action_id), None)
+        if found is None and (".run-builds" in action_id or "-state" in action_id):
+            found = next((a for a in self.derived_actions() if a.id == action_id), None)
         return found
 
     def identity(self, identity_id: str) -> Identity | None:
@@ -259,3 +302,61 @@ class OperationalModel(Spec):
 
     def all_build_actions(self) -> tuple[Action, ...]:
         return tuple(a for i in self.identities for a in self.build_actions(i))
+
+    def state_actions(self) -> tuple[tuple[str, Action], ...]:
+        """(holder, derived action) for each reader and writer of the team state: holder is
+        `users:PROCESS` or `identity:ID`. Holders whose process or identity the model lacks
+        are skipped here (validation reports them)."""
+        if self.state is None:
+            return ()
+        out = []
+        for level, holders in (("read", self.state.readers), ("write", self.state.writers)):
+            for holder in holders:
+                found = self._state_holder(holder)
+                if found is None:
+                    continue
+                key, process, who, suffix = found
+                out.append((key, self._state_action(level, process, who, suffix)))
+        return tuple(out)
+
+    def _state_holder(self, holder: str) -> tuple[str, str, Who, str] | None:
+        """(holder key, process id, who, action id suffix) of a reader or writer."""
+        _, users, process_id = holder.rpartition("users:")
+        if users:
+            return (holder, process_id, "user", "") if self.process(process_id) else None
+        ident = self.identity(holder)
+        process = self.process(ident.process) if ident else None
+        if process is None:
+            return None
+        suffix = "" if process.service_account == holder else f"-as-{holder}"
+        return f"identity:{holder}", process.id, "service_account", suffix
+
+    def _state_action(self, level: str, process: str, who: Who, suffix: str) -> Action:
+        assert self.state is not None
+        write = level == "write"
+        return Action(
+            id=f"{process}.{level}-state{suffix}",
+            process=process,
+            who=who,
+            requirement=(
+                "Record what mlplane applies in the team state, under its lock (provider gcp)."
+                if write
+                else "Read the team state: what mlplane applied (provider gcp)."
+            ),
+            reason=self.state.reason,
+            grants=(
+                Grant(
+                    scope=f"bucket:{self.state.bucket}",
+                    permissions=self.state.write if write else self.state.read,
+                ),
+            ),
+        )
+
+    def derived_actions(self) -> tuple[Action, ...]:
+        """Actions the model derives rather than lists: each identity's `run-builds`, and the
+        team state's readers and writers."""
+        return (*self.all_build_actions(), *(a for _, a in self.state_actions()))
+
+    def derived_actions_of(self, holder: str) -> tuple[Action, ...]:
+        """The derived team-state actions of `users:PROCESS` or `identity:ID`."""
+        return tuple(a for h, a in self.state_actions() if h == holder)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -144,6 +144,39 @@ class ResourcesSection(Spec):
         return v
 
 
+_STATE_PREFIX = re.compile(r"([A-Za-z0-9_][A-Za-z0-9._-]*/){0,8}")
+STATE_BUCKET_REF = "state"
+STATE_BUCKET = "{project}-mlplane-state"
+
+
+class StateSection(Spec):
+    """Where the team state lives with `provider = "gcp"`: one object (`PREFIX` + `state.db`)
+    in a bucket of [resources.buckets], named by its ref, with a lock object (`state.lock`)
+    beside it (docs/decisions/1500). When `bucket` is the default ref and [resources.buckets]
+    does not list it, it is `{project}-mlplane-state`."""
+
+    bucket: str = Field(default=STATE_BUCKET_REF, description="a ref of [resources.buckets]")
+    prefix: str = Field(default="mlplane/", max_length=200, description="'' or ends with '/'")
+    lock_timeout: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=3600.0,
+        allow_inf_nan=False,
+        description="seconds a mutating command waits for another command's lock (0: fail at "
+        "once, naming the holder)",
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not _STATE_PREFIX.fullmatch(v):
+            raise ValueError(
+                f"'{v}' is not an object prefix: empty, or up to 8 names each ending with '/' "
+                "(letters, digits, '.', '_', '-'; a name does not start with '.' or '-')"
+            )
+        return v
+
+
 class CiSection(Spec):
     """Where the CI triggers take their source, and which manual triggers wait for approval.
 
@@ -219,6 +252,7 @@ class ProjectFile(Spec):
     notebooks: NotebooksSection = NotebooksSection()
     data: DataSection = DataSection()
     ci: CiSection = CiSection()
+    state: StateSection = StateSection()
     auxiliary: AuxiliarySection = AuxiliarySection()
     members: dict[str, tuple[str, ...]] = Field(
         default={}, description="per process id: who gets its user role (default: the team)"
@@ -242,8 +276,36 @@ class ProjectFile(Spec):
     def resolve(self, template: str) -> str:
         return template.format(project=self.project.id, region=self.project.region)
 
+    @property
+    def state_bucket(self) -> str:
+        """The name of the bucket that holds the team state (`provider = "gcp"`)."""
+        return self.resolve(self.resources.buckets[self.state.bucket])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _state_bucket(cls, data: Any) -> Any:
+        """The state's default bucket ref names `{project}-mlplane-state` unless the file's own
+        [resources.buckets] says otherwise (files written before [state] list only artifacts)."""
+        if not isinstance(data, dict):
+            return data
+        state, resources = data.get("state", {}), data.get("resources", {})
+        if not isinstance(state, dict) or not isinstance(resources, dict):
+            return data
+        if state.get("bucket", STATE_BUCKET_REF) != STATE_BUCKET_REF:
+            return data
+        buckets = resources.get("buckets", ResourcesSection().buckets)
+        if not isinstance(buckets, dict) or STATE_BUCKET_REF in buckets:
+            return data
+        buckets = {**buckets, STATE_BUCKET_REF: STATE_BUCKET}
+        return {**data, "resources": {**resources, "buckets": buckets}}
+
     @model_validator(mode="after")
     def _resource_names(self) -> ProjectFile:
+        if self.state.bucket not in self.resources.buckets:
+            raise ValueError(
+                f"state.bucket: '{self.state.bucket}' names no bucket in [resources.buckets] "
+                f"(known: {', '.join(sorted(self.resources.buckets))})"
+            )
         for ref, name in self.resources.buckets.items():
             bucket = self.resolve(name)
             if not _BUCKET.fullmatch(bucket) or "goog" in bucket:

@@ -46,6 +46,9 @@ class ProviderSet:
 
     name: str
     by_kind: Mapping[str, ResourceProvider[Any]]
+    # Built over a client that records mutations instead of sending them (a dry run's): only
+    # such a set may be rehearsed (`Engine.rehearse`).
+    records_only: bool = False
 
     def for_kind(self, kind: str) -> ResourceProvider[Any]:
         try:

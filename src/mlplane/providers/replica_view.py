@@ -73,3 +73,29 @@ class ReplicaView(Value):
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ReplicaView:
         return cls(**{k: d[k] for k in d if k in _FIELDS})
+
+
+class AgentView(Value):
+    """What the local agent runs (`/_mlplane/processes`): its processes, and the (kind, name) of
+    every resource it holds (None from an agent too old to say); `mlplane status` shows
+    recorded resources absent here as missing."""
+
+    __slots__ = ("processes", "resources")
+    processes: tuple[ReplicaView, ...]
+    resources: frozenset[tuple[str, str]] | None
+
+    def __init__(
+        self, processes: tuple[ReplicaView, ...], resources: frozenset[tuple[str, str]] | None
+    ) -> None:
+        self._set(processes=processes, resources=resources)
+
+    def holds(self, kind: str, name: str) -> bool:
+        """Whether the agent holds the resource (True when it cannot say)."""
+        return self.resources is None or (kind, name) in self.resources
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> AgentView:
+        processes = tuple(ReplicaView.from_json(p) for p in d.get("processes", ()))
+        held = d.get("resources")
+        resources = None if held is None else frozenset((str(k), str(n)) for k, n in held)
+        return cls(processes, resources)

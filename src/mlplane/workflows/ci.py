@@ -143,6 +143,45 @@ def check_trigger(session: Session, trigger: str) -> None:
         )
 
 
+def authorize_invocation(session: Session, trigger: str) -> None:
+    """What Cloud Build checks when the caller runs `trigger` (`cloudbuild.builds.create` on
+    the project) and, since Cloud Build has no per-trigger IAM, the model's own check that the
+    caller holds the trigger's process's "invoke" action (as the local agent checks it):
+    PermissionDenied before anything is sent. The API checks again."""
+    from mlplane.errors import PermissionDenied
+    from mlplane.model.refs import ResourceRef
+
+    principal = session.principal
+    project = ResourceRef.project_root(session.project_id)
+    decision = session.authz.authorize(principal, "cloudbuild.builds.create", project)
+    if not decision.allowed:
+        raise PermissionDenied(decision.explain(), decision)
+    policy = session.authz.policy
+    info = policy.triggers[trigger]
+    invoke = [
+        a.id
+        for a in policy.actions.values()
+        if a.process == info.process
+        and a.who in ("user", "both")
+        and any("cloudbuild.builds.create" in g.permissions for g in a.grants)
+    ]
+    if invoke:
+        decision = session.authz.authorize(principal, invoke[0])
+        if not decision.allowed:
+            raise PermissionDenied(
+                f"{principal} may not invoke the CI trigger '{trigger}': {decision.explain()}",
+                decision,
+            )
+
+
+def trigger_call(
+    session: Session, trigger: str, substitutions: Mapping[str, str], branch: str = "main"
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The parameters and body of `cloudbuild.projects.triggers.run` for `trigger`."""
+    params = {"projectId": session.project_id, "triggerId": trigger}
+    return params, {"substitutions": dict(substitutions), "branchName": branch}
+
+
 class _LogTail:
     """Follow a local build's log file (the agent's Cloud Logging stand-in)."""
 
@@ -213,8 +252,7 @@ def _run(
     session: Session, trigger: str, substitutions: Mapping[str, str], branch: str,
     progress: Progress, timeout: float,
 ) -> Build:  # fmt: skip
-    params = {"projectId": session.project_id, "triggerId": trigger}
-    body = {"substitutions": dict(substitutions), "branchName": branch}
+    params, body = trigger_call(session, trigger, substitutions, branch)
     op = session.api.call("cloudbuild.projects.triggers.run", params, body)
     build = op["metadata"]["build"]
     build_id = str(build["id"])

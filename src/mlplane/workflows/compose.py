@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from typing import Any
 
     from mlplane.apis.endpoints import Endpoints
+    from mlplane.apis.request import DryRunLog
+    from mlplane.engine.team_state import TeamState
     from mlplane.model.principals import Principal
     from mlplane.providers.platform import ApiClient, Platform
     from mlplane.providers.registry import ProviderSet
-    from mlplane.providers.replica_view import ReplicaView
+    from mlplane.providers.replica_view import AgentView
     from mlplane.workflows.session import Session
 
 PROVIDERS = ("local", "gcp")
@@ -85,6 +87,14 @@ def client(
     return GoogleApis(ends, creds, transport)
 
 
+def is_unauthorized(exc: BaseException) -> bool:
+    """Whether `exc` is the client's refusal of the caller's credentials (none found, or the
+    endpoint refused them after a refresh): `mlplane up` on gcp says how to sign in."""
+    from mlplane.providers.gcp.client import Unauthorized
+
+    return isinstance(exc, Unauthorized)
+
+
 def principal(api: ApiClient) -> Principal:
     """Whom `api`'s credentials belong to."""
     from mlplane.providers.gcp.client import GoogleApis
@@ -101,9 +111,24 @@ def access_token(api: ApiClient) -> str:
     return api.credentials.token()
 
 
+def dry_run_client(session: Session, log: DryRunLog) -> ApiClient:
+    """A client over the caller's (same endpoints, credentials, transport) that sends reads and
+    logs every other call in `log` instead of sending it (`--dry-run`)."""
+    from mlplane.providers.gcp.client import GoogleApis
+    from mlplane.providers.gcp.dryrun import DryRunApis
+
+    api = session.api
+    assert isinstance(api, GoogleApis)
+    return DryRunApis(api, log)
+
+
 def provider_set(session: Session, api: ApiClient) -> ProviderSet:
-    """The engine's providers: every kind of the project's provider, over `api`."""
+    """The engine's providers: every kind of the project's provider, over `api` (marked
+    `records_only` when `api` is a dry run's)."""
+    from dataclasses import replace
+
     from mlplane.providers.base import ProviderContext
+    from mlplane.providers.gcp.dryrun import DryRunApis
     from mlplane.providers.registry import REGISTRY
 
     ctx = ProviderContext(
@@ -113,7 +138,38 @@ def provider_set(session: Session, api: ApiClient) -> ProviderSet:
         workdir=session.project_file.parent,
         apis=api,
     )
-    return REGISTRY.build(provider_name(session), ctx)
+    providers = REGISTRY.build(provider_name(session), ctx)
+    return replace(providers, records_only=isinstance(api, DryRunApis))
+
+
+def team_state(session: Session) -> TeamState:
+    """The team state of a `provider = "gcp"` project: the object `[state]` names, read and
+    written with the caller's credentials (decision 1500)."""
+    import shlex
+    import sys
+
+    from mlplane.engine.team_state import TeamState
+    from mlplane.providers.gcp.client import GoogleApis
+    from mlplane.providers.gcp.storage_objects import CloudStorageObjects
+    from mlplane.workflows.session import TEAM_DIR
+
+    api = session.api
+    assert isinstance(api, GoogleApis)
+    project = session.loaded.project
+    objects = CloudStorageObjects(project.state_bucket, api.credentials, transport=api.transport)
+
+    def warn(line: str) -> None:
+        print(f"mlplane: {line}", file=sys.stderr)
+
+    return TeamState(
+        objects,
+        project.state.prefix,
+        session.state_dir / TEAM_DIR,
+        who=lambda: str(session.principal),
+        operation=" ".join(["mlplane", *map(shlex.quote, sys.argv[1:])])[:500],
+        lock_timeout=project.state.lock_timeout,
+        notify=warn,
+    )
 
 
 # -- the local agent ----------------------------------------------------------------------------
@@ -131,14 +187,15 @@ def agent_down(project_file: Path, timeout: float = 20.0) -> Any:
     return stop_agent(project_file, timeout=timeout)
 
 
-def local_processes(project_file: str) -> list[ReplicaView] | None:
-    """The processes the project's local agent runs, asked with the caller's credentials (a
-    token at hand if there is one, else the signed-in user's, exchanged and cached); None when
-    no agent runs for the project. `mlplane status`'s start-up path: lean imports only."""
+def local_processes(project_file: str) -> AgentView | None:
+    """What the project's local agent runs (its processes, and which resources it holds),
+    asked with the caller's credentials (a token at hand if there is one, else the signed-in
+    user's, exchanged and cached); None when no agent runs for the project. `mlplane status`'s
+    start-up path: lean imports only."""
     from mlplane.apis import token_cache
     from mlplane.errors import MlplaneError
     from mlplane.providers.local import admin_client
-    from mlplane.providers.replica_view import ReplicaView
+    from mlplane.providers.replica_view import AgentView
 
     port = admin_client.agent_port(project_file)
     if port is None:
@@ -154,7 +211,7 @@ def local_processes(project_file: str) -> list[ReplicaView] | None:
         raise MlplaneError(str(exc)) from None
     if status != 200 or not isinstance(body, dict):
         raise MlplaneError(f"the local agent answered {status} for {path}: {body}")
-    return [ReplicaView.from_json(p) for p in body.get("processes", ())]
+    return AgentView.from_json(body)
 
 
 def local_frontend_base(port: str) -> str:

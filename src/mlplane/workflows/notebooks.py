@@ -91,15 +91,32 @@ def create(session: Session, name: str, machine_type: str = "e2-standard-4") -> 
     """Create the notebook VM as the caller (the model's `experimentation.create-instances`,
     with actAs on the experimentation service account) and wait until JupyterLab answers."""
     user = session.principal
+    iname = check_create(session, name, user)
+    directory = _dir(session, iname)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(directory / "token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(24))
+    desired = create_desired(session, name, machine_type, user)
+    session.engine().apply(desired, user).raise_for_failures()
+    return _wait_running(session, iname)
+
+
+def check_create(session: Session, name: str, user: Principal) -> str:
+    """The notebook's instance name, once the name is valid, the model lets `user` create it
+    and JupyterLab is installed (before anything is written or sent)."""
     iname = instance_name(name, user)
     _authorize_create(session, user, iname)
     _require_jupyterlab()
+    return iname
+
+
+def create_desired(session: Session, name: str, machine_type: str, user: Principal) -> DesiredState:
+    """The notebook's stack: its VM, whose workload reads its token from a file beside the
+    project's state (the token itself is in no request)."""
+    iname = instance_name(name, user)
     directory = _dir(session, iname)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     token_file = directory / "token"
-    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_urlsafe(24))
     idle = session.loaded.project.notebooks.idle_timeout_minutes * 60
     env = {
         "MLPLANE_NOTEBOOK_TOKEN_FILE": str(token_file),
@@ -127,8 +144,10 @@ def create(session: Session, name: str, machine_type: str = "e2-standard-4") -> 
             "mlplane-notebook": name,
         },
     )
-    desired = DesiredState.of(StackSpec(STACK_PREFIX + iname, (instance,)))
-    session.engine().apply(desired, user).raise_for_failures()
+    return DesiredState.of(StackSpec(STACK_PREFIX + iname, (instance,)))
+
+
+def _wait_running(session: Session, iname: str) -> NotebookInfo:
     deadline = time.monotonic() + READY_TIMEOUT
     info = None
     while time.monotonic() < deadline:
@@ -234,16 +253,21 @@ def list_notebooks(session: Session) -> list[NotebookInfo]:
 def delete(session: Session, name: str) -> None:
     """Delete a notebook VM: its owner only (`experimentation.delete-instances` plus the owner
     label, since IAM alone would let any team member delete any instance)."""
-    user = session.principal
+    nb = delete_target(session, name)
+    desired = DesiredState.destroy([STACK_PREFIX + nb.instance])
+    session.engine().apply(desired, session.principal).raise_for_failures()
+    for leftover in (_dir(session, nb.instance) / "token",):
+        leftover.unlink(missing_ok=True)
+
+
+def delete_target(session: Session, name: str) -> NotebookInfo:
+    """The caller's notebook `name` (or its instance name); ConfigError when there is none,
+    PermissionDenied when it is someone else's."""
     matches = [n for n in list_notebooks(session) if n.name == name or n.instance == name]
     if not matches:
         raise ConfigError("argument", "NAME", f"no notebook '{name}'")
-    mine = [n for n in matches if n.owner == owner_label(user)]
+    mine = [n for n in matches if n.owner == owner_label(session.principal)]
     if not mine:
         owners = ", ".join(sorted({n.owner for n in matches}))
         raise PermissionDenied(f"notebook '{name}' belongs to {owners}: only its owner deletes it")
-    nb = mine[0]
-    desired = DesiredState.destroy([STACK_PREFIX + nb.instance])
-    session.engine().apply(desired, user).raise_for_failures()
-    for leftover in (_dir(session, nb.instance) / "token",):
-        leftover.unlink(missing_ok=True)
+    return mine[0]

@@ -38,6 +38,14 @@ prefix = "mlplane"           # service accounts are PREFIX-IDENTITY@PROJECT.iam.
 # Named resources that grants are scoped to ({{project}} and {{region}} are filled in).
 [resources.buckets]
 artifacts = "{{project}}-mlplane-artifacts"
+state = "{{project}}-mlplane-state"   # the team state, with provider "gcp"
+
+# With provider "gcp", what mlplane applied is shared by the team and its builds: one object
+# in this bucket (a ref of [resources.buckets]), locked while a command applies.
+[state]
+bucket = "state"
+prefix = "mlplane/"          # objects PREFIX + state.db and PREFIX + state.lock
+lock_timeout = 0             # seconds to wait for another command's lock (0: fail, naming it)
 
 [resources.secrets]
 graph = "graph-readonly"     # the graph database's read-only credential

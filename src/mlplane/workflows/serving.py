@@ -82,8 +82,9 @@ def port_free(port: int) -> bool:
     return True
 
 
-def frontend_stack(session: Session) -> StackSpec:
-    """The passive front end. Its forwarding rule keeps the port it was created with."""
+def frontend_stack(session: Session, *, choose: bool = True) -> StackSpec:
+    """The passive front end. Its forwarding rule keeps the port it was created with. Locally
+    its port is chosen once (`choose`; a dry run checks it without recording the choice)."""
     recorded = next(
         (r.spec for r in session.store.load().values() if r.key.kind == "forwardingRule"), None
     )
@@ -92,42 +93,50 @@ def frontend_stack(session: Session) -> StackSpec:
     elif session.provider != "local":
         port = "80"
     else:
-        port = _local_lb_port(session)
+        port = _local_lb_port(session, choose=choose)
     front = frontend(url_map=URL_MAP, endpoints_service=session.endpoints_service())
     rule = front.forwarding_rule.model_copy(update={"port_range": port})
     resources = tuple(rule if r is front.forwarding_rule else r for r in front.resources)
     return StackSpec(FRONTEND_STACK, resources)
 
 
-def _local_lb_port(session: Session) -> str:
+def _local_lb_port(session: Session, *, choose: bool = True) -> str:
     """The local front end's port, chosen once per project under a lock (`.mlplane/lb-port`),
-    so that concurrent first deploys bootstrap the same forwarding rule."""
+    so that concurrent first deploys bootstrap the same forwarding rule. Without `choose`,
+    the port already chosen, else one that could be (nothing is written)."""
     import fcntl
     import os
 
-    wanted = session.loaded.project.local.lb_port
-    session.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     chosen = session.state_dir / "lb-port"
+    if not choose:
+        return _lb_port(session, chosen)
+    session.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(session.state_dir / "lb-port.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            existing = chosen.read_text().strip()
-        except OSError:
-            existing = ""
-        if existing and (not wanted or existing == str(wanted)):
-            return existing  # chosen by an earlier (or concurrent) bootstrap
-        if wanted and not port_free(wanted):  # fail before any resource is created
-            raise ConfigError(
-                str(session.project_file),
-                "local.lb_port",
-                f"port {wanted} on 127.0.0.1 is in use; choose another, or 0 for any free port",
-            )
-        port = str(wanted or _free_port())
-        chosen.write_text(port + "\n")
+        port = _lb_port(session, chosen)
+        if not chosen.is_file() or chosen.read_text().strip() != port:
+            chosen.write_text(port + "\n")
         return port
     finally:
         os.close(fd)
+
+
+def _lb_port(session: Session, chosen: Path) -> str:
+    wanted = session.loaded.project.local.lb_port
+    try:
+        existing = chosen.read_text().strip()
+    except OSError:
+        existing = ""
+    if existing and (not wanted or existing == str(wanted)):
+        return existing  # chosen by an earlier (or concurrent) bootstrap
+    if wanted and not port_free(wanted):  # fail before any resource is created
+        raise ConfigError(
+            str(session.project_file),
+            "local.lb_port",
+            f"port {wanted} on 127.0.0.1 is in use; choose another, or 0 for any free port",
+        )
+    return str(wanted or _free_port())
 
 
 def _route(service: str, prefix: str, backends: list[tuple[BackendService, int]]) -> SetRoute:
@@ -264,7 +273,7 @@ def _reason(exc: ValueError) -> str:
     return str(exc)
 
 
-def _deploy_stacks(
+def deploy_stacks(
     session: Session, req: DeployRequest, *, read_artifact: bool = True
 ) -> tuple[StackSpec, StackSpec]:
     """The revision's stack before and after its traffic switch: first with its own route only
@@ -303,7 +312,7 @@ def _deploy_stacks(
     return before, StackSpec(bundle.stack, bundle.resources, (switch, own, paths))
 
 
-def _check_unchanged(session: Session, before: StackSpec, req: DeployRequest) -> None:
+def check_unchanged(session: Session, before: StackSpec, req: DeployRequest) -> None:
     """A revision is immutable: redeploying it with other settings is refused in plain words
     (docs/decisions/0012)."""
     recorded = {r.key: r.spec for r in session.store.load().values() if r.stack == before.name}
@@ -326,11 +335,11 @@ def deploy_direct(session: Session, req: DeployRequest) -> None:
     """Apply a revision as the caller instead of through the trigger. The model reserves the
     stack for the serving service account, so the engine refuses before any provider call; the
     PermissionDenied names the missing permissions and the trigger to use."""
-    _, stack = _deploy_stacks(session, req)
+    _, stack = deploy_stacks(session, req)
     session.engine().apply(DesiredState.of(frontend_stack(session), stack), session.principal)
 
 
-def _substitutions(req: DeployRequest) -> dict[str, str]:
+def trigger_substitutions(req: DeployRequest) -> dict[str, str]:
     return {
         "_SERVICE": req.service,
         "_REVISION": req.revision,
@@ -344,11 +353,11 @@ def _substitutions(req: DeployRequest) -> dict[str, str]:
 def deploy(session: Session, req: DeployRequest, progress: Progress = print) -> DeployResult:
     """Run the `deploy` trigger for a revision (bad input is refused here, before the trigger
     runs); its build deploys it as the serving account (`deploy_step`)."""
-    before, _ = _deploy_stacks(session, req)
-    _check_unchanged(session, before, req)
+    before, _ = deploy_stacks(session, req)
+    check_unchanged(session, before, req)
     frontend_stack(session)  # a busy port fails here
     start = time.monotonic()
-    build = run_trigger(session, "deploy", _substitutions(req), progress)
+    build = run_trigger(session, "deploy", trigger_substitutions(req), progress)
     base = frontend_url(session)
     return DeployResult(
         build,
@@ -364,8 +373,8 @@ def deploy_step(session: Session, req: DeployRequest, progress: Progress = print
     the load balancer; only then move the service route's traffic to it. (The serving account
     does not read the artifact bucket: the invoker's command checked a gs:// artifact, and each
     replica fetches it as serving-runtime.)"""
-    before, after = _deploy_stacks(session, req, read_artifact=False)
-    _check_unchanged(session, before, req)
+    before, after = deploy_stacks(session, req, read_artifact=False)
+    check_unchanged(session, before, req)
     front = frontend_stack(session)
     apply_as(session, DesiredState.of(front, before), progress)
     url = frontend_url(session) + revision_prefix(req.service, req.revision)
@@ -377,7 +386,7 @@ def deploy_step(session: Session, req: DeployRequest, progress: Progress = print
     return url
 
 
-def _undeploy_desired(session: Session, service: str, revision: str) -> DesiredState:
+def undeploy_desired(session: Session, service: str, revision: str) -> DesiredState:
     revisions = recorded_revisions(session, service)
     target = next((r for r in revisions if r.revision == revision), None)
     if target is None:
@@ -414,14 +423,14 @@ def undeploy(session: Session, service: str, revision: str, progress: Progress =
     """Run the `undeploy` trigger: its build removes the revision's routes, then its resources
     in reverse order; the service route moves to the newest remaining revision. Passive
     resources stay."""
-    _undeploy_desired(session, service, revision)  # an unknown revision fails here
+    undeploy_desired(session, service, revision)  # an unknown revision fails here
     return run_trigger(session, "undeploy", {"_SERVICE": service, "_REVISION": revision}, progress)
 
 
 def undeploy_step(
     session: Session, service: str, revision: str, progress: Progress = print
 ) -> None:
-    apply_as(session, _undeploy_desired(session, service, revision), progress)
+    apply_as(session, undeploy_desired(session, service, revision), progress)
 
 
 def authorize_local_serving(session: Session) -> None:

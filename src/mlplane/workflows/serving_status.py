@@ -1,6 +1,7 @@
 """`serve list`: each recorded revision, its share of its service's route (from the URL map the
 team state records), and its replicas: the processes the local agent runs for its group, or
 on Google Cloud what `listManagedInstances` shows the caller (when IAM lets them see it).
+A revision the team state records but the local agent does not hold is listed as missing.
 
 On the local provider this is a start-up path (decision 0017): the state store's rows and the
 URL map's and forwarding rule's API bodies are read without the spec classes, and the agent is
@@ -19,7 +20,12 @@ if TYPE_CHECKING:
     from typing import Any
 
     from mlplane.engine.state_index import RecordIndex
-    from mlplane.providers.replica_view import ReplicaView
+    from mlplane.providers.replica_view import AgentView
+
+MISSING_NOTE = (
+    "MISSING at the local agent (`mlplane down` removed it): deploy the same revision again to "
+    "recreate it"
+)
 
 
 class Replica(Value):
@@ -39,6 +45,7 @@ class Replica(Value):
 class RevisionStatus(Value):
     __slots__ = (
         "service", "revision", "weight", "service_url", "revision_url", "replicas", "note",
+        "missing",
     )  # fmt: skip
     service: str
     revision: str
@@ -47,6 +54,7 @@ class RevisionStatus(Value):
     revision_url: str
     replicas: tuple[Replica, ...]
     note: str
+    missing: bool  # recorded, but the local agent holds none of its group
 
     def __init__(
         self,
@@ -57,6 +65,7 @@ class RevisionStatus(Value):
         revision_url: str,
         replicas: Sequence[Replica] = (),
         note: str = "",
+        missing: bool = False,
     ) -> None:
         self._set(
             service=service,
@@ -66,6 +75,7 @@ class RevisionStatus(Value):
             revision_url=revision_url,
             replicas=tuple(replicas),
             note=note,
+            missing=missing,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -136,8 +146,6 @@ def _frontend_on_gcp(project_file: str) -> str:
 
 
 def list_revisions(project_file: str | Path) -> list[RevisionStatus]:
-    import os
-
     from mlplane.iam.compiled import policy_for
     from mlplane.model.routes import (
         model_prefix,
@@ -147,12 +155,11 @@ def list_revisions(project_file: str | Path) -> list[RevisionStatus]:
         service_shares,
     )
     from mlplane.workflows import compose
-    from mlplane.workflows.status import STATE_DB, recorded
+    from mlplane.workflows.status import recorded, state_path
 
     project_file = str(project_file)
     policy = policy_for(project_file)  # validates the project file (cached while unchanged)
-    state = os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane", STATE_DB)
-    records = recorded(state, ("urlMap", "forwardingRule"))
+    records = recorded(state_path(project_file, policy.provider), ("urlMap", "forwardingRule"))
     revisions = _revisions(records)
     if not revisions:
         return []
@@ -161,22 +168,25 @@ def list_revisions(project_file: str | Path) -> list[RevisionStatus]:
     routes = routes_of(url_map) if url_map else ()
     groups = [f"{r.service}-{r.revision}-mig" for r in revisions]
     seen: dict[str, tuple[list[Replica], str]] = {}
+    missing: set[str] = set()
     if policy.provider == "local":
         port = port_of(rule) if rule else ""
         base = compose.local_frontend_base(port) if port else ""
         try:
-            views: list[ReplicaView] | None = compose.local_processes(project_file)
+            view: AgentView | None = compose.local_processes(project_file)
         except MlplaneError as exc:
-            views, note = [], str(exc).splitlines()[0][:160]
+            view, note = None, str(exc).splitlines()[0][:160]
         else:
-            note = "" if views is not None else "the local agent is not running (`mlplane up`)"
+            note = "" if view is not None else "the local agent is not running (`mlplane up`)"
         for group in groups:
             mine = [
                 Replica(v.name, v.pid, v.port, v.health, v.restarts)
-                for v in views or ()
+                for v in (view.processes if view else ())
                 if v.group == group
             ]
-            seen[group] = (mine, note)
+            if view is not None and not view.holds("instanceGroupManager", group):
+                missing.add(group)
+            seen[group] = (mine, MISSING_NOTE if group in missing else note)
     else:
         base = _frontend_on_gcp(project_file)
         seen = _replicas_on_gcp(project_file, groups)
@@ -192,6 +202,7 @@ def list_revisions(project_file: str | Path) -> list[RevisionStatus]:
                 base + revision_prefix(r.service, r.revision),
                 replicas,
                 note,
+                group in missing,
             )
         )
     return out

@@ -17,7 +17,12 @@ from mlplane.iam.loading import LoadedProject, load_project
 from mlplane.model.principals import Principal
 from mlplane.providers.platform import ApiClient, Platform
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mlplane.engine.team_state import TeamState
+
 STATE_DB = "state.db"
+TEAM_DIR = "team"  # the team state's copies, under the state directory (provider gcp)
 
 
 def owner_label(principal: Principal) -> str:
@@ -74,10 +79,27 @@ class Session:
     def state_dir(self) -> Path:
         return self.project_file.parent / ".mlplane"
 
-    @cached_property
+    @property
     def store(self) -> StateStore:
+        """What mlplane applied, to read: this machine's database (local provider), or the
+        team state's newest generation, fetched without locking (gcp; decision 1500)."""
+        team = self.team
+        return self.local_store if team is None else team.read_store()
+
+    @cached_property
+    def local_store(self) -> StateStore:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return StateStore(self.state_dir / STATE_DB)
+
+    @cached_property
+    def team(self) -> TeamState | None:
+        """The team state in Cloud Storage (`provider = "gcp"`); None locally. Decided from the
+        compiled policy, so the local provider loads nothing more than before."""
+        if self.authz.policy.provider != "gcp":
+            return None
+        from mlplane.workflows import compose
+
+        return compose.team_state(self)
 
     @cached_property
     def platform(self) -> Platform:
@@ -124,4 +146,11 @@ class Session:
 
         providers = compose.provider_set(self, self.api)
         settings = EngineSettings(project=self.project_id)
-        return Engine(self.store, providers, self.authz, settings, on_event=self.engine_hook)
+        store = self.engine_store()
+        return Engine(store, providers, self.authz, settings, on_event=self.engine_hook)
+
+    def engine_store(self) -> StateStore:
+        """The store the engine applies to: this machine's database (local provider), or the
+        team state's working copy, whose lease every apply takes (lock, fetch, upload; gcp)."""
+        team = self.team
+        return self.local_store if team is None else team.working_store()

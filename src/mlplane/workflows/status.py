@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from mlplane.engine.state_index import RecordIndex
-    from mlplane.providers.replica_view import ReplicaView
+    from mlplane.providers.replica_view import AgentView, ReplicaView
 
 STATE_DB = "state.db"
 
@@ -70,15 +70,44 @@ class ProjectStatus(Value):
         }
 
 
-def _detail(record: RecordIndex, processes: list[ReplicaView]) -> str:
+MISSING = "MISSING at the agent"
+
+
+def _detail(record: RecordIndex, view: AgentView) -> str:
+    if not view.holds(record.kind, record.name):
+        return MISSING
+    processes = view.processes
     if record.kind == "instanceGroupManager":
         mine = [p for p in processes if p.group == record.name]
         healthy = sum(1 for p in mine if p.health == "HEALTHY")
         return f"{healthy}/{len(mine)} healthy" if mine else "no replicas running"
     if record.kind == "instance":
         proc = next((p for p in processes if p.name == record.name), None)
-        return f"{proc.status} pid {proc.pid}" if proc else "not running"
+        if proc is None:
+            return "not running"
+        return proc.status if proc.pid is None else f"{proc.status} pid {proc.pid}"
     return ""
+
+
+def _missing_note(count: int) -> str:
+    return (
+        f"{count} recorded resource{'s are' if count > 1 else ' is'} missing at the local agent "
+        "(`mlplane down` removed them, or they were not restored): applying again recreates "
+        "them (`serve deploy` the same revision, `notebook create` the same name); "
+        "`train reap` forgets training VMs"
+    )
+
+
+def state_path(project_file: str, provider: str) -> str:
+    """The state database a view reads: this machine's (`local`), or a snapshot of the team
+    state's newest generation, fetched without a lock (`gcp`)."""
+    import os
+
+    if provider == "gcp":
+        from mlplane.workflows.team_state import snapshot_path
+
+        return str(snapshot_path(project_file))
+    return os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane", STATE_DB)
 
 
 def recorded(state_db: str, with_specs: tuple[str, ...] = ()) -> list[RecordIndex]:
@@ -101,8 +130,6 @@ def recorded(state_db: str, with_specs: tuple[str, ...] = ()) -> list[RecordInde
 
 
 def project_status(project_file: str | Path) -> ProjectStatus:
-    import os
-
     from mlplane.iam.compiled import policy_for
     from mlplane.model.lifecycles import lifecycle_of
     from mlplane.workflows import compose
@@ -110,30 +137,28 @@ def project_status(project_file: str | Path) -> ProjectStatus:
     project_file = str(project_file)
     policy = policy_for(project_file)  # validates the project file (cached while unchanged)
     provider = policy.provider
-    state_dir = os.path.join(os.path.dirname(os.path.abspath(project_file)), ".mlplane")
-    records = recorded(os.path.join(state_dir, STATE_DB))
-    processes: list[ReplicaView] = []
+    records = recorded(state_path(project_file, provider))
+    view: AgentView | None = None
     notes: list[str] = []
     summary = f"project {policy.project}, provider {provider}"
-    shown = False
     if provider == "local":
         try:
-            found = compose.local_processes(project_file)
+            view = compose.local_processes(project_file)
         except MlplaneError as exc:
             notes.append(f"processes not shown: {exc}")
             summary += ", local agent running"
         else:
-            if found is None:
+            if view is None:
                 summary += ", local agent NOT running (`mlplane up`)"
             else:
-                processes, shown = found, True
                 summary += ", local agent running"
     rows = [
-        ResourceRow(
-            r.kind, r.name, lifecycle_of(r.kind), r.stack, _detail(r, processes) if shown else ""
-        )
+        ResourceRow(r.kind, r.name, lifecycle_of(r.kind), r.stack, _detail(r, view) if view else "")
         for r in records
     ]
+    missing = sum(1 for r in rows if r.detail == MISSING)
+    if missing:
+        notes.append(_missing_note(missing))
     if not records:
         notes.append("nothing recorded yet: `mlplane serve deploy ...` or `mlplane quickstart`")
-    return ProjectStatus(summary, rows, processes, notes)
+    return ProjectStatus(summary, rows, view.processes if view else (), notes)

@@ -26,6 +26,7 @@ from mlplane.model.compute import (
     Instance,
     Metadata,
     MetadataItem,
+    Scheduling,
     ServiceAccount,
 )
 from mlplane.model.principals import Principal
@@ -113,6 +114,9 @@ def training_instance(
         metadata=Metadata(
             items=tuple(MetadataItem(key=k, value=v) for k, v in sorted(items.items()))
         ),
+        # A training VM deletes itself when its job ends; if its host fails first it stays
+        # TERMINATED (its log kept) for `train list` and `train reap`, never re-running a job.
+        scheduling=Scheduling(automatic_restart=False),
         labels={
             "mlplane-kind": "training",
             "mlplane-owner": owner_label(owner),
@@ -272,6 +276,12 @@ def list_runs(session: Session) -> list[TrainingRun]:
 
 def cancel(session: Session, instance: str) -> None:
     """Delete a training VM (its owner only: the developer shuts down their own VMs)."""
+    forget(session, cancel_target(session, instance))
+
+
+def cancel_target(session: Session, instance: str) -> str:
+    """The training stack `cancel` destroys; ConfigError or PermissionDenied (not the owner)
+    before anything is sent."""
     runs = {r.instance: r for r in list_runs(session)}
     run = runs.get(instance)
     if run is None:
@@ -285,25 +295,30 @@ def cancel(session: Session, instance: str) -> None:
         from mlplane.errors import PermissionDenied
 
         raise PermissionDenied(f"{instance} belongs to '{run.owner}': only its owner cancels it")
-    forget(session, STACK_PREFIX + instance)
+    return STACK_PREFIX + instance
 
 
 def reap(session: Session) -> list[str]:
     """Remove the caller's training VMs whose job is gone (self-deleted, or exited without
     deleting itself, e.g. a runner killed with -9): nothing leaks."""
     reaped = []
+    for instance in reapable(session):
+        forget(session, STACK_PREFIX + instance)
+        reaped.append(instance)
+    return reaped
+
+
+def reapable(session: Session) -> list[str]:
+    """The caller's training VMs whose job is gone and whose stack is recorded or VM left."""
     recorded = {r.stack for r in session.store.load().values()}
     me = owner_label(session.principal)
-    for run in list_runs(session):
-        stack = STACK_PREFIX + run.instance
-        if (
-            run.state != "RUNNING"
-            and run.owner == me
-            and (stack in recorded or run.state == "EXITED")
-        ):
-            forget(session, stack)
-            reaped.append(run.instance)
-    return reaped
+    return [
+        run.instance
+        for run in list_runs(session)
+        if run.state != "RUNNING"
+        and run.owner == me
+        and (STACK_PREFIX + run.instance in recorded or run.state == "EXITED")
+    ]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from mlplane.apis.credentials import NotSignedIn
+from mlplane.apis.credentials import CredentialError, NotSignedIn
 
 
 class GoogleAuthCredentials:
@@ -24,8 +24,9 @@ class GoogleAuthCredentials:
                 scopes=["https://www.googleapis.com/auth/cloud-platform"]
             )
         except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError
+            text = " ".join(str(exc).split())  # one line
             raise NotSignedIn(
-                f"no Application Default Credentials: {exc} "
+                f"no Application Default Credentials: {text} "
                 "(run `gcloud auth application-default login`)"
             ) from None
         self._request = google.auth.transport.requests.Request()
@@ -34,7 +35,14 @@ class GoogleAuthCredentials:
     def token(self) -> str:
         with self._lock:
             if not self._creds.valid:
-                self._creds.refresh(self._request)  # type: ignore[no-untyped-call]
+                try:
+                    self._creds.refresh(self._request)  # type: ignore[no-untyped-call]
+                except Exception as exc:  # google.auth.exceptions.RefreshError, TransportError
+                    text = " ".join(str(exc).split())[:300]
+                    raise CredentialError(
+                        f"Application Default Credentials could not get a token: {text} "
+                        "(run `gcloud auth application-default login`)"
+                    ) from None
             return str(self._creds.token)
 
     def invalidate(self) -> None:

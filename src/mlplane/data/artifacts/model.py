@@ -32,6 +32,12 @@ def _fast_crc32c() -> object | None:
     return _FAST
 
 
+def crc32c_is_fast() -> bool:
+    """Whether google_crc32c's C implementation is here (google-cloud-storage then checks an
+    upload with CRC32C, else with MD5)."""
+    return _fast_crc32c() is not None
+
+
 def crc32c_extend(crc: int, data: bytes) -> int:
     fast = _fast_crc32c()
     if fast is not None:

@@ -16,8 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from mlplane.apis.request import DryRunLog
+from mlplane.data.artifacts import requests
 from mlplane.data.artifacts.backend import StorageBackend
-from mlplane.data.artifacts.errors import CorruptObject, PreconditionFailed
+from mlplane.data.artifacts.errors import CorruptObject, ObjectNotFound, PreconditionFailed
 from mlplane.data.artifacts.model import Digest, Listing, ObjectMeta, guess_content_type
 from mlplane.data.artifacts.uri import GsUri, parse_gs_uri
 from mlplane.data.identity import Caller
@@ -281,3 +283,113 @@ class ArtifactStore:
         from mlplane.errors import ConfigError
 
         raise ConfigError("cp", "", f"'{src}' -> '{dst}': one side must be a gs:// URI")
+
+    # ------------------------------------------------------------------ dry runs
+
+    def rehearse_copy(
+        self, src: str, dst: str, log: DryRunLog, *, if_generation_match: int | None = None
+    ) -> None:
+        """`cp --dry-run`: authorize as `copy` would, then log the Cloud Storage calls the gcs
+        backend would make (artifacts/requests.py); write nothing. Fails as `copy` would when
+        what it can read says so (a precondition that cannot hold)."""
+        from mlplane.data.artifacts.uri import is_gs_uri
+
+        if is_gs_uri(src) and not is_gs_uri(dst):
+            meta = self.stat(src)
+            log.note(
+                f"a download: reads {meta.uri}#{meta.generation} ({meta.size} bytes) and writes "
+                f"{dst} on this machine; no call changes anything"
+            )
+            return
+        if not is_gs_uri(dst):
+            from mlplane.errors import ConfigError
+
+            raise ConfigError("cp", "", f"'{src}' -> '{dst}': one side must be a gs:// URI")
+        d = parse_gs_uri(dst, prefix=True)
+        if is_gs_uri(src):
+            meta = self.stat(src)
+            u = d.child(parse_gs_uri(src).basename) if d.is_prefix else d
+            size, what, ctype = meta.size, f"of {meta.uri}#{meta.generation}", meta.content_type
+            md5, crc = meta.md5_hash, meta.crc32c
+            log.note(f"read the metadata of {meta.uri} (the copy downloads it, then uploads)")
+        else:
+            path = Path(src)
+            if not path.is_file():
+                from mlplane.errors import ConfigError
+
+                raise ConfigError(str(src), "", "no such file (directories are not copied)")
+            u = d.child(path.name) if d.is_prefix else d
+            digest = Digest()
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            size, what, ctype = digest.size, f"from {src}", guess_content_type(u.name)
+            md5, crc = digest.md5_hash, digest.crc32c
+        source = f"{what}, md5 {md5}, crc32c {crc}"
+        self.rehearse_write(
+            str(u), log, size=size, source=source, content_type=ctype,
+            if_generation_match=if_generation_match, md5=md5, crc32c=crc,
+        )  # fmt: skip
+
+    def rehearse_write(
+        self,
+        uri: str,
+        log: DryRunLog,
+        *,
+        size: int | None,
+        source: str,
+        content_type: str,
+        if_generation_match: int | None,
+        md5: str = "<its MD5>",
+        crc32c: str = "<its CRC32C>",
+    ) -> None:
+        """Authorize a write as `write_from` would; log the upload the gcs backend would make
+        (`size` None: not known yet)."""
+        u = parse_gs_uri(uri)
+        precondition = self._authorize_write(u, if_generation_match)
+        self._note_backend(log)
+        self._check_precondition(u, precondition, implicit=if_generation_match is None, log=log)
+        calls = requests.upload(
+            u.bucket, u.name, content_type=content_type, if_generation_match=precondition,
+            size=size, source=source, md5=md5, crc32c=crc32c,
+        )  # fmt: skip
+        for call in calls:
+            log.send(call)
+
+    def rehearse_delete(
+        self, uri: str, log: DryRunLog, *, if_generation_match: int | None = None
+    ) -> None:
+        """`rm --dry-run`: authorize as `delete` would, log the DELETE; delete nothing."""
+        u = parse_gs_uri(uri)
+        self._require(u, DELETE)
+        self._note_backend(log)
+        if self._may(u, GET):  # the real delete fails on a missing object: so does this
+            current = self.backend.stat(u.bucket, u.name)
+            if if_generation_match is not None and current.generation != if_generation_match:
+                raise PreconditionFailed(str(u), if_generation_match, current.generation)
+        log.send(requests.delete(u.bucket, u.name, if_generation_match=if_generation_match))
+
+    def _note_backend(self, log: DryRunLog) -> None:
+        if self.backend.name != "gcs":
+            log.note(
+                f"artifacts backend: {self.backend.name} (no HTTP); below, the Cloud Storage "
+                "calls the gcs backend would make"
+            )
+
+    def _check_precondition(
+        self, u: GsUri, precondition: int | None, *, implicit: bool, log: DryRunLog
+    ) -> None:
+        """Where the caller may read the target, fail now as the write would fail later."""
+        if precondition is None:
+            return
+        if not self._may(u, GET):
+            log.note(f"{u}: not readable by you; the server checks ifGenerationMatch")
+            return
+        try:
+            current = self.backend.stat(u.bucket, u.name).generation
+        except ObjectNotFound:
+            current = 0
+        if current != precondition:
+            if implicit and precondition == 0:
+                self._require_replace(u)  # it exists: replacing it needs delete
+            raise PreconditionFailed(str(u), precondition, current)

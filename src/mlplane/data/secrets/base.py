@@ -30,6 +30,10 @@ class SecretBackend(Protocol):
         Raises SecretNotFound."""
         ...
 
+    def exists(self, name: str) -> bool:
+        """Whether the secret exists (a metadata read: `secretmanager.secrets.get`)."""
+        ...
+
     def create(self, name: str) -> None:
         """Create an empty secret; a secret that already exists is left as it is."""
         ...

@@ -185,6 +185,15 @@ class SecretManagerStore:
         v = self._call(lambda: method(request=request, **self._options), name, number)
         return SecretVersion(name, _number(v.name), _state(v), _created(v))
 
+    def exists(self, name: str) -> bool:
+        client, options = self.client, self._options
+        request = self._types.GetSecretRequest(name=self.path(name))
+        try:
+            self._call(lambda: client.get_secret(request=request, **options), name)
+        except SecretNotFound:
+            return False
+        return True
+
     def create(self, name: str) -> None:
         from google.api_core import exceptions as gexc
 

@@ -224,6 +224,9 @@ class LocalSecretStore:
             raise _write_error(d, exc) from None
         return self._meta(name, record)
 
+    def exists(self, name: str) -> bool:
+        return self._dir(name).is_dir()
+
     def create(self, name: str) -> None:
         d = self._dir(name)
         try:

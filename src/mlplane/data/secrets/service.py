@@ -9,7 +9,9 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
+from mlplane.apis.request import DryRunLog
 from mlplane.data.identity import Caller
+from mlplane.data.secrets import requests
 from mlplane.data.secrets.base import SecretBackend
 from mlplane.data.secrets.value import (
     SecretInfo,
@@ -37,6 +39,7 @@ LIST = ("secretmanager.secrets.list", "secretmanager.versions.list")
 ACCESS = "secretmanager.versions.access"
 ADD = "secretmanager.versions.add"
 CREATE = "secretmanager.secrets.create"
+GET = "secretmanager.secrets.get"
 # version state -> the permission that sets it
 STATES = {
     "enabled": "secretmanager.versions.enable",
@@ -106,6 +109,50 @@ class Secrets:
             raise ConfigError("version", "", "name a version number, not 'latest'")
         self.caller.require(STATES[state], self._ref(name))
         return self.backend.set_state(name, number, state)
+
+    # ------------------------------------------------------------------ dry runs
+
+    def rehearse_set(self, name: str, value: SecretValue, log: DryRunLog) -> None:
+        """`set --dry-run`: validate and authorize as `set` would, then log the Secret Manager
+        calls the gcp backend would make (a create first when the secret is new); the value
+        itself is never logged."""
+        check_name(name)
+        check_value(value)
+        self.caller.require(ADD, self._ref(name))
+        project = self.caller.project
+        self._note_backend(log, "AddSecretVersion")
+        known = self.caller.authz.authorize(self.principal, GET, self._ref(name)).allowed
+        if known and self.backend.exists(name):
+            log.note(f"secret '{name}' exists: a new version is added")
+        else:
+            self.caller.require(CREATE, self._ref(name))
+            log.note(
+                f"secret '{name}' does not exist: it is created first"
+                if known
+                else f"whether secret '{name}' exists is not readable by you (needs {GET}): "
+                "if it does not, it is created first"
+            )
+            log.send(requests.create(project, name))
+        log.send(requests.add_version(project, name, len(value)))
+
+    def rehearse_state(self, name: str, version: int | str, state: str, log: DryRunLog) -> None:
+        """`enable|disable|destroy --dry-run`: validate and authorize, log the call."""
+        check_name(name)
+        number = check_version(version)
+        if not isinstance(number, int):
+            raise ConfigError("version", "", "name a version number, not 'latest'")
+        self.caller.require(STATES[state], self._ref(name))
+        self._note_backend(log, f"{requests.VERBS[state].title()}SecretVersion")
+        log.note(f"whether version {number} of '{name}' exists is checked by the server")
+        log.send(requests.set_state(self.caller.project, name, number, state))
+
+    def _note_backend(self, log: DryRunLog, rpc: str) -> None:
+        if type(self.backend).__name__ != "SecretManagerStore":
+            log.note(
+                "secrets backend: local (an encrypted store on this machine, no HTTP); below, "
+                "the Secret Manager calls the gcp backend would make"
+            )
+        log.note(requests.GRPC.format(rpc))
 
 
 def backend_name(project_file: Path) -> str:

@@ -75,7 +75,7 @@ def plan_document(plan: IamPlan, loaded: LoadedProject | None = None) -> dict[st
                 "reason": a.reason,
                 "via_triggers": list(a.via_triggers),
             }
-            for a in (*loaded.model.actions, *loaded.model.all_build_actions())
+            for a in (*loaded.model.actions, *loaded.model.derived_actions())
             if a.id in used
         }
     return doc

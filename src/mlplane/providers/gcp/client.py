@@ -11,40 +11,25 @@ becomes mlplane's taxonomy (`error_for_status`) at this boundary: nothing above 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from mlplane.apis.credentials import CredentialError, Credentials, NotSignedIn
 from mlplane.apis.discovery import method as discovery_method
 from mlplane.apis.endpoints import Endpoints
 from mlplane.apis.errors import ApiError
+from mlplane.apis.request import Request
 from mlplane.apis.transport import HttpResponse, Transport, TransportError
 from mlplane.errors import MlplaneError, PermanentError
 from mlplane.model.compute import ResourceKey
 from mlplane.providers.errors import ProviderUnavailable, error_for_status
+
+__all__ = ["GoogleApis", "Request", "Unauthorized"]
 
 
 class Unauthorized(PermanentError):
     """The endpoint refused the credentials (401), even after a refresh."""
 
     exit_code = 3
-
-
-@dataclass(frozen=True)
-class Request:
-    """A call as it goes on the wire (what `--dry-run` prints)."""
-
-    http_method: str
-    url: str
-    body: Any = None
-
-    def render(self) -> str:
-        import json
-
-        text = f"{self.http_method} {self.url}"
-        if self.body is not None:
-            text += "\n" + json.dumps(self.body, indent=2, sort_keys=True)
-        return text
 
 
 class GoogleApis:

@@ -6,8 +6,10 @@ a concurrent `up` waits on the lock and then finds the agent the first one start
 own `agent.lock` makes a second agent exit even if launched by other means.
 
 `stop_agent` signals the agent by PID (SIGTERM: it stops every process it supervises, each
-gracefully then with SIGKILL), waits, SIGKILLs it after the timeout, and finally kills any
-process still listed in `children.json` (matched by PID and start time).
+gracefully then with SIGKILL), waits, SIGKILLs it after the timeout, kills any process group
+still listed in `children.json` (matched by PID and start time), and removes the resources the
+agent recorded: `down` tears the project's local resources down, where any other end of the
+agent (a kill, a reboot) leaves them for the next `up` to restore (docs/decisions/1600).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import fcntl
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,6 +141,7 @@ def start_agent(project_file: Path | str, timeout: float = 30.0) -> UpResult:
         running = find_agent(paths.project_file)
         if running is not None:
             return UpResult(running, started=False)
+        paths.start_error.unlink(missing_ok=True)
         argv = [sys.executable, "-m", AGENT_MODULE, "--project", str(paths.project_file)]
         argv += ["--detach", "--log", str(paths.log)]
         launched = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
@@ -151,9 +155,20 @@ def start_agent(project_file: Path | str, timeout: float = 30.0) -> UpResult:
             if handle is not None:
                 return UpResult(handle, started=handle.info.pid == pid)
             if not pid_alive(pid):
-                raise AgentStartFailed(f"the agent exited at start-up:\n{_log_tail(paths)}")
+                raise AgentStartFailed(_start_failure(paths))
             time.sleep(0.05)
         raise AgentStartFailed(f"the agent did not answer within {timeout:g}s:\n{_log_tail(paths)}")
+
+
+def _start_failure(paths: AgentPaths) -> str:
+    """Why the agent exited at start-up: its one-piece reason if it left one, else its log."""
+    try:
+        why = paths.start_error.read_text().strip()
+    except OSError:
+        why = ""
+    if why:
+        return f"the agent did not start: {why}"
+    return f"the agent exited at start-up:\n{_log_tail(paths)}"
 
 
 def _log_tail(paths: AgentPaths, lines: int = 15) -> str:
@@ -191,13 +206,16 @@ def stop_agent(project_file: Path | str, timeout: float = 20.0) -> DownResult:
 
 
 def _sweep(paths: AgentPaths) -> int:
-    """Kill what a dead agent left (children die with the agent; this is the second net)."""
-    from .agent.processes import kill_group, recorded_children
+    """Kill what a dead agent left (its children died with it; what they started, whole
+    process groups, did not), stop the data plane, forget the recorded resources."""
+    from .agent.processes import sweep_recorded
 
-    killed = sum(kill_group(p, signal.SIGKILL) for p in recorded_children(paths.children))
+    killed = sweep_recorded(paths.children)
     from .dataplane.files import DataPlaneFiles, stop_orphan
 
     killed += stop_orphan(DataPlaneFiles(paths.root))  # it outlives a killed agent by design
     for path in (paths.children, paths.info, paths.pid_file):
         path.unlink(missing_ok=True)
+    for recorded in (paths.resources, paths.servicemanagement):
+        shutil.rmtree(recorded, ignore_errors=True)
     return killed

@@ -5,6 +5,9 @@ agent.pid       the agent's PID, written as soon as it holds the lock
 launch.lock     flock held by `mlplane up` while it checks, starts and waits (races are safe)
 agent.json      pid, API port and start time, written once the API listens
 tokens.json     sha256 of the sign-in and impersonation tokens the agent issued (mode 0600)
+resources/      one 0600 JSON file per resource (KIND/NAME.json): what a restarted agent restores
+servicemanagement/  Endpoints configs, rollouts and enabled services (restored likewise)
+start-error     why the last agent could not start (what `mlplane up` reports)
 agent.log       the agent's log
 children.json   pid and start time of every process the agent supervises (for crash cleanup)
 logs/NAME.log   stdout and stderr of each instance or replica process
@@ -65,6 +68,18 @@ class AgentPaths:
     @property
     def log(self) -> Path:
         return self.root / "agent.log"
+
+    @property
+    def resources(self) -> Path:
+        return self.root / "resources"
+
+    @property
+    def servicemanagement(self) -> Path:
+        return self.root / "servicemanagement"
+
+    @property
+    def start_error(self) -> Path:
+        return self.root / "start-error"
 
     @property
     def children(self) -> Path:

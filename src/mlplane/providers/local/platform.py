@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from mlplane.apis.endpoints import Endpoints
 from mlplane.providers.errors import ProviderUnavailable
-from mlplane.providers.replica_view import ReplicaView
+from mlplane.providers.replica_view import AgentView, ReplicaView
 
 from .admin_client import frontend_base
 from .control import AgentHandle, require_agent
@@ -43,6 +43,9 @@ class LocalPlatform:
         return frontend_base(rule.port_range.partition("-")[0])
 
     def processes(self, token: str) -> list[ReplicaView]:
+        return list(self.agent_view(token).processes)
+
+    def agent_view(self, token: str) -> AgentView:
         handle = self.agent()
         conn = http.client.HTTPConnection("127.0.0.1", handle.info.port, timeout=10)
         try:
@@ -55,4 +58,4 @@ class LocalPlatform:
             conn.close()
         if resp.status != 200:
             raise ProviderUnavailable(f"local agent: processes: HTTP {resp.status}: {data}")
-        return [ReplicaView.from_json(p) for p in data.get("processes", ())]
+        return AgentView.from_json(data)

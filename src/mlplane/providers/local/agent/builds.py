@@ -10,7 +10,8 @@ steps of `gcr.io/cloud-builders/docker` run the docker CLI against a reachable e
 
 The build record (`.mlplane/builds/ID.json`) says who invoked what, as whom, from which
 source, each step's result, and every object the build's identity wrote (from the artifact
-store's own audit log).
+store's own audit log). A restarted agent reads them back (`restore`): builds that were running
+when the previous agent was killed end INTERNAL_ERROR (their steps died with it).
 """
 
 from __future__ import annotations
@@ -101,6 +102,14 @@ class BuildRecord:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BuildRecord:
+        """Read back `to_json` (TypeError or KeyError if it is not one)."""
+        data = dict(d)
+        data["steps"] = [StepRecord(**s) for s in data["steps"]]
+        data["source"] = Source(**data["source"])
+        return cls(**data)
+
 
 class BuildRunner:
     def __init__(
@@ -121,6 +130,28 @@ class BuildRunner:
             await self.warm.start()
         except OSError as exc:
             log.warning("no warm build worker (%s): build steps start cold", exc)
+
+    def restore(self) -> None:
+        """Read the build records back; a build a killed agent was running ends INTERNAL_ERROR."""
+        if not self.builds_dir.is_dir():
+            return
+        for path in sorted(self.builds_dir.glob("*.json")):
+            try:
+                rec = BuildRecord.from_json(json.loads(path.read_text()))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("build record %s not read back: %s", path, exc)
+                continue
+            if not rec.done:
+                rec.status = "INTERNAL_ERROR"
+                rec.status_detail = "the agent running the build was killed"
+                rec.finished = time.time()
+                for step in rec.steps:
+                    if step.status in ("QUEUED", "WORKING"):
+                        step.status = "CANCELLED" if step.status == "QUEUED" else "FAILURE"
+                self._save(rec)
+            self.builds[rec.id] = rec
+            self.finished[rec.id] = asyncio.Event()
+            self.finished[rec.id].set()
 
     async def close(self) -> None:
         await self.warm.stop()

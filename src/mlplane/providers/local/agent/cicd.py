@@ -121,6 +121,13 @@ def attach(host: Host, gate: Gate, runtime: Runtime, runner: BuildRunner) -> Cic
 
     async def started() -> None:
         await registry.start()
+        containers = host.containers
+        if isinstance(containers, Containers):  # before restored instances start theirs
+            left = await containers.sweep()
+            if left:
+                log.warning("removed %d containers left by a previous agent", left)
+
+    async def restored() -> None:
         host.background(_after_start(host, runtime, run_api, registry, project.get(), gate))
 
     async def stopping() -> None:
@@ -128,6 +135,7 @@ def attach(host: Host, gate: Gate, runtime: Runtime, runner: BuildRunner) -> Cic
         await registry.stop()
 
     host.on_start.append(started)
+    host.on_restored.append(restored)
     host.on_stop.append(stopping)
     return Cicd(
         registry,
@@ -144,11 +152,6 @@ def attach(host: Host, gate: Gate, runtime: Runtime, runner: BuildRunner) -> Cic
 async def _after_start(
     host: Host, runtime: Runtime, run_api: RunApi, registry: Registry, p: ProjectFile, gate: Gate
 ) -> None:
-    containers = host.containers
-    if isinstance(containers, Containers):
-        left = await containers.sweep()
-        if left:
-            log.warning("removed %d containers left by a previous agent", left)
     try:
         await apply_foundation(host, runtime, run_api, registry, p, gate)
     except Exception:  # the agent keeps serving; the log says what failed

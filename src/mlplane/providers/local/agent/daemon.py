@@ -34,7 +34,8 @@ from .host import AgentSettings, Host
 from .http_server import serve
 from .metadata import project_number
 from .operations import Operations
-from .processes import kill_group, recorded_children
+from .processes import sweep_recorded
+from .records import RecordFiles
 from .runtime import Runtime
 from .service import ResourceService
 from .store import ResourceStore
@@ -68,8 +69,9 @@ def acquire_lock(path: Path, wait: float = LOCK_WAIT_SEC) -> int | None:
 
 
 def sweep_children(paths: AgentPaths) -> int:
-    """Kill the processes a crashed agent left behind (matched by PID and start time)."""
-    killed = sum(kill_group(pid, signal.SIGKILL) for pid in recorded_children(paths.children))
+    """Kill the process groups a killed agent left behind, whole (its children died with it;
+    what they started did not), matched by PID and start time."""
+    killed = sweep_recorded(paths.children)
     paths.children.unlink(missing_ok=True)
     return killed
 
@@ -83,21 +85,29 @@ def run(project_file: Path, settings: AgentSettings | None = None) -> int:
         return EXIT_LOCKED
     try:
         write_atomic(paths.pid_file, f"{os.getpid()}\n", mode=0o644)
+        paths.start_error.unlink(missing_ok=True)
         left = sweep_children(paths)
         if left:
             log.warning("killed %d processes left by a previous agent", left)
         asyncio.run(_serve(paths, settings or AgentSettings.from_env(os.environ)))
         return 0
     except ConfigError as exc:
-        log.error("cannot start: %s", exc)
+        _cannot_start(paths, str(exc))
         return exc.exit_code
     except ValueError as exc:
-        log.error("cannot start: %s", exc)
+        _cannot_start(paths, str(exc))
         return 2
     finally:
         for path in (paths.info, paths.children, paths.pid_file):
             path.unlink(missing_ok=True)
         os.close(lock)
+
+
+def _cannot_start(paths: AgentPaths, why: str) -> None:
+    """Log why, and leave it where `mlplane up` reads it (`start-error`), in one piece."""
+    log.error("cannot start: %s", why)
+    with contextlib.suppress(OSError):
+        write_atomic(paths.start_error, why + "\n", mode=0o600)
 
 
 async def _watch_state_dir(paths: AgentPaths, stop: asyncio.Event) -> None:
@@ -122,7 +132,7 @@ def build_gateway(
     tokens = TokenAuthority(paths.tokens)
     gate = Gate(paths.project_file, tokens)
     host = Host(gate.project, paths, settings, tokens)
-    store, ops = ResourceStore(), Operations()
+    store, ops = ResourceStore(RecordFiles(paths.resources)), Operations()
     runtime = Runtime(host, store)
     service = ResourceService(gate, store, ops, runtime)
     loaded = load_project(paths.project_file).project.project
@@ -135,7 +145,9 @@ def build_gateway(
         **GroupsApi(compute).handlers(),
         **StaticApi(compute, loaded.zone, loaded.region).handlers(),
     }
-    endpoints = ServiceManagementApi(service, lambda: project_number(gate.project))
+    endpoints = ServiceManagementApi(
+        service, lambda: project_number(gate.project), paths.servicemanagement
+    )
     identity = IdentityApi(gate)
     runner = BuildRunner(
         host, loaded.zone, lambda build: writes_by(paths.project_file, "build", build)
@@ -146,7 +158,10 @@ def build_gateway(
     def processes() -> list[dict[str, Any]]:
         return [v.to_json() for v in runtime.replicas()]
 
-    admin = AdminApi(gate, started, runtime.openapi, processes, lambda: host.api_port)
+    def resources() -> list[list[str]]:
+        return [[key.kind, key.name] for key in store.records]
+
+    admin = AdminApi(gate, started, runtime.openapi, processes, lambda: host.api_port, resources)
     surfaces = [
         compute_surface(compute, extra),
         *endpoints.surfaces(),
@@ -156,6 +171,12 @@ def build_gateway(
     ]
     plain = {**identity.plain(), **admin.plain(), **cicd.plain}
     gateway = Gateway(gate, surfaces, plain, (*PUBLIC, *cicd.public))
+    # What a previous agent recorded (ConfigError naming a damaged file: no start); the runtime
+    # of the resources is re-created once the API listens (`Runtime.restore`).
+    store.load()
+    service.restore_operations()  # a retried request gets its operation back
+    endpoints.restore()
+    runner.restore()
     return gateway, host, store, runtime, runner
 
 
@@ -163,8 +184,13 @@ async def _serve(paths: AgentPaths, settings: AgentSettings) -> None:
     started = time.time()
     gateway, host, store, runtime, runner = build_gateway(paths, settings, started)
     server = await serve(gateway.handle, admit=gateway.admit)
-    host.api_port = int(server.sockets[0].getsockname()[1])
-    for hook in host.on_start:
+    host.api_port = int(server.sockets[0].getsockname()[1])  # workloads are told where it is
+    for hook in host.on_start:  # the registry, before any workload pulls from it
+        await hook()
+    if store.records:
+        log.info("restoring %d resources a previous agent recorded", len(store.records))
+    await runtime.restore()
+    for hook in host.on_restored:  # the declared foundation, beside what was restored
         await hook()
     write_info(paths, AgentInfo(os.getpid(), host.api_port, str(paths.project_file), started))
     log.info("agent pid %d for project %s: API on 127.0.0.1:%d", os.getpid(), host.project_id,

@@ -150,9 +150,12 @@ class Frontends:
 
     def converged(self) -> None:
         """The agent recovered every resource it will (after a restart): listeners of an
-        adopted data plane that no forwarding rule claims may now close."""
+        adopted data plane that no forwarding rule claims may now close. A data plane that a
+        killed agent left is adopted now even if no rule needs it, so that it closes them."""
         self._converged_at = time.monotonic()
         self.sync()
+        if self._task is None and self.dataplane.running():
+            self._task = asyncio.get_running_loop().create_task(self._link())
 
     def check_url_map(self, spec: UrlMap) -> None:
         """Refuse a URL map the local load balancer could not serve (InvalidRequest)."""

@@ -7,6 +7,11 @@ port and metadata endpoint. A replica that keeps crashing at start slows the gro
 exponential back-off instead of a busy loop. The data plane probes the replicas
 (`probe_targets`) and the agent feeds its reports back (`observe`): a stalled agent delays
 autohealing, it never fails a replica.
+
+After each reconciliation the group reports its live size and its replicas' names, kept with
+its record: an agent started after a killed one brings the group back at that size (within its
+autoscaler's bounds) with replicas of the same names, as a MIG recreates its instances after a
+host failure.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 import secrets
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mlplane.model.compute import HealthCheck, InstanceGroupManager, InstanceTemplate, link_key
@@ -25,6 +30,7 @@ from mlplane.providers.local.wire import ReplicaView
 
 from .health import Health, HealthTrack
 from .host import Host, Running, halt, launch
+from .store import Observed
 
 log = logging.getLogger(__name__)
 _QUICK_EXIT_SEC = 2.0
@@ -56,11 +62,20 @@ class Replica:
 
 
 class GroupRuntime:
-    def __init__(self, host: Host, spec: InstanceGroupManager, templates: TemplateLookup) -> None:
+    def __init__(
+        self,
+        host: Host,
+        spec: InstanceGroupManager,
+        templates: TemplateLookup,
+        *,
+        target_size: int | None = None,
+        names: Sequence[str] = (),
+    ) -> None:
         self.host = host
         self.spec = spec
         self.templates = templates
-        self.target_size = spec.target_size
+        self.target_size = spec.target_size if target_size is None else target_size
+        self._names = list(names)  # replica names to use again (a group restored after a kill)
         self.autoscaled = False
         self.checks: dict[str, HealthCheck] = {}
         self.replicas: dict[str, Replica] = {}
@@ -191,6 +206,8 @@ class GroupRuntime:
             *(self._start(r) for r in new),
         )
         self.host.notify()
+        live = Observed(target_size=self.target_size, replicas=tuple(sorted(self.replicas)))
+        self.host.observe(self.spec.key, live)
 
     def _keep_order(self, r: Replica) -> tuple[int, float]:
         """Scale-in order: broken or unhealthy replicas first, then the newest."""
@@ -199,6 +216,11 @@ class GroupRuntime:
         return (1 if good else 0, -(r.running.started_at if r.running else 0.0))
 
     def _new_name(self) -> str:
+        while self._names:
+            name = self._names.pop(0)
+            if name not in self.host.names:
+                self.host.names.add(name)
+                return name
         while True:
             name = f"{self.spec.base_instance_name}-" + "".join(
                 secrets.choice(_ALPHABET) for _ in range(4)

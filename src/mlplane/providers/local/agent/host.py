@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mlplane.apis.endpoints import Endpoints
+from mlplane.model.compute import ResourceKey
 from mlplane.providers.local.paths import AgentPaths
 from mlplane.providers.local.runtime import runtime_of
 
@@ -23,6 +24,7 @@ from .auth.tokens import TokenAuthority
 from .metadata import InstanceIdentity, MetadataServer
 from .ports import PortAllocator
 from .processes import ChildRegistry, Supervised, spawn
+from .store import Observed
 
 # Variables of the agent's own environment that a workload must not inherit: a VM has no
 # user's credentials; its identity is its metadata server's.
@@ -86,7 +88,10 @@ class Host:
     notify: Callable[[], None] = lambda: None  # membership or health changed
     containers: ContainerRunner | None = None  # workloads that name an image, with an engine
     on_start: list[Hook] = field(default_factory=list)  # once the API listens (api_port set)
+    on_restored: list[Hook] = field(default_factory=list)  # after the records are restored
     on_stop: list[Hook] = field(default_factory=list)  # before the runtime shuts down
+    # what a runtime reports of its resource, kept with the record (ResourceStore.observe)
+    observe: Callable[[ResourceKey, Observed], None] = lambda key, observed: None
 
     def __post_init__(self) -> None:
         self.children = ChildRegistry(self.paths.children)
@@ -160,12 +165,14 @@ async def launch(
     zone: str,
     items: Mapping[str, str],
     service_account: str | None,
+    port: int | None = None,
     *,
     extra_env: Mapping[str, str] | None = None,
     as_service_agent: bool = False,
 ) -> Running:
-    """Start the process of instance `name`; ValueError/OSError when it cannot start.
-    `as_service_agent`: its image is pulled by Cloud Run's service agent (a revision)."""
+    """Start the process of instance `name` (on `port` if it is free: a restarted VM keeps its
+    address); ValueError/OSError when it cannot start. `as_service_agent`: its image is pulled
+    by Cloud Run's service agent (a revision)."""
     runtime = runtime_of(items, f"instance '{name}'")
     engine = await _engine(host, runtime.image)
     if runtime.image and engine is None and not runtime.argv:
@@ -176,7 +183,7 @@ async def launch(
     identity = InstanceIdentity(name, zone, host.project_id, service_account, dict(items))
     metadata = MetadataServer(identity, host.tokens)
     md_port = await metadata.start()
-    port = host.ports.allocate()
+    port = host.ports.allocate(prefer=port)
     env = workload_environment(host, name, md_port)
     workload_env = {**runtime.env, **(extra_env or {})}
     env.update(workload_env)

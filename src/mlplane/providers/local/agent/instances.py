@@ -1,17 +1,23 @@
 """A standalone instance in the agent (notebook, training job): one process, its own port and
 metadata endpoint. When the process exits the instance is TERMINATED (like a stopped VM) until
-it is deleted; deleting it stops the process first."""
+it is deleted; deleting it stops the process first.
+
+An agent that was killed is, to its instances, a host that failed: its successor `restore`s
+each as Compute Engine would after a host failure, by `scheduling.automaticRestart` (default
+true): started again on the same port, or left TERMINATED with a line in its log saying why.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 
-from mlplane.model.compute import Instance, InstanceTemplate, link_key
+from mlplane.model.compute import Instance, InstanceTemplate, Scheduling, link_key
 from mlplane.providers.local.runtime import items_of
 from mlplane.providers.local.wire import ReplicaView
 
 from .host import Host, Running, halt, launch
+from .store import Observed
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +50,56 @@ class InstanceRuntime:
         items.update(items_of(self.spec.metadata))
         return items
 
-    async def start(self) -> None:
+    async def start(self, port: int | None = None) -> None:
         """Start the process; ValueError/OSError (a bad command, ...) fail the create."""
         self.running = await launch(
-            self.host, self.spec.name, self.spec.zone, self.items(), self.service_account
+            self.host, self.spec.name, self.spec.zone, self.items(), self.service_account, port
         )
         self.status = "RUNNING"
         self.host.names.add(self.spec.name)
+        self._report()
         self.host.background(self._watch(self.running))
+
+    async def restore(self, observed: Observed) -> None:
+        """Come back after the agent (this VM's host) was killed: as it was if it had ended,
+        else started again or TERMINATED, by its `scheduling.automaticRestart`."""
+        self.host.names.add(self.spec.name)
+        if observed.status == "TERMINATED":
+            self.status, self.exit_code = "TERMINATED", observed.exit_code
+            return
+        if observed.status and not (self.spec.scheduling or Scheduling()).restarts:
+            self.status, self.exit_code = "TERMINATED", None
+            self._say(
+                "the agent running this instance was killed (a host failure) and "
+                "scheduling.automaticRestart is false: the instance stays TERMINATED"
+            )
+            self._report()
+            return
+        if observed.status:
+            self._say("the agent running this instance was killed (a host failure): restarting")
+        # never started (its create was accepted, then the agent died): the create completes
+        await self.start(port=observed.port)
+
+    def _say(self, line: str) -> None:
+        log.info("instance %s: %s", self.spec.name, line)
+        path = self.host.paths.logs / f"{self.spec.name}.log"
+        try:
+            with open(path, "a") as f:
+                f.write(f"mlplane-agent: {line}\n")
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
+
+    def _report(self) -> None:
+        port = self.running.port if self.running else None
+        observed = Observed(status=self.status, exit_code=self.exit_code, port=port)
+        self.host.observe(self.spec.key, observed)
 
     async def _watch(self, running: Running) -> None:
         code = await running.proc.wait()
         if self.running is running and self.status == "RUNNING":
             log.info("instance %s (pid %d) exited with %d", self.spec.name, running.pid, code)
             self.status, self.exit_code, self.running = "TERMINATED", code, None
+            self._report()
             await halt(self.host, running)  # frees its port and metadata endpoint
             self.host.notify()
 

@@ -87,6 +87,20 @@ class Operations:
                 self._by_request.pop(old.request_id, None)
         return rec
 
+    def restore(
+        self, target: ResourceKey, verb: Verb, scope: str, request_id: str, **done: Any
+    ) -> OperationRecord:
+        """An operation a previous agent started, DONE (the restart completed its work), so
+        that a retry with its request id gets it back. `done` holds the recorded fields (name,
+        op_type, user, target_id, id, inserted, error)."""
+        rec = OperationRecord(target=target, verb=verb, scope=scope, request_id=request_id, **done)
+        rec.status, rec.started, rec.ended = OperationStatus.DONE, rec.inserted, time.time()
+        rec.done.set()
+        self._ops[rec.name] = rec
+        if request_id:
+            self._by_request[request_id] = rec.name
+        return rec
+
     def replay(self, request_id: str, target: ResourceKey, verb: Verb) -> OperationRecord | None:
         """The operation of an earlier call with this request id, or None."""
         name = self._by_request.get(request_id) if request_id else None

@@ -15,7 +15,19 @@ class PortAllocator:
     def __init__(self) -> None:
         self.in_use: set[int] = set()
 
-    def allocate(self) -> int:
+    def allocate(self, prefer: int | None = None) -> int:
+        """A free port: `prefer` when nothing uses it, else one the kernel picks."""
+        if prefer is not None and prefer not in self.in_use:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                # as servers bind: a port whose last connections linger in TIME_WAIT is free
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((HOST, prefer))
+                except OSError:
+                    pass
+                else:
+                    self.in_use.add(prefer)
+                    return prefer
         for _ in range(100):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.bind((HOST, 0))

@@ -1,9 +1,11 @@
 """Supervised processes: spawn in their own process group, stop by PID (SIGTERM to the group,
 SIGKILL after a grace period), and a registry file of live children for crash cleanup.
 
-Each child asks the kernel for SIGKILL when the agent dies (PR_SET_PDEATHSIG), so even a
-`kill -9` of the agent leaks no replica; `mlplane down` also sweeps `children.json`, matching
-each PID with its recorded start time so that a recycled PID is never signalled.
+Each child asks the kernel for SIGKILL when the agent dies (PR_SET_PDEATHSIG), so a `kill -9`
+of the agent kills every process it started; what those started (a training job under its
+runner) lives on in their process group. The next agent and `mlplane down` sweep
+`children.json`: each recorded group is killed whole, also when its leader is gone
+(`group_members`), and a recycled PID is never signalled (start times are compared).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlplane.providers.local.paths import write_atomic
-from mlplane.providers.local.procfs import start_time
+from mlplane.providers.local.procfs import process_table, start_time
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -70,6 +72,46 @@ def recorded_children(path: Path) -> list[ProcessId]:
         return [ProcessId(int(d["pid"]), int(d["start"])) for d in json.loads(path.read_text())]
     except (OSError, ValueError, KeyError, TypeError):
         return []
+
+
+def group_members(leader: ProcessId) -> list[ProcessId]:
+    """The live processes of the process group and session `leader` started, found in /proc,
+    whether or not the leader still lives. A PGID or SID is not handed out as a PID while a
+    process still carries it, so members that started after the leader are the ones it (or they)
+    started; if the leader's PID now names another process, the group is not ours: none."""
+    table = process_table()
+    own = table.get(leader.pid)
+    if own is not None and own[2] != leader.start:
+        return []  # the PID was recycled: whatever group it leads now is someone else's
+    return [
+        ProcessId(pid, start)
+        for pid, (group, session, start) in sorted(table.items())
+        if (group == leader.pid or session == leader.pid) and start >= leader.start
+    ]
+
+
+def kill_recorded_group(leader: ProcessId, sig: signal.Signals = signal.SIGKILL) -> int:
+    """Signal every process of a recorded group, the leader gone or not; returns how many.
+    SIGKILL rescans a few times, for members forked while the others were being killed."""
+    signalled: set[int] = set()
+    for _ in range(5 if sig == signal.SIGKILL else 1):
+        fresh = [m for m in group_members(leader) if m.pid not in signalled]
+        if not fresh:
+            break
+        for member in fresh:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(member.pid, sig)
+            signalled.add(member.pid)
+    return len(signalled)
+
+
+def sweep_recorded(path: Path) -> int:
+    """Kill every process group listed in `children.json` (a dead agent's); returns how many
+    processes were signalled. The file is left for the caller to remove."""
+    recorded = recorded_children(path)
+    if not recorded and path.exists() and path.stat().st_size > 2:
+        log.warning("%s cannot be read: the processes it listed are not stopped", path)
+    return sum(kill_recorded_group(pid) for pid in recorded)
 
 
 def kill_group(pid: ProcessId, sig: signal.Signals) -> bool:

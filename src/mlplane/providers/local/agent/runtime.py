@@ -4,11 +4,14 @@ is accepted (`check`), make it real (`apply`), undo it (`remove`), describe it (
 Kinds with no runtime of their own (HealthCheck, BackendService, UrlMap, TargetHttpProxy,
 Endpoints) act through the others: after every change the agent re-derives which health checks
 probe which group and re-configures the load balancers (`_changed`).
+
+`restore` re-creates the runtime of the records a killed agent left (docs/decisions/1601).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from mlplane.model.compute import (
@@ -22,6 +25,7 @@ from mlplane.model.compute import (
     InstanceTemplate,
     ResourceKey,
     ResourceSpec,
+    TargetHttpProxy,
     UrlMap,
     link_key,
 )
@@ -35,7 +39,21 @@ from .groups import GroupRuntime
 from .host import Host
 from .instances import InstanceRuntime
 from .scalers import Autoscaling, ScalerLoop
-from .store import Record, ResourceStore
+from .store import Observed, Record, ResourceStore, State
+
+log = logging.getLogger(__name__)
+# The order a restart re-creates runtimes in: what a kind refers to comes before it.
+RESTORE_ORDER = (
+    InstanceTemplate.KIND,
+    HealthCheck.KIND,
+    InstanceGroupManager.KIND,
+    Autoscaler.KIND,
+    BackendService.KIND,
+    UrlMap.KIND,
+    TargetHttpProxy.KIND,
+    ForwardingRule.KIND,
+    Instance.KIND,
+)
 
 
 class Runtime:
@@ -48,6 +66,7 @@ class Runtime:
         self.autoscaling = Autoscaling(host.settings.autoscale_tick_sec)
         self.frontends = Frontends(host, store, self.groups)
         host.notify = self._changed
+        host.observe = store.observe
 
     def _spec(self, kind: str, link: str) -> ResourceSpec:
         key = link_key(link)
@@ -148,6 +167,68 @@ class Runtime:
         elif isinstance(spec, ForwardingRule):
             await self.frontends.close(spec.name)
         self._changed()
+
+    # -- after a killed agent --------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Re-create the runtime of the records a previous agent left (the store's records as
+        the restore starts, before any workload runs): groups start their replicas, forwarding
+        rules listen on their ports (the adopted data plane keeps them), instances follow their
+        scheduling; then the data plane gets the whole configuration and may close listeners
+        no rule claims (`Frontends.converged`). Operations the killed agent had accepted
+        complete: a resource being deleted is gone, one being created or updated runs its
+        spec."""
+        rank = {kind: i for i, kind in enumerate(RESTORE_ORDER)}
+        records = list(self.store.records.values())
+        for rec in sorted(records, key=lambda r: (rank.get(r.key.kind, len(rank)), r.key.name)):
+            if rec.state == State.DELETING:
+                log.info("restore %s: its deletion completes", rec.key)
+                self.store.remove(rec.key)
+                continue
+            try:
+                await self._restore(rec)
+            except Exception as exc:  # one resource must not keep the others down
+                if rec.state == State.PROVISIONING:  # its create fails, as its operation would
+                    log.warning("restore %s: its create fails: %s", rec.key, exc)
+                    self.store.remove(rec.key)
+                else:
+                    log.warning("restore %s: its runtime cannot start: %s", rec.key, exc)
+                continue
+            if rec.state != State.READY:
+                rec.state = State.READY
+                self.store.save(rec)
+        self._changed()
+        self.frontends.converged()
+
+    async def _restore(self, rec: Record) -> None:
+        spec = rec.spec
+        if isinstance(spec, InstanceGroupManager):
+            size = self._restored_size(spec, rec.observed)
+            group = GroupRuntime(
+                self.host, spec, self.template, target_size=size, names=rec.observed.replicas
+            )
+            self.groups[spec.name] = group
+            group.start()
+        elif isinstance(spec, Instance):
+            instance = InstanceRuntime(self.host, spec, self.template)
+            self.instances[spec.name] = instance
+            await instance.restore(rec.observed)
+        elif isinstance(spec, (Autoscaler, ForwardingRule)):
+            await self.apply(spec, None)
+
+    def _restored_size(self, spec: InstanceGroupManager, observed: Observed) -> int:
+        """The group's size after a restart: its autoscaler's last size within the autoscaler's
+        bounds, else the size written (an autoscaler owns `targetSize`, decision 0304)."""
+        for other in self.store.specs(Autoscaler.KIND):
+            assert isinstance(other, Autoscaler)
+            target = link_key(other.target)
+            if target is None or target.name != spec.name:
+                continue
+            policy = other.autoscaling_policy
+            low = policy.min_num_replicas if policy.min_num_replicas is not None else 1
+            size = spec.target_size if observed.target_size is None else observed.target_size
+            return min(max(size, low), policy.max_num_replicas)
+        return spec.target_size
 
     def managed_instance_group(self, instance: str) -> GroupRuntime | None:
         """The group that runs a replica named `instance`, if any."""

@@ -1,5 +1,7 @@
 """The agent's resource API semantics, GCP-like: authorize, validate synchronously (404, 409,
 412 stale fingerprint, 400 in use or invalid), record, then do the work in an operation.
+Every change of a record is written through to its file (`store.save`) before it is answered
+and again when its operation ends, so a successor agent finishes what this one accepted.
 
 A failed create leaves nothing behind; a failed update restores the previous spec; a delete is
 refused while another resource refers to the target (ResourceInUse, as GCP's
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from mlplane.errors import MlplaneError, PermissionDenied
 from mlplane.model.compute import (
@@ -32,7 +35,7 @@ from mlplane.providers.errors import (
 from .auth import Caller, Gate
 from .operations import OperationRecord, Operations
 from .runtime import Runtime
-from .store import Record, ResourceStore, State
+from .store import TRACES_KEPT, Record, RequestTrace, ResourceStore, State
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ class ResourceService:
         self.store.check_references(spec)
         self.runtime.check(spec, None)
         rec = Record(spec, owner=str(caller.principal))
-        self.store.add(rec)
+        self.store.add(rec, save=False)  # written with its operation (`_run`)
 
         async def work() -> None:
             await self.runtime.apply(spec, None)
@@ -162,6 +165,20 @@ class ResourceService:
 
         return self._run(caller, rec, Verb.DELETE, request_id, work, undo, "delete")
 
+    def restore_operations(self) -> int:
+        """The operations kept with the records a previous agent left, DONE, for requests
+        retried with their request ids; returns how many."""
+        count = 0
+        for rec in self.store.records.values():
+            for t in rec.requests:
+                error = OperationError(*t.error) if t.error else None
+                self.ops.restore(
+                    rec.key, Verb(t.verb), t.scope, t.request_id, name=t.name, op_type=t.op_type,
+                    user=t.user, target_id=rec.id, id=t.id, inserted=t.inserted, error=error,
+                )  # fmt: skip
+                count += 1
+        return count
+
     def _idle(self, key: ResourceKey) -> Record:
         rec = self.store.require(key)
         if rec.busy is not None or rec.state == State.DELETING:
@@ -186,6 +203,18 @@ class ResourceService:
             op_type=op_type, user=caller.principal.email, target_id=rec.id,
         )  # fmt: skip
         rec.busy = op.name
+        if request_id:
+            trace = RequestTrace(
+                request_id, op.name, str(verb), scope, op.op_type, op.user, op.inserted, op.id
+            )
+            rec.requests = (*rec.requests[-(TRACES_KEPT - 1) :], trace)
+        try:
+            self.store.save(rec)  # accepted: what a successor finishes (decision 1601)
+        except OSError as exc:
+            rec.busy = None
+            undo()
+            self.ops.finish(op, OperationError("internalError", f"not recorded: {exc}", 500))
+            raise
         log.info("%s %s by %s: %s", verb, rec.key, caller, op.name)
 
         async def run() -> None:
@@ -201,6 +230,15 @@ class ResourceService:
                 log.warning("%s %s failed: %s", verb, rec.key, error.message)
             finally:
                 rec.busy = None
+                if error is not None:
+                    failed = (error.code, error.message, error.http_status)
+                    rec.requests = tuple(
+                        replace(t, error=failed) if t.name == op.name else t for t in rec.requests
+                    )
+                try:  # its state now (a record removed is not written back)
+                    self.store.save(rec)
+                except OSError as exc:
+                    log.error("cannot record %s: %s", rec.key, exc)
                 self.runtime.host.notify()
             self.ops.finish(op, error)
 

@@ -102,6 +102,11 @@ class DataPlaneClient:
             return False
         return True
 
+    def running(self) -> bool:
+        """A data plane runs for this state directory (this client's, or one to adopt)."""
+        info = self.info or read_info(self.files)
+        return info is not None and alive(info)
+
     @property
     def in_use(self) -> bool:
         """This client adopted or started a data plane (whose shutdown is then its job)."""

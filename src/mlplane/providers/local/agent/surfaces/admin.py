@@ -3,9 +3,12 @@
 GET /_mlplane/healthz       liveness: {"status", "pid", "startedAt"} (no token)
 GET /_mlplane/openapi.json  the Endpoints configs merged, as the load balancer serves it
 GET /_mlplane/processes     the processes the agent runs (instances, replicas, builds):
-                            pid, port, metadata port, status, health, identity. Any valid
+                            pid, port, metadata port, status, health, identity; and the
+                            [kind, name] of every resource it holds (what `mlplane status`
+                            compares with the team state to show what is missing). Any valid
                             token may read it: it is this machine's process table, which
-                            its OS user can read with `ps` anyway; no Google resource is in it.
+                            its OS user can read with `ps` anyway, and resource names (no
+                            resource's content is in it).
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ class AdminApi:
         openapi: Callable[[], dict[str, Any]],
         processes: Callable[[], list[dict[str, Any]]],
         api_port: Callable[[], int],
+        resources: Callable[[], list[list[str]]] = list,
     ) -> None:
         self.gate = gate
         self.started_at = started_at
         self.openapi_doc = openapi
         self.process_views = processes
         self.api_port = api_port
+        self.resources = resources
 
     def plain(self) -> dict[tuple[str, str], Any]:
         return {
@@ -66,5 +71,6 @@ class AdminApi:
                 "project": self.gate.project,
                 "startedAt": self.started_at,
                 "processes": self.process_views(),
+                "resources": self.resources(),
             },
         )

@@ -3,16 +3,18 @@
 A managed service is mlplane's EndpointsService; `configs:submit` stores an OpenAPI source as a
 new config (ids `YYYY-MM-DDrN`, as Google names them); a rollout makes a config the active one,
 which is mlplane's EndpointsConfig: what the agent serves as the merged OpenAPI document.
-Mutations answer with google.longrunning operations, done when the work is.
+Mutations answer with google.longrunning operations, done when the work is. Configs, rollouts
+and enabled services outlive the agent (`endpoints_state.py`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlplane.apis.discovery import load
@@ -30,7 +32,9 @@ from ..gateway import Call, Handler, Surface
 from ..operations import LongRunning, LongRunningOperations, OperationRecord
 from ..service import ResourceService
 from .compute_views import rfc3339
+from .endpoints_state import EndpointsState, RolloutRecord, ServiceConfig
 
+log = logging.getLogger(__name__)
 SM_API = load("servicemanagement")
 SU_API = load("serviceusage")
 _SM_TYPES = "type.googleapis.com/google.api.servicemanagement.v1"
@@ -47,36 +51,41 @@ PLATFORM_SERVICES = (
 )
 
 
-@dataclass
-class ServiceConfig:
-    id: str
-    spec: EndpointsConfig
-    files: list[dict[str, Any]]
-    created_at: float = field(default_factory=time.time)
-
-
-@dataclass
-class RolloutRecord:
-    id: str
-    config_id: str
-    created_by: str
-    status: str = "IN_PROGRESS"
-    created_at: float = field(default_factory=time.time)
-
-
 class ServiceManagementApi:
-    def __init__(self, service: ResourceService, project_number: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        service: ResourceService,
+        project_number: Callable[[], int],
+        state_dir: Path | None = None,
+    ) -> None:
         self.service = service
         self.project_number = project_number
         self.lro = LongRunningOperations()
-        self.configs: dict[str, list[ServiceConfig]] = {}
-        self.rollouts: dict[str, list[RolloutRecord]] = {}
-        self.enabled: set[str] = set(PLATFORM_SERVICES)
+        self.state = EndpointsState(state_dir, PLATFORM_SERVICES)
+        self.configs = self.state.configs
+        self.rollouts = self.state.rollouts
+        self.enabled = self.state.enabled
         self._pending: dict[str, tuple[OperationRecord, Callable[[], dict[str, Any]]]] = {}
 
     @property
     def project(self) -> str:
         return self.service.gate.project
+
+    def restore(self) -> None:
+        """Read back what a previous agent held (ConfigError naming a damaged file). A rollout
+        it had not seen finish succeeded if the active config (the EndpointsConfig record, itself
+        restored) is that rollout's config, else failed."""
+        self.state.load(_read_config)
+        for name, rollouts in self.rollouts.items():
+            rec = self.service.store.get(ResourceKey(EndpointsConfig.KIND, name))
+            changed = False
+            for r in rollouts:
+                if r.status == "IN_PROGRESS":
+                    cfg = next((c for c in self.configs.get(name, ()) if c.id == r.config_id), None)
+                    ok = rec is not None and cfg is not None and cfg.spec == rec.spec
+                    r.status, changed = ("SUCCESS" if ok else "FAILED"), True
+            if changed:
+                self.state.rollouts_changed(name)
 
     def surfaces(self) -> list[Surface]:
         sm: dict[str, Handler] = {
@@ -238,7 +247,7 @@ class ServiceManagementApi:
             {k: f[k] for k in ("filePath", "fileContents", "fileType") if k in f} for f in files
         ])  # fmt: skip
         if not call.body.get("validateOnly"):
-            self.configs.setdefault(name, []).append(cfg)
+            self.state.add_config(name, cfg)
         response = {
             "@type": f"{_SM_TYPES}.SubmitConfigSourceResponse",
             "serviceConfig": self._config_json(name, cfg, False),
@@ -301,17 +310,25 @@ class ServiceManagementApi:
                                      check_fingerprint=False, permissions=perms)  # fmt: skip
         rollout = RolloutRecord(f"{config_id}-{len(self.rollouts.get(name, ()))}", config_id,
                                 call.caller.principal.email)  # fmt: skip
-        self.rollouts.setdefault(name, []).append(rollout)
+        self.state.add_rollout(name, rollout)
 
         def done() -> dict[str, Any]:
             rollout.status = "SUCCESS"
+            self._rolled_out(name)
             return {"@type": "type.googleapis.com/google.api.servicemanagement.v1.Rollout",
                     **self._rollout_json(name, rollout)}  # fmt: skip
 
         result = self._track(op, done)
         if op.error is not None:
             rollout.status = "FAILED"
+            self._rolled_out(name)
         return result
+
+    def _rolled_out(self, name: str) -> None:
+        try:
+            self.state.rollouts_changed(name)
+        except OSError as exc:  # the rollout itself is done: never fail it for its record
+            log.warning("cannot record the rollouts of %s: %s", name, exc)
 
     async def _rollout_get(self, call: Call) -> object:
         name = call.param("serviceName")
@@ -360,7 +377,7 @@ class ServiceManagementApi:
             raise ApiError(
                 403, f"Not found or permission denied for service(s): {service}.", "forbidden"
             )
-        self.enabled.add(service)
+        self.state.enable(service)
         response = {"@type": "type.googleapis.com/google.api.serviceusage.v1.EnableServiceResponse",
                     "service": self._usage_json(service)}  # fmt: skip
         return self.lro.done(response).to_json()
@@ -368,7 +385,7 @@ class ServiceManagementApi:
     async def _disable(self, call: Call) -> object:
         _, service = self._usage_name(call)
         self.service.gate.require_project(call.caller, "serviceusage.services.disable")
-        self.enabled.discard(service)
+        self.state.disable(service)
         return self.lro.done({"service": self._usage_json(service)}).to_json()
 
     async def _usage_get(self, call: Call) -> object:
@@ -380,6 +397,15 @@ class ServiceManagementApi:
         self.service.gate.require_project(call.caller, "serviceusage.services.list")
         names = sorted(self.enabled)
         return {"services": [self._usage_json(s) for s in names]}
+
+
+def _read_config(name: str, files: list[dict[str, Any]]) -> EndpointsConfig:
+    """A stored config's spec, from its submitted files (ValueError if they hold none)."""
+    try:
+        doc = _openapi_of(files)
+    except ApiError as exc:
+        raise ValueError(exc.message) from None
+    return EndpointsConfig(name=name, openapi=OpenApiDocument.model_validate(doc))
 
 
 def _openapi_of(files: list[dict[str, Any]]) -> Any:
