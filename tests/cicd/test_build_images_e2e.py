@@ -304,3 +304,82 @@ def test_a_users_push_to_the_registry_is_refused(built: World, tmp_path: Path) -
         env={**os.environ, **w.engine.env()},
     )
     assert pull.returncode == 0, pull.stderr
+
+
+# -- the process images run the process's instances ------------------------------------------
+
+JOB = """\
+import os, sys
+print(f"job python {sys.executable}")
+print(f"job in a container: {os.path.exists('/.dockerenv')}")
+with open(os.path.join(os.environ["MLPLANE_OUTPUT_DIR"], "done.txt"), "w") as f:
+    f.write("done")
+"""
+
+
+def pushed(w: World, name: str) -> str:
+    return next(i.digest for i in w.builds[-1].images if f"/{name}:" in i.name)
+
+
+def test_a_training_vm_runs_in_the_training_image(built: World, tmp_path: Path) -> None:
+    from mlplane.workflows import training as T
+
+    w = built
+    team = w.project.team
+    (tmp_path / "job.py").write_text(JOB)
+    (tmp_path / "train.toml").write_text('name = "inimage"\nentrypoint = "job.py"\n')
+    spec = T.load_spec(tmp_path / "train.toml")
+    digest = pushed(w, "training")
+    with team.acting(ALICE):
+        s = team.session(ALICE)
+        # the instance names the image as on Google: Artifact Registry's name, by digest
+        body = T.training_instance(s, spec, tmp_path, s.principal)
+        items = {i.key: i.value for i in body.metadata.items} if body.metadata else {}
+        image = f"us-central1-docker.pkg.dev/acme-ml/mlplane/training@{digest}"
+        assert items["mlplane-image"] == image
+        assert "docker run --rm --network host --name workload" in items["startup-script"]
+        run = T.run_remote(s, spec, tmp_path, lambda *_: None)
+        assert T.wait(s, run, 300) == 0
+        log = T.log_path(s, run.instance).read_text()
+    # the agent pulled it from the local registry and ran the job in it, as training-adhoc
+    assert "Pulling from acme-ml/mlplane/training" in log and digest in log, log
+    assert "job python /opt/mlplane/venv/bin/python" in log, log
+    assert "job in a container: True" in log, log
+    agent_log = (w.root / ".mlplane" / "agent" / "agent.log").read_text()
+    adhoc = s.email("training-adhoc")
+    assert f"delete instance/{run.instance} by serviceAccount:{adhoc}" in agent_log
+
+
+def test_serving_replicas_run_in_the_serving_image(built: World, tmp_path: Path) -> None:
+    from mlplane.examples.sentiment.train import train
+    from mlplane.workflows.quickstart import predict
+    from mlplane.workflows.serving import DeployRequest, deploy, undeploy
+    from tests.local.local_helpers import processes
+
+    w = built
+    team = w.project.team
+    artifact = Path(train(tmp_path / "model", seed=3, progress=lambda *_: None))  # outside
+    digest = pushed(w, "serving")
+    with team.acting(ALICE):
+        s = team.session(ALICE)
+        result = deploy(s, DeployRequest("sentiment", "r1", artifact), lambda *_: None)
+        try:
+            status, body = predict(result.service_url)
+            assert status == 200 and "predictions" in body, body
+            template = team.api(ADMIN).call(
+                "compute.instanceTemplates.get",
+                {"project": "acme-ml", "instanceTemplate": "sentiment-r1-tmpl"},
+            )
+            items = {i["key"]: i["value"] for i in template["properties"]["metadata"]["items"]}
+            assert items["mlplane-image"] == (
+                f"us-central1-docker.pkg.dev/acme-ml/mlplane/serving@{digest}"
+            )
+            replicas = [v.name for v in processes(team) if v.group == "sentiment-r1-mig"]
+            assert replicas
+            for name in replicas:
+                ids = w.engine.docker(
+                    "ps", "--filter", f"label=dev.mlplane.workload={name}", "--format", "{{.Image}}"
+                ).stdout.split()
+                assert ids and ids[0].endswith(digest), (name, ids)
+        finally:
+            undeploy(s, "sentiment", "r1", lambda *_: None)

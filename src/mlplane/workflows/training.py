@@ -32,6 +32,7 @@ from mlplane.model.compute import (
 from mlplane.model.principals import Principal
 from mlplane.model.training import TrainingSpec
 from mlplane.model.workload import workload_metadata
+from mlplane.workflows.process_image import process_image
 from mlplane.workflows.session import Session, owner_label
 
 BOOT_IMAGE = "projects/cos-cloud/global/images/family/cos-stable"
@@ -98,7 +99,8 @@ def training_instance(
     # (training-adhoc holds logging.logEntries.create); --tee keeps the raw log beside them.
     logged = ["python", "-m", "mlplane.data.logs.pipe", "--resource", name, "--tee", "--"]
     command = ["python", "-m", "mlplane.training.runner", "--", *logged, *job]
-    items = workload_metadata(command, {**spec.env, "MLPLANE_OUTPUT_DIR": out})
+    image = process_image(session, "training")  # the training image, when it is built
+    items = workload_metadata(command, {**spec.env, "MLPLANE_OUTPUT_DIR": out}, image=image)
     items["mlplane-spec"] = spec.name
     return Instance(
         name=name,

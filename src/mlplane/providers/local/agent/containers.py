@@ -8,6 +8,14 @@ VM re-runs its startup script). The engine pulls from the local registry with th
 own identity: an instance's service account token (the repository's IAM decides), or Cloud
 Run's service agent. The `docker run` process is the supervised process; stopping it stops
 the container, and the container is removed by name afterwards in any case.
+
+An image named by its Artifact Registry name (`REGION-docker.pkg.dev/...`, what an instance
+template names on Google) is pulled from the local registry, which stands in for that host. A
+workload with a command of its own (`mlplane-args`: training, serving replicas) runs as a
+container only when its image is in the registry (else as a process, as without an engine);
+it runs as the agent's user and sees the project's directory, and any other host path its
+command or environment names, at the same path: locally that is where the project's buckets,
+the job's source and its scratch disk are (decision 1703).
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import secrets
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from mlplane.model.images import ImageRef
 from mlplane.model.principals import Principal
@@ -42,6 +52,8 @@ _PASS = (
     "NO_PROXY",
     "PORT",
 )
+# ... and what an mlplane workload (one with a command) reads of its host, at the same paths.
+_PASS_COMMAND = ("MLPLANE_PROJECT", "MLPLANE_CONFIG_DIR")
 
 
 class Containers:
@@ -55,6 +67,20 @@ class Containers:
 
     def why_not(self) -> str:
         return why_not()
+
+    async def present(self, image: str) -> bool:
+        """Whether the local registry holds `image` (an Artifact Registry name or its own)."""
+        return self.registry is not None and await self.registry.has(image)
+
+    def _mounts(self, args: Sequence[str], env: Mapping[str, str]) -> list[str]:
+        """`-v` flags: the project's directory, and the host paths a command names (the job's
+        source, a local model artifact), each at the same path."""
+        root = self.host.paths.project_file.parent.resolve()
+        paths = {root, *_host_paths([*args, *env.values()], root)}
+        flags: list[str] = []
+        for path in sorted(paths):
+            flags += ["-v", f"{path}:{path}" + ("" if path == root else ":ro")]
+        return flags
 
     def _credentials(self, name: str, service_account: str | None, image: str) -> list[str]:
         """`--config DIR` with credentials for the local registry, when the image is in it."""
@@ -88,6 +114,8 @@ class Containers:
         agent's environment for workloads (only what holds inside a container passes),
         `workload_env` the workload's own variables (all pass)."""
         container = f"mlplane-{self.label}-{name}-{secrets.token_hex(3)}"[:120]
+        if self.registry is not None:
+            image = self.registry.localize(image)
         account = None if as_service_agent else service_account
         creds = (
             self._credentials(name, account, image) if service_account or as_service_agent else []
@@ -109,12 +137,16 @@ class Containers:
             "--label",
             f"dev.mlplane.workload={name}",
         ]
+        keep = (*_PASS, *_PASS_COMMAND) if args else _PASS
         passed = {
             k: v
             for k, v in env.items()
-            if k in _PASS or k.startswith("CLOUDSDK_API_ENDPOINT_OVERRIDES_")
+            if k in keep or k.startswith("CLOUDSDK_API_ENDPOINT_OVERRIDES_")
         }
         passed.update(workload_env)
+        if args:  # an mlplane workload: the host's paths, as the agent's user
+            argv += ["--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp"]
+            argv += self._mounts(args, passed)
         for key in sorted(passed):
             argv += ["-e", f"{key}={passed[key]}"]
         argv.append(image)
@@ -164,3 +196,24 @@ class Containers:
                 env=engine.environment(),
             )
         return len(ids)
+
+
+def _host_paths(values: Iterable[str], root: Path) -> set[Path]:
+    """Existing absolute paths among `values` outside `root` (directories; a file's parent)."""
+    found: set[Path] = set()
+    for value in values:
+        if not value.startswith("/") or value.startswith("//"):
+            continue
+        path = Path(value)
+        try:
+            if not path.exists():
+                continue
+            path = path.resolve()
+        except OSError:
+            continue
+        if path.is_file():
+            path = path.parent
+        if path == Path("/") or path.is_relative_to(root):
+            continue
+        found.add(path)
+    return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -25,6 +26,8 @@ from .metadata import InstanceIdentity, MetadataServer
 from .ports import PortAllocator
 from .processes import ChildRegistry, Supervised, spawn
 from .store import Observed
+
+log = logging.getLogger(__name__)
 
 # Variables of the agent's own environment that a workload must not inherit: a VM has no
 # user's credentials; its identity is its metadata server's.
@@ -62,6 +65,8 @@ class ContainerRunner(Protocol):
     async def engine(self) -> Any: ...
 
     def why_not(self) -> str: ...
+
+    async def present(self, image: str) -> bool: ...
 
     async def argv(
         self, engine: Any, name: str, image: str, args: Sequence[str], env: Mapping[str, str],
@@ -175,6 +180,13 @@ async def launch(
     by Cloud Run's service agent (a revision)."""
     runtime = runtime_of(items, f"instance '{name}'")
     engine = await _engine(host, runtime.image)
+    if engine is not None and runtime.argv and host.containers is not None:
+        # a workload that can run as a process runs as a container only from the registry
+        assert runtime.image is not None
+        if not await host.containers.present(runtime.image):
+            log.info("instance %s: %s is not in the registry: it runs as a process", name,
+                     runtime.image)  # fmt: skip
+            engine = None
     if runtime.image and engine is None and not runtime.argv:
         why = host.containers.why_not() if host.containers is not None else "no engine support"
         raise ValueError(

@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import http.client
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from mlplane.model.images import ImageRef, artifact_registry_host, localize
 from mlplane.model.principals import Principal
 from mlplane.model.refs import ResourceRef
 from mlplane.providers.local.registry_info import REGISTRY_FILE
@@ -360,6 +362,26 @@ class Registry:
             200, {"token": jwt, "access_token": jwt, "expires_in": TOKEN_TTL, "issued_at": now}
         )
 
+    def localize(self, image: str) -> str:
+        """`image` as this machine's engine pulls it: Artifact Registry's host of the project's
+        region is the registry on loopback (the emulator's DNS); other names are unchanged."""
+        if not self.address:
+            return image
+        return localize(image, artifact_registry_host(self.region), self.address)
+
+    async def has(self, image: str) -> bool:
+        """Whether the registry holds `image` (its tag or digest), asked as the agent itself;
+        False for an image of another registry, or when none runs."""
+        try:
+            ref = ImageRef.parse(self.localize(image))
+        except ValueError:
+            return False
+        if self.signer is None or not self.address or ref.host != self.address:
+            return False
+        token = self.signer.token(ISSUER, [Grant(ref.path, ("pull",))])
+        path = f"/v2/{ref.path}/manifests/{ref.digest or ref.tag or 'latest'}"
+        return await asyncio.to_thread(_head, self.port, path, token) == 200
+
     def docker_config(self, directory: Path, principal_token: str | None) -> Path:
         """A DOCKER_CONFIG directory whose credentials for the registry are `principal_token`
         (an access token), or the service agent's when None."""
@@ -374,6 +396,20 @@ class Registry:
         with os.fdopen(fd, "w") as f:
             json.dump(body, f)
         return directory
+
+
+def _head(port: int, path: str, token: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        accept = "application/vnd.docker.distribution.manifest.v2+json, " + (
+            "application/vnd.oci.image.manifest.v1+json"
+        )
+        conn.request("HEAD", path, headers={"Authorization": f"Bearer {token}", "Accept": accept})
+        return conn.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
 
 
 def _denied(status: int, code: str, message: str) -> Response:

@@ -1,0 +1,45 @@
+"""The image a process's instances run: what a training VM and a serving template name.
+
+On Google a VM runs a container of its process's image (`mlplane-image`, pulled by the
+generated startup script of a Container-Optimized OS VM); the image is named by its Artifact
+Registry name and pinned by digest, the digest `latest` names when the instance (template) is
+written. Locally the same name is written: the agent's registry stands in for Artifact
+Registry's host, and the agent runs the workload as a container of that image when a Docker
+engine is reachable (else as a process, as the default install does). No image is named when
+the registry holds none for the process (nothing built yet, or no local registry): the workload
+then runs as a process locally, and on Google its startup script says to build the images.
+"""
+
+from __future__ import annotations
+
+from mlplane.errors import MlplaneError
+from mlplane.model.images import (
+    ImageRef,
+    artifact_registry_host,
+    repository_id,
+    repository_path,
+)
+from mlplane.workflows.session import Session
+
+
+def process_image(session: Session, name: str) -> str | None:
+    """`REGION-docker.pkg.dev/PROJECT/REPOSITORY/NAME@sha256:...` for image `name` (`training`,
+    `serving`), resolved from its `latest` tag as the caller; None when there is none."""
+    from mlplane.images.registry import RegistryClient
+    from mlplane.workflows import compose
+
+    project = session.loaded.project
+    ar_host = artifact_registry_host(project.project.region)
+    local = compose.local_registry(session)
+    if compose.provider_name(session) == "local" and not local:
+        return None  # no local registry runs: nothing was built here
+    endpoints = getattr(session.api, "endpoints", None)
+    if not local and not (endpoints is not None and endpoints.is_google):
+        return None  # Google's APIs stand somewhere else (a test's fake): so would its registry
+    repo = repository_path(ar_host, project.project.id, repository_id(project))
+    try:
+        client = RegistryClient(local or ar_host, compose.access_token(session.api))
+        digest = client.digest(ImageRef.parse(f"{local or ar_host}{repo[len(ar_host) :]}/{name}"))
+    except (MlplaneError, OSError):
+        return None  # unreachable, or refused: the instance names no image
+    return f"{repo}/{name}@{digest}" if digest else None
