@@ -32,7 +32,7 @@ from mlplane.model.images import (
     repository_path,
 )
 from mlplane.model.project import ProjectFile
-from mlplane.model.workload import IMAGE_KEY, LOGGING_KEY
+from mlplane.model.workload import container_metadata
 
 from .auth import Gate
 from .build_docker import DockerSteps
@@ -174,7 +174,9 @@ async def apply_foundation(
     for decl in p.auxiliary.instances:
         if decl.name in runtime.instances:
             continue
-        items = {IMAGE_KEY: _image(p, registry, decl.image), LOGGING_KEY: "true"}
+        # the foundation's instance, as `mlplane export` creates it: the image and the startup
+        # script that runs it on Google (the agent runs the image itself)
+        items = container_metadata(p.resolve(decl.image))
         spec = Instance(
             name=decl.name,
             zone=decl.zone or p.project.zone,
