@@ -37,6 +37,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     )
     p.add_argument("name", metavar="TRIGGER", help="build-images")
     p.add_argument("--branch", required=True, help="the branch pushed to (the trigger's: main)")
+    add_dry_run(p)
     p.set_defaults(run=run_push)
     p = subs.add_parser("builds", help="builds: who invoked which trigger, as whom, from what")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
@@ -210,6 +211,11 @@ def run_step_build_images(ctx: Context, args: argparse.Namespace) -> int:
 def run_push(ctx: Context, args: argparse.Namespace) -> int:
     from mlplane.workflows.ci import run_on_branch
 
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.push_trigger(ctx.session(), args.name, args.branch).render())
+        return 0
     build = run_on_branch(ctx.session(), args.name, args.branch, progress=_progress)
     print(f"build {build.id} {build.status}: {build.trigger} as {build.runs_as}, {build.source}")
     if build.detail:

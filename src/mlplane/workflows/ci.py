@@ -235,8 +235,14 @@ def run_on_branch(
     timeout: float = 3600.0,
 ) -> Build:  # fmt: skip
     """Run a push trigger as a push to `branch` would (`mlplane ci run build-images --branch
-    main`, or a git hook after a merge): the build takes that branch's commit. Cloud Build
-    refuses a branch its trigger does not build."""
+    main`, or a git hook after a merge): the build takes that branch's commit."""
+    check_push_trigger(session, trigger, branch)
+    return _run(session, trigger, {}, branch, progress, timeout)
+
+
+def check_push_trigger(session: Session, trigger: str, branch: str) -> None:
+    """A clear error, before anything is sent, unless `trigger` is a push trigger that builds
+    `branch` (Cloud Build refuses other branches too)."""
     info = session.authz.policy.triggers.get(trigger)
     if info is None:
         known = ", ".join(sorted(session.authz.policy.triggers))
@@ -245,7 +251,14 @@ def run_on_branch(
         raise ConfigError(
             "argument", "TRIGGER", f"trigger '{trigger}' is manual: `mlplane ci trigger {trigger}`"
         )
-    return _run(session, trigger, {}, branch, progress, timeout)
+    project = session.loaded.project
+    declared = next((t for t in project.triggers if t.name == trigger), None)
+    wanted = (declared.branch if declared is not None else "") or project.ci.branch
+    if branch != wanted:
+        raise ConfigError(
+            "argument", "--branch", f"trigger '{trigger}' runs on pushes to ^{wanted}$ only, "
+            f"not '{branch}'",
+        )  # fmt: skip
 
 
 def _run(
