@@ -312,7 +312,9 @@ JOB = """\
 import os, sys
 print(f"job python {sys.executable}")
 print(f"job in a container: {os.path.exists('/.dockerenv')}")
-with open(os.path.join(os.environ["MLPLANE_OUTPUT_DIR"], "done.txt"), "w") as f:
+out = os.environ["MLPLANE_OUTPUT_DIR"]  # the VM's own disk (locally: the agent's, mounted)
+os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "done.txt"), "w") as f:
     f.write("done")
 """
 
