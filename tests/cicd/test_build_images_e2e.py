@@ -354,6 +354,7 @@ def test_a_training_vm_runs_in_the_training_image(built: World, tmp_path: Path) 
 
 def test_serving_replicas_run_in_the_serving_image(built: World, tmp_path: Path) -> None:
     from mlplane.examples.sentiment.train import train
+    from mlplane.workflows.process_image import revision_image
     from mlplane.workflows.quickstart import predict
     from mlplane.workflows.serving import DeployRequest, deploy, undeploy
     from tests.local.local_helpers import processes
@@ -366,7 +367,7 @@ def test_serving_replicas_run_in_the_serving_image(built: World, tmp_path: Path)
         s = team.session(ALICE)
         result = deploy(s, DeployRequest("sentiment", "r1", artifact), lambda *_: None)
         try:
-            status, body = predict(result.service_url)
+            status, body = predict(result.revision_url + "predict")
             assert status == 200 and "predictions" in body, body
             template = team.api(ADMIN).call(
                 "compute.instanceTemplates.get",
@@ -376,6 +377,8 @@ def test_serving_replicas_run_in_the_serving_image(built: World, tmp_path: Path)
             assert items["mlplane-image"] == (
                 f"us-central1-docker.pkg.dev/acme-ml/mlplane/serving@{digest}"
             )
+            # a re-run of this revision's deploy names the image it was deployed with
+            assert revision_image(s, "sentiment", "r1") == items["mlplane-image"]
             replicas = [v.name for v in processes(team) if v.group == "sentiment-r1-mig"]
             assert replicas
             for name in replicas:

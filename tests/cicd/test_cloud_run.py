@@ -185,7 +185,11 @@ def test_declared_auxiliary_services_exist_from_the_start(no_engine_project: Cic
     )
     assert inst["status"] == "TERMINATED"
     items = {i["key"]: i["value"] for i in inst["metadata"]["items"]}
-    assert items["mlplane-image"] == image
+    # as `mlplane export` creates it on Google: the image by its Artifact Registry name (the
+    # agent pulls it from its registry) and the startup script that runs it there
+    assert items["mlplane-image"] == "us-central1-docker.pkg.dev/acme-ml/mlplane/hello"
+    assert image.endswith(items["mlplane-image"].split("/", 1)[1])
+    assert "docker run --rm --network host" in items["startup-script"]
 
 
 def test_gcloud_describes_and_lists_services_and_revisions(no_engine_project: CicdProject) -> None:

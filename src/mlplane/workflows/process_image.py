@@ -13,12 +13,14 @@ then runs as a process locally, and on Google its startup script says to build t
 from __future__ import annotations
 
 from mlplane.errors import MlplaneError
+from mlplane.model.compute import InstanceTemplate, RevisionNames
 from mlplane.model.images import (
     ImageRef,
     artifact_registry_host,
     repository_id,
     repository_path,
 )
+from mlplane.model.workload import IMAGE_KEY
 from mlplane.workflows.session import Session
 
 
@@ -43,3 +45,16 @@ def process_image(session: Session, name: str) -> str | None:
     except (MlplaneError, OSError):
         return None  # unreachable, or refused: the instance names no image
     return f"{repo}/{name}@{digest}" if digest else None
+
+
+def revision_image(session: Session, service: str, revision: str) -> str | None:
+    """A serving revision's image: the one it was deployed with when its template is recorded
+    (a revision never changes: a re-run converges on it whatever was built since), else the
+    serving image `latest` names now."""
+    template = RevisionNames(service, revision).template
+    for rec in session.store.load().values():
+        spec = rec.spec
+        if isinstance(spec, InstanceTemplate) and spec.name == template:
+            items = spec.properties.metadata.items if spec.properties.metadata else ()
+            return next((i.value for i in items if i.key == IMAGE_KEY), None)
+    return process_image(session, "serving")
