@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlplane.images.definitions import write_definitions
 from mlplane.images.rootfs import base_rootfs
 from mlplane.model.images import build_order
+from mlplane.providers.local.paths import AgentPaths
+from mlplane.providers.local.registry_info import read_address
 from mlplane.workflows.ci import list_builds, run_on_branch
 from mlplane.workflows.project_file import write_project_file
 from tests import docker_engine
@@ -115,8 +117,8 @@ def main(rebuilds: int = 3) -> int:
         team = project(Path(tmp))
         team.up()
         try:
-            registry = (team.project_file.parent / ".mlplane/agent/registry.json").read_text()
-            registry = registry.split('"host": "', 1)[1].split('"', 1)[0]
+            registry = read_address(AgentPaths.for_project(team.project_file).root)
+            assert registry, "the agent runs no registry"
             config = Path(tmp) / "docker-admin"
             token = team.api(ADMIN).credentials.token()
             engine.docker(

@@ -383,8 +383,11 @@ def test_serving_replicas_run_in_the_serving_image(built: World, tmp_path: Path)
             assert replicas
             for name in replicas:
                 ids = w.engine.docker(
-                    "ps", "--filter", f"label=dev.mlplane.workload={name}", "--format", "{{.Image}}"
+                    "ps", "--filter", f"label=dev.mlplane.workload={name}", "--format", "{{.ID}}"
                 ).stdout.split()
-                assert ids and ids[0].endswith(digest), (name, ids)
+                assert len(ids) == 1, (name, ids)
+                ran = w.engine.docker("inspect", "--format", "{{.Config.Image}}", ids[0])
+                local = f"{w.project.registry}/acme-ml/mlplane/serving@{digest}"
+                assert ran.stdout.strip() == local, name
         finally:
             undeploy(s, "sentiment", "r1", lambda *_: None)
