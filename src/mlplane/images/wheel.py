@@ -71,11 +71,13 @@ def build_wheel(dest_dir: Path) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     path = dest_dir / f"mlplane-{version}-py3-none-any.whl"
     tmp = path.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    # stored, not deflated: it only travels into a build context, and compressing it was most
+    # of a no-change rebuild's staging time
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
         for name, data in entries:
             item = zipfile.ZipInfo(name, _EPOCH)
             item.external_attr = 0o644 << 16
-            item.compress_type = zipfile.ZIP_DEFLATED
+            item.compress_type = zipfile.ZIP_STORED
             zf.writestr(item, data)
     tmp.replace(path)
     return path

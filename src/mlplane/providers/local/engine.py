@@ -1,16 +1,20 @@
 """The Docker engine on this machine, when there is one: where it listens and how to run its CLI.
 
 The engine is the one `DOCKER_HOST` names, else the default socket (/var/run/docker.sock). It is
-*reachable* when `docker version` answers with a server version within a few seconds; the
-answer is remembered for a short while, so a caller that asks per container does not pay a
-process start each time. Without an engine, image-based workloads and the docker build steps
+*reachable* when its API answers `GET /version` with a server version within a few seconds
+(asked on the socket itself for unix:// and plain tcp:// hosts, else with `docker version`);
+the answer is remembered for a short while, so a caller that asks per container pays little.
+Without an engine, image-based workloads and the docker build steps
 are skipped with a message that says so (the rest of mlplane does not need one).
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -71,6 +75,11 @@ def find_engine(env: Mapping[str, str] | None = None, *, fresh: bool = False) ->
     if hit is not None and not fresh and now - hit[0] < CHECK_TTL_SEC:
         return hit[1]
     engine: Engine | None = None
+    direct = _api_version(host, env)
+    if direct is not None:
+        engine = Engine(cli, host, direct) if direct else None
+        _cache[host] = (now, engine)
+        return engine
     try:
         out = subprocess.run(
             [cli, "version", "--format", "{{.Server.Version}}"],
@@ -85,3 +94,42 @@ def find_engine(env: Mapping[str, str] | None = None, *, fresh: bool = False) ->
         engine = None
     _cache[host] = (now, engine)
     return engine
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _api_version(host: str, env: Mapping[str, str], timeout: float = 5.0) -> str | None:
+    """The server version from the engine's API ('' when it does not answer); None when this
+    host is not one asked directly (ssh://, TLS: the CLI knows how)."""
+    conn: http.client.HTTPConnection
+    if host.startswith("unix://"):
+        conn = _UnixConnection(host.removeprefix("unix://"), timeout)
+    elif host.startswith("tcp://") and not env.get("DOCKER_TLS_VERIFY"):
+        conn = http.client.HTTPConnection(host.removeprefix("tcp://").rstrip("/"), timeout=timeout)
+    else:
+        return None
+    try:
+        conn.request("GET", "/version")
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            return ""
+        return str(json.loads(body).get("Version") or "")
+    except (OSError, ValueError, AttributeError, http.client.HTTPException):
+        return ""
+    finally:
+        conn.close()
