@@ -311,7 +311,6 @@ def test_a_users_push_to_the_registry_is_refused(built: World, tmp_path: Path) -
 JOB = """\
 import os, sys
 print(f"job python {sys.executable}")
-print(f"job in a container: {os.path.exists('/.dockerenv')}")
 out = os.environ["MLPLANE_OUTPUT_DIR"]  # the VM's own disk (locally: the agent's, mounted)
 os.makedirs(out, exist_ok=True)
 with open(os.path.join(out, "done.txt"), "w") as f:
@@ -346,10 +345,30 @@ def test_a_training_vm_runs_in_the_training_image(built: World, tmp_path: Path) 
     # the agent pulled it from the local registry and ran the job in it, as training-adhoc
     assert "Pulling from acme-ml/mlplane/training" in log and digest in log, log
     assert "job python /opt/mlplane/venv/bin/python" in log, log
-    assert "job in a container: True" in log, log
     agent_log = (w.root / ".mlplane" / "agent" / "agent.log").read_text()
     adhoc = s.email("training-adhoc")
     assert f"delete instance/{run.instance} by serviceAccount:{adhoc}" in agent_log
+
+
+def test_an_image_the_registry_does_not_hold_runs_as_a_process(
+    built: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlplane.workflows import training as T
+
+    w = built
+    team = w.project.team
+    (tmp_path / "job.py").write_text(JOB)
+    (tmp_path / "train.toml").write_text('name = "noimage"\nentrypoint = "job.py"\n')
+    missing = "us-central1-docker.pkg.dev/acme-ml/mlplane/training@sha256:" + "0" * 64
+    monkeypatch.setattr(T, "process_image", lambda session, name: missing)
+    with team.acting(ALICE):
+        s = team.session(ALICE)
+        run = T.run_remote(s, T.load_spec(tmp_path / "train.toml"), tmp_path, lambda *_: None)
+        assert T.wait(s, run, 300) == 0
+        log = T.log_path(s, run.instance).read_text()
+    assert "job python /" in log and "/opt/mlplane/venv" not in log, log  # the agent's Python
+    agent_log = (w.root / ".mlplane" / "agent" / "agent.log").read_text()
+    assert f"instance {run.instance}: {missing} is not in the registry" in agent_log
 
 
 def test_serving_replicas_run_in_the_serving_image(built: World, tmp_path: Path) -> None:
