@@ -12,6 +12,7 @@ then runs as a process locally, and on Google its startup script says to build t
 
 from __future__ import annotations
 
+from mlplane.apis.credentials import CredentialError
 from mlplane.errors import MlplaneError
 from mlplane.model.compute import InstanceTemplate, RevisionNames
 from mlplane.model.images import (
@@ -42,8 +43,10 @@ def process_image(session: Session, name: str) -> str | None:
     try:
         client = RegistryClient(local or ar_host, compose.access_token(session.api))
         digest = client.digest(ImageRef.parse(f"{local or ar_host}{repo[len(ar_host) :]}/{name}"))
-    except (MlplaneError, OSError):
-        return None  # unreachable, or refused: the instance names no image
+    except (MlplaneError, CredentialError, OSError):
+        # unreachable, refused, or no token: the instance names no image (the create that
+        # follows says what is wrong with the caller, as without images)
+        return None
     return f"{repo}/{name}@{digest}" if digest else None
 
 
