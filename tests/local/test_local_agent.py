@@ -186,8 +186,11 @@ def test_an_agent_whose_state_directory_is_deleted_stops_with_its_processes(
     hc, tmpl = health_check("orphan-hc"), template("orphan-tmpl")
     create(providers, hc, tmpl, group("orphan-mig", tmpl, hc, size=1))
     pids = running_pids(team, 1)
-    shutil.rmtree(project.parent / ".mlplane")
+    # `rm -rf` while the agent still writes (its log, a record as it stops) may leave a file
+    # behind; what matters is that the agent notices and stops with its processes
+    shutil.rmtree(project.parent / ".mlplane", ignore_errors=True)
     assert_all_gone([handle.info.pid, *pids], timeout=10)
+    shutil.rmtree(project.parent / ".mlplane", ignore_errors=True)
 
 
 def test_every_api_call_needs_a_token_the_agent_issued(project: Path, team: Team) -> None:
