@@ -124,7 +124,38 @@ SUBSET: dict[str, tuple[str, ...]] = {
         "artifactregistry.projects.locations.repositories.get",
         "artifactregistry.projects.locations.repositories.testIamPermissions",
     ),
-    "run.v2": ("run.projects.locations.services.get",),
+    # Cloud Run Admin v2: what mlplane calls and the agent serves.
+    "run.v2": tuple(
+        "run.projects.locations." + m
+        for m in (
+            "services.create",
+            "services.get",
+            "services.list",
+            "services.patch",
+            "services.delete",
+            "services.revisions.get",
+            "services.revisions.list",
+            "services.revisions.delete",
+            "operations.get",
+            "operations.list",
+            "operations.wait",
+            "operations.delete",
+        )
+    ),
+    # Cloud Run Admin v1 (Knative's shapes): what gcloud's `run services describe|list` and
+    # `run revisions list` call; the agent serves them as a view of the same services.
+    "run.v1": tuple(
+        "run." + m
+        for m in (
+            "namespaces.services.get",
+            "namespaces.services.list",
+            "namespaces.revisions.get",
+            "namespaces.revisions.list",
+            "projects.locations.services.list",
+            "projects.locations.services.get",
+            "projects.locations.revisions.list",
+        )
+    ),
 }
 
 _KEEP_SCHEMA = ("type", "format", "enum", "$ref", "items", "properties", "additionalProperties")

@@ -30,6 +30,7 @@ VERSIONS: dict[str, str] = {
     "storage": "v1",
     "secretmanager": "v1",
     "artifactregistry": "v1",
+    # served by the agent too (Cloud Run auxiliary services), and read by `mlplane up`
     "run": "v2",
 }
 # The APIs the local agent serves (`Endpoints.agent` points these, and only these, at it).
@@ -39,7 +40,11 @@ AGENT_APIS: tuple[str, ...] = (
     "serviceusage",
     "cloudbuild",
     "iamcredentials",
+    "run",
 )
+# Versions the agent also serves, for clients that call them (gcloud's `run` commands call
+# Cloud Run Admin v1, Knative's shapes): `load("run", "v1")`.
+OTHER_VERSIONS: dict[str, tuple[str, ...]] = {"run": ("v1",)}
 _TEMPLATE = re.compile(r"\{(\+?)([A-Za-z0-9_]+)\}")
 
 
@@ -196,11 +201,14 @@ def _method(mid: str, raw: dict[str, Any], service_path: str) -> Method:
 
 
 @cache
-def load(name: str) -> Api:
-    """The shipped subset of API `name` (compute, servicemanagement, ...)."""
-    version = VERSIONS.get(name)
-    if version is None:
-        raise KeyError(f"no shipped discovery document for API '{name}'")
+def load(name: str, version: str | None = None) -> Api:
+    """The shipped subset of API `name` (compute, servicemanagement, ...), at the version
+    mlplane calls unless `version` names another shipped one."""
+    version = version or VERSIONS.get(name)
+    if version is None or (
+        version != VERSIONS.get(name) and version not in OTHER_VERSIONS.get(name, ())
+    ):
+        raise KeyError(f"no shipped discovery document for API '{name}' {version or ''}".strip())
     import gzip
     from importlib import resources
 

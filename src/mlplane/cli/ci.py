@@ -16,7 +16,7 @@ triggers (from the operational model):
   undeploy   mlplane ci trigger undeploy SERVICE --revision R               (= serve undeploy)
   train      mlplane ci trigger train SPEC    run SPEC from the project's source as the
              training service account and persist its outputs to the artifact bucket
-  build-images  runs on every push to main (not manual)
+  build-images  runs on every push to main: `mlplane ci run build-images --branch main`
 """
 
 
@@ -32,6 +32,13 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("args", nargs=argparse.REMAINDER, help="the trigger's arguments")
     add_dry_run(p)
     p.set_defaults(run=run_trigger)
+    p = subs.add_parser(
+        "run", help="run a push trigger as a push to --branch would (e.g. from a git hook)"
+    )
+    p.add_argument("name", metavar="TRIGGER", help="build-images")
+    p.add_argument("--branch", required=True, help="the branch pushed to (the trigger's: main)")
+    add_dry_run(p)
+    p.set_defaults(run=run_push)
     p = subs.add_parser("builds", help="builds: who invoked which trigger, as whom, from what")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
     p.set_defaults(run=run_builds)
@@ -56,7 +63,10 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     s.add_argument("--spec", required=True, type=Path)
     add_dry_run(s)
     s.set_defaults(run=run_step_train)
-    s = steps.add_parser("build-images", help="rebuild the process images")
+    s = steps.add_parser("build-images", help="prepare, then deploy what the image builds changed")
+    from mlplane.cli.images import add_step_arguments
+
+    add_step_arguments(s)
     s.set_defaults(run=run_step_build_images)
 
 
@@ -193,6 +203,23 @@ def run_step_train(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_step_build_images(ctx: Context, args: argparse.Namespace) -> int:
-    from mlplane.errors import MlplaneError
+    from mlplane.cli.images import run_step
 
-    raise MlplaneError("the build-images pipeline is not built in this version of mlplane")
+    return run_step(ctx, args)
+
+
+def run_push(ctx: Context, args: argparse.Namespace) -> int:
+    from mlplane.workflows.ci import run_on_branch
+
+    if args.dry_run:
+        from mlplane.workflows import dryrun
+
+        print(dryrun.push_trigger(ctx.session(), args.name, args.branch).render())
+        return 0
+    build = run_on_branch(ctx.session(), args.name, args.branch, progress=_progress)
+    print(f"build {build.id} {build.status}: {build.trigger} as {build.runs_as}, {build.source}")
+    if build.detail:
+        print(f"  {build.detail}")
+    for image in build.images:
+        print(f"  pushed {image.name.rsplit(':', 1)[0]}@{image.digest}")
+    return 0

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("mlplane.cli.agent", "local resources and replicas: state, owner, pid, health"),
     "serve": ("mlplane.cli.serve", "deploy, undeploy, list and run service revisions"),
     "ci": ("mlplane.cli.ci", "invoke CI triggers (they run as their service account); builds"),
+    "images": ("mlplane.cli.images", "the process images: definitions, Debian base, pushed"),
     "notebook": (
         "mlplane.cli.notebook",
         "JupyterLab notebooks on VMs that run as the experimentation SA",

@@ -5,6 +5,11 @@ mlplane image, as the trigger's service account, with the trigger's arguments as
 substitutions (`_SERVICE`, `_REVISION`, ...). Builds log to Cloud Logging only (a build that
 runs as a user-specified service account must). The local agent runs the same config: the
 `mlplane` entrypoint as a process of its own interpreter.
+
+`build-images` is the one trigger with more steps (`images_steps`): mlplane's prepare step
+stages the build contexts (the Debian base, the pinned wheels), then a docker build and a docker
+push per image (`gcr.io/cloud-builders/docker`), then mlplane's step deploys what changed: new
+Cloud Run revisions of the auxiliary services, a reset of the auxiliary instances.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from mlplane.model.images import BASE, DIRECTORY, DOCKER_BUILDER
 
 ENTRYPOINT = "mlplane"
 SUBSTITUTION = re.compile(r"\$(?:\{([A-Z_][A-Z0-9_]*)\}|([A-Z_][A-Z0-9_]*))")
@@ -61,20 +68,73 @@ def step_of(trigger: str) -> TriggerStep:
         ) from None
 
 
+def images_steps(
+    repository: str, images: tuple[str, ...], runner: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The steps of `build-images` before mlplane's own (prepare, then build and push each
+    image into `repository` = HOST/PROJECT/REPOSITORY), and the images the build pushes."""
+    steps: list[dict[str, Any]] = [
+        {
+            "id": "prepare",
+            "name": runner,
+            "entrypoint": ENTRYPOINT,
+            "args": [
+                "ci",
+                "step",
+                "build-images",
+                "--prepare",
+                "--repository",
+                repository,
+                "--images",
+                ",".join(images),
+            ],
+        }
+    ]
+    pushed = []
+    for name in images:
+        ref = f"{repository}/{name}"
+        build = ["build", "--network", "host", "-t", f"{ref}:$BUILD_ID", "-t", f"{ref}:latest"]
+        if name != BASE:
+            build += ["--build-arg", f"BASE={repository}/{BASE}:$BUILD_ID"]
+        steps.append({"id": f"build-{name}", "name": DOCKER_BUILDER,
+                      "args": [*build, f"{DIRECTORY}/{name}"]})  # fmt: skip
+        steps.append({"id": f"push-{name}", "name": DOCKER_BUILDER,
+                      "args": ["push", "--all-tags", ref]})  # fmt: skip
+        pushed.append(f"{ref}:$BUILD_ID")
+    return steps, pushed
+
+
 def build_config(
-    trigger: str, project: str, region: str, service_account: str, image: str | None = None
+    trigger: str,
+    project: str,
+    region: str,
+    service_account: str,
+    image: str | None = None,
+    *,
+    repository: str = "",
+    images: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The trigger's Build (as in `cloudbuild.yaml`, in the API's JSON); `image` runs the step
-    (default: the project's mlplane image, `[ci] image`'s default)."""
+    (default: the project's mlplane image, `[ci] image`'s default). For `build-images`,
+    `repository` (HOST/PROJECT/REPOSITORY) and `images` (model.images.build_order) give the
+    docker steps; without them it is mlplane's step alone."""
     step = step_of(trigger)
-    return {
+    runner = image or mlplane_image(project, region)
+    args = list(step.args)
+    steps: list[dict[str, Any]] = []
+    pushed: list[str] = []
+    if trigger == "build-images" and repository and images:
+        steps, pushed = images_steps(repository, images, runner)
+        args += ["--repository", repository, "--tag", "$BUILD_ID"]
+    config: dict[str, Any] = {
         "steps": [
+            *steps,
             {
                 "id": trigger,
-                "name": image or mlplane_image(project, region),
+                "name": runner,
                 "entrypoint": ENTRYPOINT,
-                "args": list(step.args),
-            }
+                "args": args,
+            },
         ],
         "substitutions": dict(step.defaults),
         "serviceAccount": f"projects/{project}/serviceAccounts/{service_account}",
@@ -82,6 +142,9 @@ def build_config(
         "timeout": "3600s",
         "tags": ["mlplane", trigger],
     }
+    if pushed:
+        config["images"] = pushed
+    return config
 
 
 def substitute(text: str, values: Mapping[str, str]) -> str:

@@ -86,6 +86,16 @@ def workload_metadata(
     return items
 
 
+def container_metadata(image: str) -> dict[str, str]:
+    """Metadata items that make an instance run `image`'s own command (an auxiliary instance):
+    on Google the startup script runs it; locally the agent runs it as a container."""
+    return {
+        IMAGE_KEY: image,
+        STARTUP_SCRIPT_KEY: startup_script(Workload((), {}, image)),
+        LOGGING_KEY: "true",
+    }
+
+
 def workload_of(items: Mapping[str, str], what: str) -> Workload:
     """The workload metadata `items` describe; ValueError names what is wrong and where."""
     raw = items.get(ARGS_KEY)

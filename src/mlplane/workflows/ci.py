@@ -37,6 +37,12 @@ class WrittenObject:
 
 
 @dataclass(frozen=True)
+class PushedImage:
+    name: str  # as tagged (HOST/PROJECT/REPOSITORY/IMAGE:TAG)
+    digest: str  # sha256:...
+
+
+@dataclass(frozen=True)
 class Build:
     id: str
     trigger: str
@@ -50,6 +56,7 @@ class Build:
     detail: str = ""
     objects: tuple[WrittenObject, ...] = ()
     log: str = ""
+    images: tuple[PushedImage, ...] = ()  # what the build pushed, with digests
 
     @property
     def done(self) -> bool:
@@ -90,6 +97,10 @@ def _from_record(d: Mapping[str, Any]) -> Build:
         detail=str(d.get("status_detail", "")),
         objects=objects,
         log=str(d.get("log", "")),
+        images=tuple(
+            PushedImage(str(i.get("name", "")), str(i.get("digest", "")))
+            for i in d.get("images", ())
+        ),
     )
 
 
@@ -164,11 +175,11 @@ def authorize_invocation(session: Session, trigger: str) -> None:
 
 
 def trigger_call(
-    session: Session, trigger: str, substitutions: Mapping[str, str]
+    session: Session, trigger: str, substitutions: Mapping[str, str], branch: str = "main"
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """The parameters and body of `cloudbuild.projects.triggers.run` for `trigger`."""
     params = {"projectId": session.project_id, "triggerId": trigger}
-    return params, {"substitutions": dict(substitutions), "branchName": "main"}
+    return params, {"substitutions": dict(substitutions), "branchName": branch}
 
 
 class _LogTail:
@@ -216,7 +227,45 @@ def run_trigger(
     """Run `trigger` with `substitutions` (`_SERVICE`, ...) as the caller; wait for its build,
     following its log; return its record. Raises BuildFailed unless it succeeded."""
     check_trigger(session, trigger)
-    params, body = trigger_call(session, trigger, substitutions)
+    return _run(session, trigger, substitutions, "main", progress, timeout)
+
+
+def run_on_branch(
+    session: Session, trigger: str, branch: str, progress: Progress = print, *,
+    timeout: float = 3600.0,
+) -> Build:  # fmt: skip
+    """Run a push trigger as a push to `branch` would (`mlplane ci run build-images --branch
+    main`, or a git hook after a merge): the build takes that branch's commit."""
+    check_push_trigger(session, trigger, branch)
+    return _run(session, trigger, {}, branch, progress, timeout)
+
+
+def check_push_trigger(session: Session, trigger: str, branch: str) -> None:
+    """A clear error, before anything is sent, unless `trigger` is a push trigger that builds
+    `branch` (Cloud Build refuses other branches too)."""
+    info = session.authz.policy.triggers.get(trigger)
+    if info is None:
+        known = ", ".join(sorted(session.authz.policy.triggers))
+        raise ConfigError("argument", "TRIGGER", f"no trigger '{trigger}' (triggers: {known})")
+    if info.event == "manual":
+        raise ConfigError(
+            "argument", "TRIGGER", f"trigger '{trigger}' is manual: `mlplane ci trigger {trigger}`"
+        )
+    project = session.loaded.project
+    declared = next((t for t in project.triggers if t.name == trigger), None)
+    wanted = (declared.branch if declared is not None else "") or project.ci.branch
+    if branch != wanted:
+        raise ConfigError(
+            "argument", "--branch", f"trigger '{trigger}' runs on pushes to ^{wanted}$ only, "
+            f"not '{branch}'",
+        )  # fmt: skip
+
+
+def _run(
+    session: Session, trigger: str, substitutions: Mapping[str, str], branch: str,
+    progress: Progress, timeout: float,
+) -> Build:  # fmt: skip
+    params, body = trigger_call(session, trigger, substitutions, branch)
     op = session.api.call("cloudbuild.projects.triggers.run", params, body)
     build = op["metadata"]["build"]
     build_id = str(build["id"])

@@ -261,3 +261,23 @@ def revoke(account: str) -> bool:
     from mlplane.providers.local import signin
 
     return signin.revoke(account)
+
+
+def docker_engine_missing(session: Session) -> str:
+    """Why no Docker engine is reachable for this project's local builds ('' when one is, and
+    always on Google Cloud, where Cloud Build brings its own)."""
+    if provider_name(session) != "local":
+        return ""
+    from mlplane.providers.local.engine import find_engine, why_not
+
+    return "" if find_engine() is not None else why_not()
+
+
+def local_registry(session: Session) -> str:
+    """HOST:PORT of the project's local Artifact Registry ('' on Google Cloud or when none)."""
+    if provider_name(session) != "local":
+        return ""
+    from mlplane.providers.local.paths import AgentPaths
+    from mlplane.providers.local.registry_info import read_address
+
+    return read_address(AgentPaths.for_project(session.project_file).root)

@@ -25,7 +25,12 @@ from mlplane.engine.rehearsal import Rehearsal
 from mlplane.model.compute import ForwardingRule, model_prefix
 from mlplane.model.routes import revision_prefix
 from mlplane.workflows import compose, notebooks, serving, training
-from mlplane.workflows.ci import authorize_invocation, check_trigger, trigger_call
+from mlplane.workflows.ci import (
+    authorize_invocation,
+    check_push_trigger,
+    check_trigger,
+    trigger_call,
+)
 from mlplane.workflows.serving import DeployRequest
 from mlplane.workflows.session import Session
 
@@ -50,9 +55,15 @@ class DryRun:
             desired, self.session.principal, after=after, note=self.log.note
         )
 
-    def trigger(self, trigger: str, substitutions: Mapping[str, str]) -> None:
-        """What running `trigger` would send: the one `triggers.run` call."""
-        check_trigger(self.session, trigger)
+    def trigger(
+        self, trigger: str, substitutions: Mapping[str, str], branch: str | None = None
+    ) -> None:
+        """What running `trigger` would send: the one `triggers.run` call (a push trigger as
+        a push to `branch` would run it)."""
+        if branch is None:
+            check_trigger(self.session, trigger)
+        else:
+            check_push_trigger(self.session, trigger, branch)
         authorize_invocation(self.session, trigger)
         runs_as = self.session.authz.policy.triggers[trigger].runs_as
         step = "train --spec SPEC" if trigger == "train" else f"{trigger} ..."
@@ -60,11 +71,18 @@ class DryRun:
             f"run the CI trigger '{trigger}'; its build runs as {runs_as}, and what the build "
             f"sends is its own (review it as that account: `mlplane ci step {step} --dry-run`)"
         )
-        params, body = trigger_call(self.session, trigger, substitutions)
+        params, body = trigger_call(self.session, trigger, substitutions, branch or "main")
         self.api.call("cloudbuild.projects.triggers.run", params, body)
 
     def render(self) -> str:
         return self.log.render()
+
+
+def push_trigger(session: Session, trigger: str, branch: str) -> DryRun:
+    """`mlplane ci run TRIGGER --branch BRANCH --dry-run`."""
+    dry = DryRun(session)
+    dry.trigger(trigger, {}, branch)
+    return dry
 
 
 # -- serving ---------------------------------------------------------------------------------

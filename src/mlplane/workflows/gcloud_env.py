@@ -31,6 +31,16 @@ def gcloud_environment(session: Session) -> dict[str, str]:
             "CLOUDSDK_COMPUTE_ZONE": session.zone,
             "CLOUDSDK_COMPUTE_REGION": session.region,
             "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+            "CLOUDSDK_RUN_REGION": session.region,
+            "CLOUDSDK_RUN_PLATFORM": "managed",
         }
     )
+    # gcloud's `run` commands call a regional endpoint it derives by prefixing the host
+    # (`us-central1-127.0.0.1:PORT`), which no resolver knows: gcloud sends its requests through
+    # the agent as an HTTP proxy instead, and the agent answers those addressed to itself.
+    port = endpoints.url("compute").split("//", 1)[-1].split("/", 1)[0].rpartition(":")[2]
+    env.update(
+        {"CLOUDSDK_PROXY_TYPE": "http", "CLOUDSDK_PROXY_ADDRESS": "127.0.0.1",
+         "CLOUDSDK_PROXY_PORT": port}
+    )  # fmt: skip
     return env

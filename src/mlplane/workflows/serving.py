@@ -41,6 +41,7 @@ from mlplane.model.compute import (
 from mlplane.model.routes import revision_prefix
 from mlplane.model.workload import workload_metadata
 from mlplane.workflows.ci import Build, run_trigger
+from mlplane.workflows.process_image import revision_image
 from mlplane.workflows.session import Session
 
 Progress = Callable[[str], None]
@@ -220,7 +221,9 @@ def _settings(session: Session, req: DeployRequest) -> RevisionSettings:
         healthy_threshold=1,
         unhealthy_threshold=2,
         initial_delay_sec=10,
-        metadata=workload_metadata(command, artifact=artifact),
+        metadata=workload_metadata(
+            command, artifact=artifact, image=revision_image(session, req.service, req.revision)
+        ),
     )
 
 

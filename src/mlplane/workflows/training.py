@@ -35,6 +35,7 @@ from mlplane.model.training import TrainingSpec
 from mlplane.model.workload import workload_metadata
 from mlplane.workflows import instance_lists as L
 from mlplane.workflows.instance_lists import TrainingRun
+from mlplane.workflows.process_image import process_image
 from mlplane.workflows.session import Session, owner_label
 
 BOOT_IMAGE = "projects/cos-cloud/global/images/family/cos-stable"
@@ -115,7 +116,8 @@ def training_instance(
     secret_env = command_prefix(spec.secrets)
     secret_env += ["--"] if secret_env else []
     command = ["python", "-m", "mlplane.training.runner", "--", *logged, *secret_env, *job]
-    items = workload_metadata(command, {**spec.env, "MLPLANE_OUTPUT_DIR": out})
+    image = process_image(session, "training")  # the training image, when it is built
+    items = workload_metadata(command, {**spec.env, "MLPLANE_OUTPUT_DIR": out}, image=image)
     items["mlplane-spec"] = spec.name
     return Instance(
         name=name,

@@ -20,6 +20,12 @@ from mlplane.iam.loading import LoadedProject
 from mlplane.iam.synthesis import IamPlan, ServiceAccount
 from mlplane.model.builds import build_config
 from mlplane.model.compute_revision import PATH_MATCHER, URL_MAP, RevisionSettings, frontend
+from mlplane.model.images import (
+    artifact_registry_host,
+    project_images,
+    repository_id,
+    repository_path,
+)
 
 ADDRESS = "mlplane-lb-ip"
 FIREWALL = "mlplane-allow-health-checks"
@@ -198,22 +204,14 @@ def _load_balancer(project: str) -> LoadBalancer:
 def _build(loaded: LoadedProject, trigger: str, image: str) -> dict[str, Any]:
     """The build a trigger runs, fixed in the trigger itself: the same config the local agent
     runs (`model.builds`: mlplane's step for the trigger in the mlplane image, the invoker's
-    inputs as substitutions); `build-images` first builds each process's image."""
-    p = loaded.project.project
-    build = build_config(trigger, p.id, p.region, "", image=image)
+    inputs as substitutions); `build-images` first prepares, builds and pushes every image of
+    the project (model.images.project_images) into its Artifact Registry repository."""
+    project = loaded.project
+    p = project.project
+    repository = repository_path(artifact_registry_host(p.region), p.id, repository_id(project))
+    build = build_config(trigger, p.id, p.region, "", image=image, repository=repository,
+                         images=project_images(project))  # fmt: skip
     build.pop("serviceAccount")  # the trigger's own serviceAccount runs it
-    if trigger == "build-images":
-        repo = image.rsplit("/", 1)[0]
-        docker = [
-            {
-                "id": f"image-{proc.id}",
-                "name": "gcr.io/cloud-builders/docker",
-                "args": ["build", "-t", f"{repo}/{proc.id}:$SHORT_SHA", f"images/{proc.id}"],
-            }
-            for proc in loaded.model.processes
-        ]
-        build["steps"] = docker + build["steps"]
-        build["images"] = [s["args"][2] for s in docker]
     if not build["substitutions"]:
         del build["substitutions"]
     return build

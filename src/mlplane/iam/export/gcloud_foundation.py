@@ -20,6 +20,7 @@ from mlplane.iam.export.gcloud import (
     prelude,
     roles_section,
 )
+from mlplane.model.workload import STARTUP_SCRIPT_KEY, container_metadata
 
 q = shlex.quote
 COS = "--image-family=cos-stable --image-project=cos-cloud"
@@ -182,7 +183,10 @@ def _auxiliary(f: Foundation) -> list[str]:
         return []
     out = ["\n# --- auxiliary services (run as the aux-runtime identity)"]
     for i in f.instances:
-        metadata = f"mlplane-image={i.image},google-logging-enabled=true"
+        items = container_metadata(i.image)
+        script = f'"$WORK/startup-{i.name}.sh"'
+        out.append(_heredoc(script, items.pop(STARTUP_SCRIPT_KEY).rstrip("\n")))
+        metadata = ",".join(f"{k}={v}" for k, v in items.items())
         out.append(
             _ensure(
                 f"gcloud compute instances describe {q(i.name)} --zone={q(i.zone)} "
@@ -190,7 +194,8 @@ def _auxiliary(f: Foundation) -> list[str]:
                 f"gcloud compute instances create {q(i.name)} --zone={q(i.zone)} "
                 f'--project "$PROJECT" \\\n    --machine-type={q(i.machine_type)} {COS} '
                 f"--service-account={q(i.service_account)} --scopes=cloud-platform \\\n"
-                f"    --tags=mlplane-aux --metadata={q(metadata)}",
+                f"    --tags=mlplane-aux --metadata={q(metadata)} \\\n"
+                f"    --metadata-from-file=startup-script={script}",
             )
         )
     for r in f.run_services:

@@ -14,6 +14,7 @@ from typing import Any
 from mlplane.iam.export.common import HEADER
 from mlplane.iam.export.foundation import ADDRESS_PLACEHOLDER, Foundation, NamedResource
 from mlplane.iam.export.terraform import Targets, lit, terraform_document
+from mlplane.model.workload import container_metadata
 
 GOOGLE_PROVIDER = {"source": "hashicorp/google", "version": "~> 6.0"}
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
@@ -233,7 +234,7 @@ def _triggers(doc: _Doc, sa_refs: dict[str, str]) -> None:
 def _auxiliary(doc: _Doc, sa_refs: dict[str, str]) -> None:
     f = doc.f
     for i in f.instances:
-        metadata = {"mlplane-image": lit(i.image), "google-logging-enabled": "true"}
+        metadata = {k: lit(v) for k, v in container_metadata(i.image).items()}
         doc.add(
             "google_compute_instance",
             ident(i.name),

@@ -5,7 +5,8 @@ project is a clean git checkout, else an immutable snapshot of the project direc
 with the build, with its sha256), then its steps run in order as processes of a build worker
 that has a metadata server of its own: the trigger's service account, with a token that lives
 as long as the build. The step `mlplane` runs this machine's mlplane (`python -m mlplane`);
-other builder images need a Docker engine (the CI/CD images work).
+steps of `gcr.io/cloud-builders/docker` run the docker CLI against a reachable engine
+(`build_docker.py`), and are skipped, saying why, without one; other builders are refused.
 
 The build record (`.mlplane/builds/ID.json`) says who invoked what, as whom, from which
 source, each step's result, and every object the build's identity wrote (from the artifact
@@ -32,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from mlplane.model.builds import ENTRYPOINT, substitute
+from mlplane.model.images import DOCKER_BUILDER
 
 from ..procfs import start_time
+from .build_docker import DockerSteps
 from .host import Host, workload_environment
 from .metadata import InstanceIdentity, MetadataServer
 from .processes import ProcessId, kill_group, spawn
@@ -59,6 +62,7 @@ class StepRecord:
     started: float | None = None
     finished: float | None = None
     exit_code: int | None = None
+    skipped: str = ""  # why it did not run (e.g. no Docker engine)
 
 
 @dataclass
@@ -88,6 +92,8 @@ class BuildRecord:
     finished: float | None = None
     objects: list[dict[str, Any]] = field(default_factory=list)
     log: str = ""
+    wanted_images: list[str] = field(default_factory=list)  # the config's `images`
+    images: list[dict[str, Any]] = field(default_factory=list)  # pushed: name, digest
 
     @property
     def done(self) -> bool:
@@ -116,6 +122,7 @@ class BuildRunner:
         self.finished: dict[str, asyncio.Event] = {}
         self._running: dict[str, ProcessId] = {}  # build id -> its step's process
         self.warm = WarmWorker(host.paths.logs / "warm-build-worker.log")
+        self.docker: DockerSteps | None = None  # docker builder steps (set by the wiring)
 
     async def start_worker(self) -> None:
         """Start the warm build worker (steps run cold until it is ready, or if it dies)."""
@@ -181,6 +188,7 @@ class BuildRunner:
             build_id, trigger, trigger_id, invoker, service_account, substitutions, steps,
             Source("none"), dict(config.get("options", {})),
         )  # fmt: skip
+        rec.wanted_images = [str(i) for i in config.get("images", ())]
         if needs_source:
             rec.source = self._snapshot(build_id, commit)
         self.builds[build_id] = rec
@@ -199,7 +207,8 @@ class BuildRunner:
         workspace.mkdir(parents=True, mode=0o700)
         head = _git(root, "rev-parse", "HEAD") if (root / ".git").exists() else ""
         dirty = bool(head) and bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
-        if head and not dirty:
+        named = bool(commit) and bool(head) and bool(_git(root, "rev-parse", "--verify", commit))
+        if head and (not dirty or named):  # a named branch or commit: as committed
             wanted = commit or head
             archive = subprocess.run(["git", "-C", str(root), "archive", wanted],
                                      capture_output=True, check=True).stdout  # fmt: skip
@@ -245,6 +254,13 @@ class BuildRunner:
                 if code != 0:
                     status, detail = "FAILURE", f"step {step.id} exited {code}"
                     break
+            skipped = [s.id for s in rec.steps if s.skipped]
+            if status == "SUCCESS" and skipped:
+                reason = next(s.skipped for s in rec.steps if s.skipped)
+                detail = f"skipped {len(skipped)} steps ({', '.join(skipped)}): {reason}"
+            if status == "SUCCESS" and rec.wanted_images and self.docker is not None:
+                pushed = [substitute(i, values) for i in rec.wanted_images]
+                rec.images = [i for i in await self.docker.digests(pushed) if i["digest"]]
         except Exception as exc:
             log.exception("build %s failed", rec.id)
             status, detail = "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"
@@ -277,6 +293,8 @@ class BuildRunner:
         cwd: Path, log_path: Path,
     ) -> int:  # fmt: skip
         args = [substitute(a, values) for a in step.args]
+        if step.name == DOCKER_BUILDER and self.docker is not None:
+            return await self._docker_step(rec, step, args, cwd, log_path)
         if step.entrypoint != ENTRYPOINT:
             with open(log_path, "a") as f:
                 f.write(f"mlplane-build: step {step.id}: builder '{step.name}' with entrypoint "
@@ -305,6 +323,36 @@ class BuildRunner:
         self._running[rec.id] = pid
         try:
             code = await wait()
+        finally:
+            self.host.children.remove(pid.pid)
+            self._running.pop(rec.id, None)
+        step.finished, step.exit_code = time.time(), code
+        step.status = "SUCCESS" if code == 0 else "FAILURE"
+        self._save(rec)
+        return code
+
+    async def _docker_step(
+        self, rec: BuildRecord, step: StepRecord, args: list[str], cwd: Path, log_path: Path
+    ) -> int:
+        assert self.docker is not None
+        why = await self.docker.unavailable()
+        with open(log_path, "a") as f:
+            if why:
+                f.write(f"mlplane-build: step {step.id}: docker {' '.join(args[:2])}...: "
+                        f"skipped: {why}\n")  # fmt: skip
+            else:
+                f.write(f"mlplane-build: step {step.id} as {rec.service_account}: docker "
+                        f"{' '.join(args)}\n")  # fmt: skip
+        if why:
+            step.status, step.skipped = "CANCELLED", why
+            self._save(rec)
+            return 0
+        step.status, step.started = "WORKING", time.time()
+        self._save(rec)
+        pid, wait = await self.docker.start(rec.id, rec.service_account, args, cwd, log_path)
+        self._running[rec.id] = pid
+        try:
+            code = int(await wait())
         finally:
             self.host.children.remove(pid.pid)
             self._running.pop(rec.id, None)

@@ -30,7 +30,8 @@ from mlplane.providers.local.paths import AgentInfo, AgentPaths, write_atomic, w
 
 from .auth import Gate, TokenAuthority
 from .builds import BuildRunner
-from .gateway import Gateway
+from .cicd import attach as attach_cicd
+from .gateway import PUBLIC, Gateway
 from .host import AgentSettings, Host
 from .http_server import serve
 from .metadata import project_number
@@ -164,7 +165,8 @@ def build_gateway(
     runner = BuildRunner(
         host, loaded.zone, lambda build: writes_by(paths.project_file, "build", build)
     )
-    builds = CloudBuildApi(gate, runner, loaded.region)
+    cicd = attach_cicd(host, gate, runtime, runner)  # registry, containers, Cloud Run
+    builds = CloudBuildApi(gate, runner, loaded.region, cicd.configs, cicd.branch_of)
 
     def processes() -> list[dict[str, Any]]:
         return [v.to_json() for v in runtime.replicas()]
@@ -178,8 +180,10 @@ def build_gateway(
         *endpoints.surfaces(),
         identity.surface(),
         builds.surface(),
+        *cicd.surfaces,
     ]
-    gateway = Gateway(gate, surfaces, {**identity.plain(), **admin.plain()})
+    plain = {**identity.plain(), **admin.plain(), **cicd.plain}
+    gateway = Gateway(gate, surfaces, plain, (*PUBLIC, *cicd.public))
     # What a previous agent recorded (ConfigError naming a damaged file: no start); the runtime
     # of the resources is re-created once the API listens (`Runtime.restore`).
     store.load()
@@ -194,9 +198,13 @@ async def _serve(paths: AgentPaths, settings: AgentSettings) -> None:
     gateway, host, store, runtime, runner = build_gateway(paths, settings, started)
     server = await serve(gateway.handle, admit=gateway.admit)
     host.api_port = int(server.sockets[0].getsockname()[1])  # workloads are told where it is
+    for hook in host.on_start:  # the registry, before any workload pulls from it
+        await hook()
     if store.records:
         log.info("restoring %d resources a previous agent recorded", len(store.records))
     await runtime.restore()
+    for hook in host.on_restored:  # the declared foundation, beside what was restored
+        await hook()
     write_info(paths, AgentInfo(os.getpid(), host.api_port, str(paths.project_file), started))
     log.info("agent pid %d for project %s: API on 127.0.0.1:%d", os.getpid(), host.project_id,
              host.api_port)  # fmt: skip
@@ -210,6 +218,8 @@ async def _serve(paths: AgentPaths, settings: AgentSettings) -> None:
     watchdog.cancel()
     log.info("stopping: %d resources, %d processes", len(store.records), len(runtime.replicas()))
     server.close()
+    for hook in host.on_stop:
+        await hook()
     await runtime.shutdown()
     await runner.close()
     with contextlib.suppress(Exception):

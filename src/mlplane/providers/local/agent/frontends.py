@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mlplane.errors import ConfigError
@@ -90,6 +90,8 @@ class Frontends:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._push_lock = asyncio.Lock()
+        # Listeners of front ends that are not forwarding rules (Cloud Run services' own).
+        self.extra: Callable[[], Sequence[Listener]] = lambda: ()
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class Frontends:
             listener = self._listener(entry)
             if listener is not None:
                 listeners.append(listener)
+        listeners.extend(self.extra())
         checks = {}
         targets = []
         for group in self.groups.values():
@@ -228,9 +231,16 @@ class Frontends:
                     index.setdefault(lb_config.name_of(b.group), []).append(spec)
         self._backends_of = index
         self._dirty = True
-        if self._task is None and (self.listeners or any(g.checks for g in self.groups.values())):
+        if self._task is None and (
+            self.listeners or self.extra() or any(g.checks for g in self.groups.values())
+        ):
             self._task = asyncio.get_running_loop().create_task(self._link())
         self._wake.set()
+
+    async def push_now(self) -> dict[str, str]:
+        """Send the configuration now; listener name -> error for those that failed."""
+        self._dirty = True
+        return await self._push()
 
     async def _push(self) -> dict[str, str]:
         async with self._push_lock:

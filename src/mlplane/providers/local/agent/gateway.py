@@ -9,6 +9,8 @@ Mounts (what `mlplane env gcloud` points the real gcloud CLI at):
     /serviceusage/v1/...          Service Usage v1
     /cloudbuild/v1/...            Cloud Build v1
     /iamcredentials/v1/...        IAM Credentials v1
+    /run/v2/..., /run/v1/..., /run/apis/serving.knative.dev/v1/...   Cloud Run Admin v2 and v1
+    /v2/token                     the local registry's token endpoint (Docker's token flow)
     /oauth2/token, /oauth2/tokeninfo   the token authority (sign-in exchange, token info)
     /_mlplane/...                 the emulator's own host: liveness, merged OpenAPI document
 """
@@ -110,13 +112,16 @@ def error_response(err: ApiError) -> Response:
     return Response.json(err.code, err.to_json(), headers=headers)
 
 
+PUBLIC = ("/_mlplane/", "/oauth2/", "/openapi.json")  # paths that authenticate by themselves
+
+
 class Gateway:
     def __init__(
         self,
         gate: Gate,
         surfaces: list[Surface],
         plain: Mapping[tuple[str, str], PlainHandler],
-        public_prefixes: tuple[str, ...] = ("/_mlplane/", "/oauth2/", "/openapi.json"),
+        public_prefixes: tuple[str, ...] = PUBLIC,
     ) -> None:
         self.gate = gate
         self.surfaces = sorted(surfaces, key=lambda s: -len(s.mount))
@@ -152,20 +157,23 @@ class Gateway:
 
     def _find(self, req: Request) -> tuple[Surface, Method, dict[str, str]]:
         raw = req.raw_path or req.path
-        for surface in self.surfaces:
-            if not raw.startswith(surface.mount):
+        allowed: list[str] = []
+        mount = None
+        for surface in self.surfaces:  # longest mount first; one mount may serve two versions
+            if not raw.startswith(surface.mount) or (mount and surface.mount != mount):
                 continue
+            mount = surface.mount
             relative = raw[len(surface.mount) :]
             found = surface.api.route(req.method, relative)
             if found is None:
-                allowed = surface.api.allows(relative)
-                if allowed:
-                    raise ApiError(405, f"{req.method} not allowed; use {', '.join(allowed)}")
-                break
+                allowed += surface.api.allows(relative)
+                continue
             method, params = found
             from urllib.parse import unquote
 
             return surface, method, {k: unquote(v) for k, v in params.items()}
+        if allowed:
+            raise ApiError(405, f"{req.method} not allowed; use {', '.join(sorted(allowed))}")
         raise ApiError(
             404, f"The requested URL {req.path} was not found on this server.", "notFound"
         )

@@ -1,17 +1,20 @@
 """What the agent's runtime pieces share, and how an instance or replica process is launched:
 its command from the runtime metadata, its own port (`PORT`) and its own metadata endpoint
-(`GCE_METADATA_HOST`), its log file under `.mlplane/agent/logs/`."""
+(`GCE_METADATA_HOST`), its log file under `.mlplane/agent/logs/`. A workload that names an
+image runs as a container of it when a Docker engine is reachable (`containers.py`), else as
+its command here, else not at all (ValueError saying it needs an engine)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from mlplane.apis.endpoints import Endpoints
 from mlplane.model.compute import ResourceKey
@@ -24,9 +27,11 @@ from .ports import PortAllocator
 from .processes import ChildRegistry, Supervised, spawn
 from .store import Observed
 
+log = logging.getLogger(__name__)
+
+DATA_PLANES = ("python", "haproxy")
 # Variables of the agent's own environment that a workload must not inherit: a VM has no
 # user's credentials; its identity is its metadata server's.
-DATA_PLANES = ("python", "haproxy")
 _PRIVATE = ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "CLOUDSDK_CONFIG")
 
 
@@ -61,6 +66,27 @@ class AgentSettings:
         return cls(**values)
 
 
+class ContainerRunner(Protocol):
+    """What `launch` needs to run a workload as a container (containers.Containers)."""
+
+    async def engine(self) -> Any: ...
+
+    def why_not(self) -> str: ...
+
+    async def present(self, image: str) -> bool: ...
+
+    async def argv(
+        self, engine: Any, name: str, image: str, args: Sequence[str], env: Mapping[str, str],
+        workload_env: Mapping[str, str], service_account: str | None, *,
+        as_service_agent: bool = False,
+    ) -> tuple[list[str], str]: ...  # fmt: skip
+
+    async def remove(self, container: str) -> None: ...
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
 @dataclass
 class Host:
     project_id: str
@@ -72,6 +98,10 @@ class Host:
     api_port: int = 0
     names: set[str] = field(default_factory=set)  # instance and replica names in use
     notify: Callable[[], None] = lambda: None  # membership or health changed
+    containers: ContainerRunner | None = None  # workloads that name an image, with an engine
+    on_start: list[Hook] = field(default_factory=list)  # once the API listens (api_port set)
+    on_restored: list[Hook] = field(default_factory=list)  # after the records are restored
+    on_stop: list[Hook] = field(default_factory=list)  # before the runtime shuts down
     # what a runtime reports of its resource, kept with the record (ResourceStore.observe)
     observe: Callable[[ResourceKey, Observed], None] = lambda key, observed: None
 
@@ -100,6 +130,7 @@ class Running:
     port: int
     metadata: MetadataServer
     started_at: float = field(default_factory=time.monotonic)
+    container: str = ""  # the container's name, when it runs as one
 
     @property
     def pid(self) -> int:
@@ -134,6 +165,12 @@ def workload_environment(host: Host, name: str, metadata_port: int) -> dict[str,
     return env
 
 
+async def _engine(host: Host, image: str | None) -> Any:
+    if image is None or host.containers is None:
+        return None
+    return await host.containers.engine()
+
+
 async def launch(
     host: Host,
     name: str,
@@ -141,20 +178,45 @@ async def launch(
     items: Mapping[str, str],
     service_account: str | None,
     port: int | None = None,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    as_service_agent: bool = False,
 ) -> Running:
     """Start the process of instance `name` (on `port` if it is free: a restarted VM keeps its
-    address); ValueError/OSError when it cannot start."""
+    address); ValueError/OSError when it cannot start. `as_service_agent`: its image is pulled
+    by Cloud Run's service agent (a revision)."""
     runtime = runtime_of(items, f"instance '{name}'")
+    engine = await _engine(host, runtime.image)
+    if engine is not None and runtime.argv and host.containers is not None:
+        # a workload that can run as a process runs as a container only from the registry
+        assert runtime.image is not None
+        if not await host.containers.present(runtime.image):
+            log.info("instance %s: %s is not in the registry: it runs as a process", name,
+                     runtime.image)  # fmt: skip
+            engine = None
+    if runtime.image and engine is None and not runtime.argv:
+        why = host.containers.why_not() if host.containers is not None else "no engine support"
+        raise ValueError(
+            f"instance '{name}' runs the image {runtime.image}, which needs a Docker engine: {why}"
+        )
     identity = InstanceIdentity(name, zone, host.project_id, service_account, dict(items))
     metadata = MetadataServer(identity, host.tokens)
     md_port = await metadata.start()
     port = host.ports.allocate(prefer=port)
     env = workload_environment(host, name, md_port)
-    env.update(runtime.env)
+    workload_env = {**runtime.env, **(extra_env or {})}
+    env.update(workload_env)
     env["PORT"] = str(port)
+    argv, container = list(runtime.argv), ""
     try:
+        if engine is not None and host.containers is not None and runtime.image:
+            argv, container = await host.containers.argv(
+                engine, name, runtime.image, runtime.args, env, workload_env, service_account,
+                as_service_agent=as_service_agent,
+            )  # fmt: skip
+            env = engine.environment(env)
         proc = await spawn(
-            runtime.argv,
+            argv,
             env,
             host.paths.project_file.parent,
             host.paths.logs / f"{name}.log",
@@ -164,13 +226,15 @@ async def launch(
         host.ports.release(port)
         await metadata.close()
         raise
-    return Running(name, proc, port, metadata)
+    return Running(name, proc, port, metadata, container=container)
 
 
 async def halt(host: Host, running: Running) -> int:
     """Stop the process (gracefully, then SIGKILL), close its metadata endpoint, free its port."""
     try:
         code = await running.proc.stop(host.settings.stop_grace_sec)
+        if running.container and host.containers is not None:
+            await host.containers.remove(running.container)
     finally:
         host.children.remove(running.pid)
         host.ports.release(running.port)

@@ -9,7 +9,9 @@ triggers" action (docs/decisions/0006). The build then runs as the trigger's ser
 from __future__ import annotations
 
 import base64
+import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mlplane.apis.discovery import load
@@ -35,12 +37,27 @@ def trigger_id(name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mlplane-trigger:{name}"))
 
 
+Configs = Callable[[TriggerInfo], dict[str, Any]]
+
+
 class CloudBuildApi:
-    def __init__(self, gate: Gate, runner: BuildRunner, region: str) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        runner: BuildRunner,
+        region: str,
+        configs: Configs | None = None,
+        branch_of: Callable[[str], str] = lambda trigger: "main",
+    ) -> None:
         self.gate = gate
         self.runner = runner
         self.region = region
         self._ops: dict[str, str] = {}  # operation name -> build id
+        self.branch_of = branch_of  # the branch a push trigger builds
+        # A trigger's config (build-images's depends on the project's images and the registry)
+        self.configs: Configs = configs or (
+            lambda info: build_config(info.name, self.project, self.region, info.runs_as)
+        )
 
     @property
     def project(self) -> str:
@@ -96,7 +113,7 @@ class CloudBuildApi:
             "resourceName": f"projects/{self.project}/locations/global/triggers/{tid}",
             "createTime": rfc3339(0.0),
             "serviceAccount": f"projects/{self.project}/serviceAccounts/{info.runs_as}",
-            "build": build_config(info.name, self.project, self.region, info.runs_as),
+            "build": self.configs(info),
             "tags": ["mlplane"],
         }
         if info.event == "manual":
@@ -105,7 +122,7 @@ class CloudBuildApi:
             out["approvalConfig"] = {"approvalRequired": False}
         else:
             out["triggerTemplate"] = {"projectId": self.project, "repoName": self.project,
-                                      "branchName": "^main$"}  # fmt: skip
+                                      "branchName": f"^{self.branch_of(info.name)}$"}  # fmt: skip
         return out
 
     async def _trigger_get(self, call: Call) -> object:
@@ -139,14 +156,22 @@ class CloudBuildApi:
                     f"invalid substitution '{key}': user substitutions start with '_'"
                 )
         step = step_of(info.name)
-        config = build_config(info.name, self.project, self.region, info.runs_as)
+        config = self.configs(info)
         values = {**step.defaults, **subs}
-        if source.get("branchName"):
-            values["BRANCH_NAME"] = str(source["branchName"])
+        branch = str(source.get("branchName") or "")
+        if branch:
+            values["BRANCH_NAME"] = branch
+        if info.event != "manual":  # a push trigger builds its branch only
+            pattern = f"^{self.branch_of(info.name)}$"
+            if not re.fullmatch(pattern, branch):
+                raise bad_request(
+                    f"trigger '{info.name}' runs on pushes to {pattern} only: give that branch "
+                    f"(branchName), not '{branch or 'none'}'"
+                )
         try:
             rec = self.runner.start(
                 info.name, trigger_id(info.name), call.caller.principal.email, info.runs_as,
-                config, values, step.needs_source, str(source.get("commitSha") or ""),
+                config, values, step.needs_source, str(source.get("commitSha") or branch),
             )  # fmt: skip
         except ValueError as exc:
             raise bad_request(str(exc)) from None
@@ -198,15 +223,19 @@ class CloudBuildApi:
                     "entrypoint": s.entrypoint,
                     "args": s.args,
                     "status": s.status,
+                    **({"exitCode": s.exit_code} if s.exit_code is not None else {}),
                     **({"timing": {"startTime": rfc3339(s.started),
                                    "endTime": rfc3339(s.finished or time.time())}}
                        if s.started else {}),
                 }
                 for s in rec.steps
             ],
-            "results": {"numArtifacts": str(len(rec.objects)),
-                        "buildStepOutputs": [], "images": []},
+            "results": {"numArtifacts": str(len(rec.objects)), "buildStepOutputs": [],
+                        "images": [{"name": i["name"], "digest": i["digest"]}
+                                   for i in rec.images]},
         }  # fmt: skip
+        if rec.wanted_images:
+            out["images"] = rec.wanted_images
         if rec.status_detail:
             out["statusDetail"] = rec.status_detail
         if rec.status == "FAILURE":

@@ -1,0 +1,70 @@
+"""A project with auxiliary services, its agent started without a Docker engine (DOCKER_HOST names
+a socket that does not exist), so the registry, Cloud Run and build-images are tested where no
+engine runs; the engine's own end-to-end test is test_build_images_e2e.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mlplane.examples.sentiment.train import train
+from mlplane.providers.local.paths import AgentPaths
+from mlplane.providers.local.registry_info import read_address
+from mlplane.workflows.project_file import write_project_file
+from tests.harness import Team, with_admin
+from tests.iam.tools import missing
+
+ALICE = "alice@acme.com"
+AUX = """
+[[auxiliary.run_services]]
+name = "hello"
+image = "{region}-docker.pkg.dev/{project}/mlplane/hello"
+
+[[auxiliary.instances]]
+name = "aux-hello"
+image = "{region}-docker.pkg.dev/{project}/mlplane/hello"
+"""
+NO_ENGINE = "unix:///nonexistent/mlplane-test/docker.sock"
+
+
+@dataclass
+class CicdProject:
+    root: Path
+    team: Team
+    artifact: Path
+
+    @property
+    def registry(self) -> str:
+        return read_address(AgentPaths.for_project(self.team.project_file).root)
+
+
+def require_registry() -> None:
+    if shutil.which("docker-registry") is None:
+        missing("Debian's docker-registry is not installed (apt-get install docker-registry)")
+
+
+@pytest.fixture(scope="module")
+def no_engine_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CicdProject]:
+    require_registry()
+    root = tmp_path_factory.mktemp("cicd")
+    project_file = root / "mlplane.toml"
+    write_project_file(project_file, project_id="acme-ml", members=[f"user:{ALICE}"])
+    project_file.write_text(with_admin(project_file.read_text()) + AUX)
+    artifact = Path(train(root / "model", seed=3, progress=lambda *_: None))
+    team = Team(project_file, root / "config")
+    saved = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = NO_ENGINE  # the agent (and its builds) find no engine
+    try:
+        team.up()
+        yield CicdProject(root, team, artifact)
+    finally:
+        team.down()
+        if saved is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = saved
