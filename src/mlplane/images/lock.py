@@ -129,25 +129,20 @@ def closure(requires: Iterable[str], dists: Mapping[str, md.Distribution]) -> di
     return {name: str(dists[name].version) for name in sorted(extras_of)}
 
 
+def pip_download(dest: str, requirements: list[str]) -> list[str]:
+    """`pip download` of wheels alone (no dependencies) for the base's Python into `dest`."""
+    return [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--python-version", BASE_PYTHON, "--disable-pip-version-check", "-q", "--dest", dest,
+        *requirements,
+    ]  # fmt: skip
+
+
 def pip_resolve(name: str, installed: str) -> str:
     """The newest release of `name` at or below `installed` that admits the base's Python, as
     pip picks it from the configured index."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--python-version",
-            BASE_PYTHON,
-            "--disable-pip-version-check",
-            "-q",
-            "--dest",
-            tmp,
-            f"{name}<={installed}",
-        ]
+        cmd = pip_download(tmp, [f"{name}<={installed}"])
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         files = list(Path(tmp).glob("*.whl"))
         if out.returncode != 0 or not files:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlplane.errors import MlplaneError
-from mlplane.model.images import BASE, BASE_PYTHON, BY_NAME, DIRECTORY, DOCKERFILE, ROOTFS, WHEELS
+from mlplane.model.images import BASE, BY_NAME, DIRECTORY, DOCKERFILE, ROOTFS, WHEELS
 
 from .definitions import read_lock
-from .lock import Pin, canonical
+from .lock import Pin, canonical, pip_download
 from .rootfs import Recipe, apt_mirror, base_rootfs, cache_dir, link_or_copy
 from .wheel import build_wheel
 
@@ -65,21 +64,7 @@ def fetch_wheels(pins: tuple[Pin, ...], cache: Path, progress: Progress) -> dict
     if missing:
         cache.mkdir(parents=True, exist_ok=True)
         progress(f"wheels: fetching {len(missing)} with pip (cached in {cache})")
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--python-version",
-            BASE_PYTHON,
-            "--disable-pip-version-check",
-            "-q",
-            "--dest",
-            str(cache),
-            *(f"{p.name}=={p.version}" for p in missing),
-        ]
+        cmd = pip_download(str(cache), [f"{p.name}=={p.version}" for p in missing])
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
         if out.returncode != 0:
             raise StageError(f"pip could not fetch the pinned wheels: {out.stderr.strip()[-600:]}")
