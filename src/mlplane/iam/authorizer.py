@@ -105,6 +105,24 @@ class Authorizer:
         ref = ResourceRef("serviceAccount", email, self.policy.project)
         return self.authorize(principal, "iam.serviceAccounts.actAs", ref)
 
+    def may_invoke(self, principal: Principal, trigger: str) -> Decision | None:
+        """Cloud Build has no per-trigger IAM: the model's own check that `principal` holds the
+        "invoke" action of `trigger`'s process (the users' action granting
+        `cloudbuild.builds.create`), or None when the model names none. The client checks it
+        before sending, the local agent when it runs the trigger."""
+        process = self.policy.triggers[trigger].process
+        invoke = next(
+            (
+                a.id
+                for a in self.policy.actions.values()
+                if a.process == process
+                and a.who in ("user", "both")
+                and any("cloudbuild.builds.create" in g.permissions for g in a.grants)
+            ),
+            None,
+        )
+        return None if invoke is None else self.authorize(principal, invoke)
+
     def _target(self, grant: ActionGrant, resource: ResourceRef | None) -> ResourceRef | None:
         if resource is not None and (
             grant.scope_kind in ("project", resource.kind)

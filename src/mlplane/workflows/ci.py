@@ -156,22 +156,12 @@ def authorize_invocation(session: Session, trigger: str) -> None:
     decision = session.authz.authorize(principal, "cloudbuild.builds.create", project)
     if not decision.allowed:
         raise PermissionDenied(decision.explain(), decision)
-    policy = session.authz.policy
-    info = policy.triggers[trigger]
-    invoke = [
-        a.id
-        for a in policy.actions.values()
-        if a.process == info.process
-        and a.who in ("user", "both")
-        and any("cloudbuild.builds.create" in g.permissions for g in a.grants)
-    ]
-    if invoke:
-        decision = session.authz.authorize(principal, invoke[0])
-        if not decision.allowed:
-            raise PermissionDenied(
-                f"{principal} may not invoke the CI trigger '{trigger}': {decision.explain()}",
-                decision,
-            )
+    invoking = session.authz.may_invoke(principal, trigger)
+    if invoking is not None and not invoking.allowed:
+        raise PermissionDenied(
+            f"{principal} may not invoke the CI trigger '{trigger}': {invoking.explain()}",
+            invoking,
+        )
 
 
 def trigger_call(

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,9 +320,16 @@ class BuildRunner:
         else:
             pid, wait = ProcessId(warm.pid, start_time(warm.pid) or 0), warm.wait
             self.host.children.add(pid)
+        return await self._finish(rec, step, pid, wait)
+
+    async def _finish(
+        self, rec: BuildRecord, step: StepRecord, pid: ProcessId,
+        wait: Callable[[], Awaitable[int]],
+    ) -> int:  # fmt: skip
+        """Wait for a step's process (cancellable by its PID meanwhile); record how it ended."""
         self._running[rec.id] = pid
         try:
-            code = await wait()
+            code = int(await wait())
         finally:
             self.host.children.remove(pid.pid)
             self._running.pop(rec.id, None)
@@ -350,16 +357,7 @@ class BuildRunner:
         step.status, step.started = "WORKING", time.time()
         self._save(rec)
         pid, wait = await self.docker.start(rec.id, rec.service_account, args, cwd, log_path)
-        self._running[rec.id] = pid
-        try:
-            code = int(await wait())
-        finally:
-            self.host.children.remove(pid.pid)
-            self._running.pop(rec.id, None)
-        step.finished, step.exit_code = time.time(), code
-        step.status = "SUCCESS" if code == 0 else "FAILURE"
-        self._save(rec)
-        return code
+        return await self._finish(rec, step, pid, wait)
 
     def cancel(self, build_id: str) -> BuildRecord:
         rec = self.builds[build_id]

@@ -182,18 +182,8 @@ class CloudBuildApi:
 
     def _authorize_invocation(self, call: Call, info: TriggerInfo) -> None:
         self.gate.require_project(call.caller, "cloudbuild.builds.create")
-        policy = self.gate.authorizer.policy
-        invoke = [
-            a.id
-            for a in policy.actions.values()
-            if a.process == info.process
-            and a.who in ("user", "both")
-            and any("cloudbuild.builds.create" in g.permissions for g in a.grants)
-        ]
-        if not invoke:
-            return
-        decision = self.gate.authorizer.authorize(call.caller.principal, invoke[0])
-        if not decision.allowed:
+        decision = self.gate.authorizer.may_invoke(call.caller.principal, info.name)
+        if decision is not None and not decision.allowed:
             raise PermissionDenied(
                 f"{call.caller.principal} may not invoke the CI trigger '{info.name}': "
                 f"{decision.explain()}",
