@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -80,7 +81,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         ) from None
 
 
+@cache
 def load_shipped_model() -> OperationalModel:
+    """The operational model mlplane ships (parsed once per process: it is frozen)."""
     text = resources.files("mlplane.model").joinpath("operational_model.toml").read_text()
     return parse_model(OperationalModel, tomllib.loads(text), SHIPPED)
 

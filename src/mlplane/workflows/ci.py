@@ -251,6 +251,14 @@ def check_push_trigger(session: Session, trigger: str, branch: str) -> None:
         )  # fmt: skip
 
 
+def poll_interval(waited: float, most: float) -> float:
+    """How long to sleep before the next poll of something waited for `waited` seconds: a
+    twentieth of that (what the wait adds to a build is at most 5 %), from a tenth of the
+    platform's `most` (2 ms on the local agent, whose `builds.get` costs it ~0.2 ms of CPU;
+    0.2 s against Google's quotas) up to `most`."""
+    return min(max(waited / 20, most / 10), most)
+
+
 def _run(
     session: Session, trigger: str, substitutions: Mapping[str, str], branch: str,
     progress: Progress, timeout: float,
@@ -262,14 +270,14 @@ def _run(
     progress(f"build {build_id}: trigger '{trigger}' running as "
              f"{str(build.get('serviceAccount', '')).rsplit('/', 1)[-1]}")  # fmt: skip
     tail = _LogTail(progress)
-    deadline, delay = time.monotonic() + timeout, 0.005
-    most = session.platform.max_poll_interval
+    started = time.monotonic()
+    deadline = started + timeout
     get = {"projectId": session.project_id, "id": build_id}
     while build.get("status") not in TERMINAL:
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise BuildFailed(f"build {build_id} not done after {timeout:.0f} s")
-        time.sleep(delay)
-        delay = min(delay * 1.5, most)
+        time.sleep(poll_interval(now - started, session.platform.max_poll_interval))
         build = session.api.call("cloudbuild.projects.builds.get", get)
         tail.feed(str(build.get("logUrl", "")))
     tail.feed(str(build.get("logUrl", "")))

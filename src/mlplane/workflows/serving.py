@@ -40,7 +40,7 @@ from mlplane.model.compute import (
 )
 from mlplane.model.routes import revision_prefix
 from mlplane.model.workload import workload_metadata
-from mlplane.workflows.ci import Build, run_trigger
+from mlplane.workflows.ci import Build, poll_interval, run_trigger
 from mlplane.workflows.process_image import revision_image
 from mlplane.workflows.session import Session
 
@@ -382,7 +382,7 @@ def deploy_step(session: Session, req: DeployRequest, progress: Progress = print
     apply_as(session, DesiredState.of(front, before), progress)
     url = frontend_url(session) + revision_prefix(req.service, req.revision)
     progress(f"waiting for {url}healthz")
-    wait_for_200(url + "healthz", req.ready_timeout)
+    wait_for_200(url + "healthz", req.ready_timeout, session.platform.max_poll_interval)
     if after != before:
         progress(f"routing {req.traffic}% of {model_prefix(req.service)} to {req.revision}")
         apply_as(session, DesiredState.of(after), progress)
@@ -458,10 +458,12 @@ def frontend_url(session: Session) -> str:
     return session.platform.frontend_base(recorded_forwarding_rule(session))
 
 
-def wait_for_200(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+def wait_for_200(url: str, timeout: float, most: float) -> None:
+    """Ask `url` until it answers 200, more often the sooner (`poll_interval`)."""
+    started = time.monotonic()
+    deadline = started + timeout
     last = "no answer"
-    while time.monotonic() < deadline:
+    while (now := time.monotonic()) < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -471,7 +473,7 @@ def wait_for_200(url: str, timeout: float) -> None:
             last = f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
             last = str(exc)
-        time.sleep(0.005)  # loopback or a load balancer's 503: cheap to ask again soon
+        time.sleep(poll_interval(now - started, most))
     raise MlplaneError(f"{url} did not answer 200 within {timeout:.0f} s (last: {last})")
 
 

@@ -37,10 +37,10 @@ from mlplane.model.images import DOCKER_BUILDER
 
 from ..procfs import start_time
 from .build_docker import DockerSteps
-from .host import Host, workload_environment
+from .host import Host, agent_environment, workload_environment
 from .metadata import InstanceIdentity, MetadataServer
 from .processes import ProcessId, kill_group, spawn
-from .warm_pool import WarmWorker
+from .warm_pool import BUILD_WORKER, WarmWorker
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EXCLUDE = {
@@ -121,13 +121,15 @@ class BuildRunner:
         self.builds: dict[str, BuildRecord] = {}
         self.finished: dict[str, asyncio.Event] = {}
         self._running: dict[str, ProcessId] = {}  # build id -> its step's process
-        self.warm = WarmWorker(host.paths.logs / "warm-build-worker.log")
+        self.warm = WarmWorker(
+            host.paths.logs / "warm-build-worker.log", BUILD_WORKER, ("mlplane",)
+        )
         self.docker: DockerSteps | None = None  # docker builder steps (set by the wiring)
 
     async def start_worker(self) -> None:
         """Start the warm build worker (steps run cold until it is ready, or if it dies)."""
         try:
-            await self.warm.start()
+            await self.warm.start(agent_environment())
         except OSError as exc:
             log.warning("no warm build worker (%s): build steps start cold", exc)
 
@@ -312,7 +314,7 @@ class BuildRunner:
         with open(log_path, "a") as f:
             command = " ".join(args)
             f.write(f"mlplane-build: step {step.id} as {rec.service_account}: mlplane {command}\n")
-        warm = await self.warm.run(args, env, cwd, log_path)
+        warm = await self.warm.run("mlplane", args, env, cwd, log_path)
         if warm is None:
             proc = await spawn(argv, env, cwd, log_path, self.host.children)
             pid, wait = proc.id, proc.wait

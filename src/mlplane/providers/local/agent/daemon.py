@@ -198,6 +198,7 @@ async def _serve(paths: AgentPaths, settings: AgentSettings) -> None:
     gateway, host, store, runtime, runner = build_gateway(paths, settings, started)
     server = await serve(gateway.handle, admit=gateway.admit)
     host.api_port = int(server.sockets[0].getsockname()[1])  # workloads are told where it is
+    await host.start_launcher()  # imports in the background; replicas start cold until then
     for hook in host.on_start:  # the registry, before any workload pulls from it
         await hook()
     if store.records:
@@ -221,6 +222,7 @@ async def _serve(paths: AgentPaths, settings: AgentSettings) -> None:
     for hook in host.on_stop:
         await hook()
     await runtime.shutdown()
+    await host.launcher.stop()  # after the replicas it forked are stopped (they die with it)
     await runner.close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(server.wait_closed(), 2.0)

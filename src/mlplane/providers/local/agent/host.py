@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from mlplane.apis.endpoints import Endpoints
@@ -26,6 +27,7 @@ from .metadata import InstanceIdentity, MetadataServer
 from .ports import PortAllocator
 from .processes import ChildRegistry, Supervised, spawn
 from .store import Observed
+from .warm_pool import REPLICA_LAUNCHER, WarmWorker
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,17 @@ class Host:
     def __post_init__(self) -> None:
         self.children = ChildRegistry(self.paths.children)
         self._tasks: set[asyncio.Task[None]] = set()
+        # forks model-server replicas with the server already imported (decision 0019)
+        self.launcher = WarmWorker(
+            self.paths.logs / "replica-launcher.log", REPLICA_LAUNCHER, ("mlplane.serving",)
+        )
+
+    async def start_launcher(self) -> None:
+        """Start the replica launcher (replicas start cold until it is ready, or if it dies)."""
+        try:
+            await self.launcher.start(agent_environment())
+        except OSError as exc:
+            log.warning("no replica launcher (%s): replicas start cold", exc)
 
     def background(self, work: Coroutine[object, object, None]) -> None:
         """Run `work` as a task the host keeps a reference to until it is done (the event loop
@@ -137,11 +150,16 @@ class Running:
         return self.proc.pid
 
 
+def agent_environment() -> dict[str, str]:
+    """The agent's environment without anyone's credentials (what its launchers start with)."""
+    return {k: v for k, v in os.environ.items() if k not in _PRIVATE}
+
+
 def workload_environment(host: Host, name: str, metadata_port: int) -> dict[str, str]:
     """What every workload process (an instance's, a build's) sees: the agent's environment
     without anyone's credentials, its own metadata server, the endpoints of the agent's APIs
     (as gcloud's overrides), and an empty config directory (no signed-in user on a VM)."""
-    env = {k: v for k, v in os.environ.items() if k not in _PRIVATE}
+    env = agent_environment()
     config = host.paths.root / "workloads" / name
     config.mkdir(parents=True, exist_ok=True, mode=0o700)
     env.update(Endpoints.agent(host.api_url).environment(host.project_id))
@@ -215,18 +233,26 @@ async def launch(
                 as_service_agent=as_service_agent,
             )  # fmt: skip
             env = engine.environment(env)
-        proc = await spawn(
-            argv,
-            env,
-            host.paths.project_file.parent,
-            host.paths.logs / f"{name}.log",
-            host.children,
-        )
+        proc = await _start(host, argv, env, host.paths.logs / f"{name}.log", warm=not container)
     except BaseException:
         host.ports.release(port)
         await metadata.close()
         raise
     return Running(name, proc, port, metadata, container=container)
+
+
+async def _start(
+    host: Host, argv: Sequence[str], env: Mapping[str, str], log_path: Path, *, warm: bool
+) -> Supervised:
+    """`argv` as a new process, or forked by the replica launcher when it runs its module."""
+    cwd = host.paths.project_file.parent
+    module = host.launcher.takes(argv) if warm else None
+    if module is not None:
+        forked = await host.launcher.run(module, argv[3:], env, cwd, log_path)
+        if forked is not None:
+            return Supervised.adopt(forked.pid, forked.wait(), log_path, host.children)
+        host.background(host.start_launcher())  # for the next one
+    return await spawn(argv, env, cwd, log_path, host.children)
 
 
 async def halt(host: Host, running: Running) -> int:

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,12 +128,23 @@ def kill_group(pid: ProcessId, sig: signal.Signals) -> bool:
 
 
 class Supervised:
-    """One running child process (an instance or a replica)."""
+    """One running child process (an instance or a replica): a new process the agent spawned,
+    or a child of a warm launcher (`adopt`); either way it leads its own process group."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, pid: ProcessId, log_path: Path) -> None:
-        self.proc = proc
+    def __init__(self, pid: ProcessId, exited: Awaitable[int], log_path: Path) -> None:
         self.id = pid
         self.log_path = log_path
+        self._exited = asyncio.ensure_future(exited)
+
+    @classmethod
+    def adopt(
+        cls, pid: int, exited: Awaitable[int], log_path: Path, registry: ChildRegistry
+    ) -> Supervised:
+        """Supervise a process another process forked for the agent (`exited`: its exit
+        status, as that parent reports it); recorded in `registry` like a spawned one."""
+        child = cls(ProcessId(pid, start_time(pid) or 0), exited, log_path)
+        registry.add(child.id)
+        return child
 
     @property
     def pid(self) -> int:
@@ -141,21 +152,22 @@ class Supervised:
 
     @property
     def returncode(self) -> int | None:
-        return self.proc.returncode
+        done = self._exited.done() and not self._exited.cancelled()
+        return self._exited.result() if done else None
 
     async def wait(self) -> int:
-        return await self.proc.wait()
+        return await asyncio.shield(self._exited)
 
     async def stop(self, grace: float) -> int:
         """SIGTERM to its group, SIGKILL after `grace` seconds; returns the exit status."""
-        if self.proc.returncode is None:
+        if not self._exited.done():
             kill_group(self.id, signal.SIGTERM)
             try:
-                return await asyncio.wait_for(asyncio.shield(self.proc.wait()), grace)
+                return await asyncio.wait_for(asyncio.shield(self._exited), grace)
             except TimeoutError:
                 log.warning("pid %d ignored SIGTERM for %.1fs: SIGKILL", self.pid, grace)
                 kill_group(self.id, signal.SIGKILL)
-        code = await self.proc.wait()
+        code = await asyncio.shield(self._exited)
         # Leftovers of its group (children it started). A PGID is not reused while the group has
         # members, so this reaches only processes the instance started.
         with contextlib.suppress(OSError):
@@ -185,4 +197,4 @@ async def spawn(
         )
     pid = ProcessId(proc.pid, start_time(proc.pid) or 0)
     registry.add(pid)
-    return Supervised(proc, pid, log_path)
+    return Supervised(pid, proc.wait(), log_path)

@@ -1,6 +1,8 @@
-"""The agent's side of the warm build worker (`warm_worker`): start it, hand it a step, learn the
-step's PID and exit status. A step that the worker cannot take (it is starting, or died) runs
-cold, as a new `python -m mlplane` process; the worker is started again for the next one.
+"""The agent's side of a warm launcher (`mlplane.zygote`): start it, hand it a `python -m
+MODULE ARGS` to fork, learn the child's PID and exit status. Two are kept: the build worker
+(`mlplane.cli.warm_worker`, for build steps) and the replica launcher (`mlplane.serving.warm`,
+for model-server replicas). What a launcher cannot take (it is starting, or died) runs cold, as
+a new process; the caller starts the launcher again for the next one.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 from .processes import _die_with_parent
 
 log = logging.getLogger(__name__)
-WORKER_MODULE = "mlplane.cli.warm_worker"
+BUILD_WORKER = "mlplane.cli.warm_worker"  # runs `python -m mlplane ...` (build steps)
+REPLICA_LAUNCHER = "mlplane.serving.warm"  # runs `python -m mlplane.serving ...` (replicas)
 
 
 class WarmStep:
-    """A step running in a child of the worker."""
+    """A workload running in a child of the launcher."""
 
     def __init__(self, pid: int, exited: asyncio.Future[int]) -> None:
         self.pid = pid
@@ -32,8 +35,13 @@ class WarmStep:
 
 
 class WarmWorker:
-    def __init__(self, log_path: Path) -> None:
+    """One launcher process (`launcher`, a module run with `python -m`) that forks the modules
+    in `runs`."""
+
+    def __init__(self, log_path: Path, launcher: str, runs: Sequence[str]) -> None:
         self.log_path = log_path
+        self.launcher = launcher
+        self.runs = frozenset(runs)
         self._proc: asyncio.subprocess.Process | None = None
         self._ready: asyncio.Future[int] | None = None
         self._pids: dict[str, asyncio.Future[int]] = {}
@@ -41,8 +49,10 @@ class WarmWorker:
         self._ids = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Start the worker (it imports in the background; `run` uses it once it is ready)."""
+    async def start(self, env: Mapping[str, str]) -> None:
+        """Start the launcher with `env` (no one's credentials: each child's environment is
+        its request's, but /proc shows the launcher's); it imports in the background and
+        `run` uses it once it is ready."""
         if self._proc is not None and self._proc.returncode is None:
             return
         loop = asyncio.get_running_loop()
@@ -52,10 +62,11 @@ class WarmWorker:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                WORKER_MODULE,
+                self.launcher,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
+                env=dict(env),
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
@@ -72,17 +83,25 @@ class WarmWorker:
             and self._ready.exception() is None
         )
 
+    def takes(self, argv: Sequence[str]) -> str | None:
+        """The module of `argv` if it is `python -m MODULE ...` (this interpreter) and this
+        launcher runs MODULE; else None."""
+        python_m = len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m"
+        return argv[2] if python_m and argv[2] in self.runs else None
+
     async def run(
-        self, args: Sequence[str], env: Mapping[str, str], cwd: Path, log_path: Path
+        self, module: str, args: Sequence[str], env: Mapping[str, str], cwd: Path, log_path: Path
     ) -> WarmStep | None:
-        """Fork the step from the worker; None when the worker cannot take it."""
-        if not self.ready or self._proc is None or self._proc.stdin is None:
+        """Fork `python -m MODULE ARGS` from the launcher; None when it cannot take it."""
+        if module not in self.runs or not self.ready or self._proc is None:
+            return None
+        if self._proc.stdin is None:
             return None
         loop = asyncio.get_running_loop()
         key = str(next(self._ids))
         self._pids[key], self._exits[key] = loop.create_future(), loop.create_future()
-        request = {"id": key, "args": list(args), "env": dict(env), "cwd": str(cwd),
-                   "log": str(log_path)}  # fmt: skip
+        request = {"id": key, "module": module, "args": list(args), "env": dict(env),
+                   "cwd": str(cwd), "log": str(log_path)}  # fmt: skip
         try:
             self._proc.stdin.write((json.dumps(request) + "\n").encode())
             await self._proc.stdin.drain()
@@ -90,7 +109,7 @@ class WarmWorker:
             if pid <= 0:
                 raise ConnectionError("the worker exited")
         except (OSError, TimeoutError, ConnectionError, asyncio.InvalidStateError) as exc:
-            log.warning("warm build worker failed to start a step (%s): running it cold", exc)
+            log.warning("%s failed to start %s (%s): it runs cold", self.launcher, module, exc)
             self._pids.pop(key, None)
             self._exits.pop(key, None)
             return None
@@ -108,7 +127,7 @@ class WarmWorker:
                 elif "exit" in msg and (f := self._exits.pop(str(msg["id"]), None)) is not None:
                     f.set_result(int(msg["exit"]))
         except (ValueError, KeyError, TypeError) as exc:
-            log.error("warm build worker said something unreadable: %s", exc)
+            log.error("%s said something unreadable: %s", self.launcher, exc)
         finally:
             # The worker is gone: its children died with it (PDEATHSIG); say so to the waiters.
             for pending in (*self._pids.values(), *self._exits.values()):
@@ -117,7 +136,7 @@ class WarmWorker:
             self._pids.clear()
             self._exits.clear()
             if self._ready is not None and not self._ready.done():
-                self._ready.set_exception(RuntimeError("the warm build worker exited"))
+                self._ready.set_exception(RuntimeError(f"{self.launcher} exited"))
                 self._ready.exception()  # retrieved: not an unhandled-exception warning
 
     async def stop(self) -> None:
