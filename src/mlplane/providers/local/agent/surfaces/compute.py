@@ -45,6 +45,9 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "globalForwardingRules": ("forwardingRule", "forwardingRule"),
 }
 API = load("compute")
+# How long a mutation's answer waits for its operation: a change of records is done within it
+# and answered DONE (Google may answer DONE too; clients wait only for what is not).
+SETTLE_SEC = 0.002
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -109,6 +112,11 @@ class ComputeApi:
                 extra["recommendedSize"] = group.target_size
         return views.resource(rec, self.links, extra)
 
+    async def settled(self, op: OperationRecord) -> dict[str, Any]:
+        """A mutation's operation, answered once its work is done if that takes at most
+        SETTLE_SEC (a record's change: the caller need not ask again), else as it is then."""
+        return self.operation(await self.service.ops.wait(op.name, SETTLE_SEC))
+
     def operation(self, op: OperationRecord) -> dict[str, Any]:
         spec_type = SPEC_TYPES.get(op.target.kind)
         collection = spec_type.COLLECTION if spec_type is not None else op.target.kind
@@ -150,7 +158,7 @@ class ComputeApi:
             self.check_project(call)
             spec = self.spec_of(kind, call.body, call)
             op = self.service.create(call.caller, spec, call.param("requestId"))
-            return self.operation(op)
+            return await self.settled(op)
 
         return insert
 
@@ -196,7 +204,7 @@ class ComputeApi:
         async def delete(call: Call) -> object:
             rec = self.record(kind, call.param(param), call)
             op = self.service.delete(call.caller, rec.key, call.param("requestId"))
-            return self.operation(op)
+            return await self.settled(op)
 
         return delete
 
@@ -207,7 +215,7 @@ class ComputeApi:
             raise bad_request(f"Required parameter '{param}' not specified", "required")
         return name
 
-    def _write(
+    async def _write(
         self, kind: str, call: Call, name: str, body: dict[str, Any], op_type: str
     ) -> object:
         if str(body.get("name", name)) != name:
@@ -220,7 +228,7 @@ class ComputeApi:
             call.caller, spec, str(fingerprint) if fingerprint is not None else None,
             call.param("requestId"), op_type=op_type,
         )  # fmt: skip
-        return self.operation(op)
+        return await self.settled(op)
 
     def _patch(self, kind: str, param: str) -> Handler:
         async def patch(call: Call) -> object:
@@ -228,7 +236,7 @@ class ComputeApi:
             rec = self.record(kind, name, call)
             current = strip_output_only(API, SPEC_TYPES[kind].API_SCHEMA, self.render(rec))
             merged = merge_patch(current, call.body)
-            return self._write(kind, call, name, merged, "patch")
+            return await self._write(kind, call, name, merged, "patch")
 
         return patch
 
@@ -236,7 +244,7 @@ class ComputeApi:
         async def update(call: Call) -> object:
             name = self._name(call, param, call.body)
             self.record(kind, name, call)
-            return self._write(kind, call, name, call.body, "update")
+            return await self._write(kind, call, name, call.body, "update")
 
         return update
 
@@ -250,7 +258,7 @@ class ComputeApi:
             check_fingerprint=False,
             permissions=("compute.targetHttpProxies.setUrlMap", "compute.urlMaps.use"),
         )  # fmt: skip
-        return self.operation(op)
+        return await self.settled(op)
 
     async def _set_target(self, call: Call) -> object:
         rec = self.record(ForwardingRule.KIND, call.param("forwardingRule"), call)
@@ -262,7 +270,7 @@ class ComputeApi:
                 "compute.globalForwardingRules.setTarget", "compute.targetHttpProxies.use",
             ),
         )  # fmt: skip
-        return self.operation(op)
+        return await self.settled(op)
 
     async def _validate_url_map(self, call: Call) -> object:
         self.record("urlMap", call.param("urlMap"), call)

@@ -232,7 +232,7 @@ class GroupsApi:
             items.append(item)
         return {"managedInstances": items}
 
-    def _mig_update(
+    async def _mig_update(
         self, call: Call, rec: Any, update: dict[str, Any], op_type: str, perms: tuple[str, ...]
     ) -> object:
         spec = rec.spec.model_copy(update=update)
@@ -240,7 +240,7 @@ class GroupsApi:
             call.caller, type(spec).model_validate(spec.model_dump()), None,
             call.param("requestId"), op_type=op_type, check_fingerprint=False, permissions=perms,
         )  # fmt: skip
-        return self.compute.operation(op)
+        return await self.compute.settled(op)
 
     async def _resize(self, call: Call) -> object:
         _, rec = self._group(call)
@@ -252,7 +252,7 @@ class GroupsApi:
             ) from None
         perms = ("compute.instanceGroupManagers.update",)
         op_type = "compute.instanceGroupManagers.resize"
-        return self._mig_update(call, rec, {"target_size": size}, op_type, perms)
+        return await self._mig_update(call, rec, {"target_size": size}, op_type, perms)
 
     async def _set_template(self, call: Call) -> object:
         _, rec = self._group(call)
@@ -261,7 +261,7 @@ class GroupsApi:
             raise bad_request("Required field 'instanceTemplate' not specified", "required")
         from mlplane.model.compute_base import short_link
 
-        return self._mig_update(
+        return await self._mig_update(
             call, rec, {"instance_template": short_link(link, self.compute.project)},
             "compute.instanceGroupManagers.setInstanceTemplate",
             ("compute.instanceGroupManagers.update", "compute.instanceTemplates.useReadOnly"),
@@ -354,7 +354,7 @@ class GroupsApi:
             ports = tuple(NamedPort.model_validate(p) for p in call.body.get("namedPorts") or ())
         except ValueError as exc:
             raise bad_request(f"Invalid value for field 'namedPorts': {exc}") from None
-        return self._mig_update(call, rec, {"named_ports": ports}, "setNamedPorts",
+        return await self._mig_update(call, rec, {"named_ports": ports}, "setNamedPorts",
                                 ("compute.instanceGroups.update",))  # fmt: skip
 
     # -- backend health ------------------------------------------------------------------------
