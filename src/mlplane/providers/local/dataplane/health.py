@@ -3,10 +3,10 @@ threshold state machine of a Compute Engine health check, and a prober per targe
 
 A target starts UNKNOWN; `healthyThreshold` consecutive successes make it HEALTHY,
 `unhealthyThreshold` consecutive failures make it UNHEALTHY. Until a target is first healthy,
-its port is tried every 10 ms while nothing listens (for `FAST_CONNECT_SEC`, then backing off),
-it is probed as soon as the port opens, and from there on a back-off (10 ms doubling up to
-`checkIntervalSec`): a replica is in service moments after it listens, every time. After that,
-every `checkIntervalSec`. A probe that timed out only because the prober itself was late (its loop
+its port is tried again after a twentieth of the time it has waited (2 to 10 ms) while nothing
+listens (for `FAST_CONNECT_SEC`, then backing off), it is probed as soon as the port opens,
+and from there on a back-off (10 ms doubling up to `checkIntervalSec`): a replica is in service
+moments after it listens, every time. After that, every `checkIntervalSec`. A probe that timed out only because the prober itself was late (its loop
 stalled, e.g. the process was stopped) proves nothing about the replica: it is not counted.
 """
 
@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 FIRST_BACKOFF_SEC = 0.01
 FAST_CONNECT_SEC = 5.0
-"""For this long after a target appears, a refused connection is retried every 10 ms."""
+"""For this long after a target appears, a refused connection is retried within 10 ms."""
+QUICKEST_RETRY_SEC = 0.002
+"""The first retries of a refused connection: a replica forked warm listens within ~10 ms."""
 LATE_SEC = 0.25
 """A timed-out probe that ended this much later than its timeout was the prober's lateness."""
 
@@ -149,7 +151,8 @@ class Prober:
             if self.ever_healthy and result != LATE:
                 delay = check.interval_sec - (loop.time() - started)
             elif result == REFUSED and started - born < FAST_CONNECT_SEC:
-                delay = FIRST_BACKOFF_SEC  # not listening yet: try again at once
+                # not listening yet: try again at once (a twentieth of the time waited so far)
+                delay = min(max((started - born) / 20, QUICKEST_RETRY_SEC), FIRST_BACKOFF_SEC)
             else:  # warming up (or the probe was inconclusive): soon again, backing off
                 delay, backoff = backoff, min(backoff * 2, check.interval_sec)
             await asyncio.sleep(max(delay, 0.0))
