@@ -8,10 +8,10 @@ the start-up path: no dataclasses, pathlib or hashlib at import (docs/decisions/
 
 from __future__ import annotations
 
-import json
 import os
 
 import mlplane
+from mlplane import jsonread
 from mlplane.model.value import Value
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (start-up path)
@@ -127,6 +127,8 @@ class CompiledPolicy:
         self.admins: list[str] = []
 
     def to_json(self) -> str:
+        import json
+
         grant_rows: list[list[object]] = []
         index: dict[CompiledGrant, int] = {}
         members: dict[str, dict[str, list[int]]] = {}
@@ -159,7 +161,7 @@ class CompiledPolicy:
 
     @classmethod
     def from_json(cls, text: str) -> CompiledPolicy:
-        d = json.loads(text)
+        d = jsonread.loads(text)
         p = cls(d["project"], d["identities"], d["provider"])
         rows = [CompiledGrant(*r) for r in d["grant_rows"]]
         p.grants = {
@@ -203,7 +205,7 @@ def _read_cache(project_path: str | Path) -> tuple[dict[str, object], str] | Non
     try:
         with open(cache_path(project_path)) as f:
             head, _, body = f.read().partition("\n")
-        return json.loads(head), body
+        return jsonread.loads(head), body
     except (OSError, ValueError):
         return None
 
@@ -213,6 +215,7 @@ def write_cached(
 ) -> None:
     """Atomic write (temp file + rename); a cache that cannot be written is not an error.
     `stamps` must be taken before the content that `key` hashes was read."""
+    import json
     import tempfile
 
     path = cache_path(project_path)
