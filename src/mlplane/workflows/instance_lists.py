@@ -227,10 +227,10 @@ def _recorded_instances(project_file: str, prefix: str) -> list[tuple[str, dict[
 def _local_view(project_file: str) -> AgentView | None:
     """What the local agent runs, or None when this is not the local provider or no agent
     runs (the callers then ask the Compute API)."""
-    from mlplane.iam.compiled import policy_for
+    from mlplane.iam.compiled import project_and_provider
     from mlplane.workflows import compose
 
-    if policy_for(project_file).provider != "local":  # also validates the project file
+    if project_and_provider(project_file)[1] != "local":  # also validates the project file
         return None
     return compose.local_processes(project_file)
 
