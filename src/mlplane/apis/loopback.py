@@ -8,7 +8,8 @@ Google's APIs go through `apis.transport`.
 from __future__ import annotations
 
 import _socket
-import json
+
+from mlplane import jsonread
 
 
 class LoopbackError(Exception):
@@ -44,7 +45,7 @@ def get_json(
     if b"transfer-encoding: chunked" in headers.lower():
         body = _dechunk(body)
     try:
-        return int(parts[1]), json.loads(body or b"null")
+        return int(parts[1]), jsonread.loads(body or b"null")
     except ValueError:
         raise LoopbackError(f"{what} on port {port} answered non-JSON for {path}") from None
 

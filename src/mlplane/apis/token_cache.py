@@ -12,9 +12,10 @@ that make one call to the agent (`mlplane status`, decision 0005). Anything it c
 
 from __future__ import annotations
 
-import json
 import os
 import time
+
+from mlplane import jsonread
 
 TYPE_CHECKING = False  # as typing's, without importing typing
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def _stamp(path: str) -> list[int] | None:
 def _read(directory: str) -> dict[str, dict[str, object]]:
     try:
         with open(os.path.join(directory, FILE)) as f:
-            data = json.load(f)
+            data = jsonread.load(f)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -53,6 +54,8 @@ def _read(directory: str) -> dict[str, dict[str, object]]:
 
 def _write(directory: str, data: dict[str, dict[str, object]]) -> None:
     """Atomically, owner-only; a cache, so a failure to write is not an error."""
+    import json
+
     path = os.path.join(directory, FILE)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:

@@ -1,25 +1,29 @@
 """The `mlplane` command.
 
-argparse, with each command group in its own module imported only when invoked: `mlplane --help`
-and `mlplane iam check` must start in a few times `python -c pass` (docs/decisions/0005-cli.md).
-A command module defines `configure(parser, argv)` (argv: the arguments after the command, so
-it can import subcommand modules lazily too), which sets `run(ctx, args) -> int` as a default.
+argparse (`cli.parsing`), with each command group in its own module imported only when invoked:
+`mlplane --help` and `mlplane iam check` must start in a few times `python -c pass`
+(docs/decisions/0005-cli.md). A command module defines `configure(parser, argv)` (argv: the
+arguments after the command, so it can import subcommand modules lazily too), which sets
+`run(ctx, args) -> int` as a default.
+
+The everyday reads in LEAN (`status`, `serve list`, `train list`, `notebook list`, with `-f FILE`
+and `--format`) are recognised without argparse, whose import (with re and enum) would be a
+third of their start-up (decision 0017): `lean_parse` takes only spellings whose meaning under
+argparse is plain and leaves everything else (help, errors, abbreviations, repeated or other
+options) to argparse. tests/test_cli_lean.py holds the two parses equal.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
-from collections.abc import Sequence
 
-from mlplane import __version__
 from mlplane.cli.context import Context
 from mlplane.errors import MlplaneError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (start-up path)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 # name -> (module, one-line help shown by `mlplane --help` without importing the module)
@@ -51,67 +55,81 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class Formatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's formatter imports shutil (and bz2, lzma) for the terminal width each time a
-    parser validates an argument; take the width from os instead (start-up path)."""
-
-    def __init__(
-        self,
-        prog: str,
-        indent_increment: int = 2,
-        max_help_position: int = 24,
-        width: int | None = None,
-    ) -> None:
-        if width is None:
-            try:
-                columns = int(os.environ.get("COLUMNS", "0")) or os.get_terminal_size().columns
-            except (OSError, ValueError):
-                columns = 80
-            width = max(columns - 2, 40)
-        super().__init__(prog, indent_increment, max_help_position, width)
+# (command, subcommand) -> (module, its run function, what else argparse's namespace holds)
+LEAN: dict[tuple[str, ...], tuple[str, str, dict[str, object]]] = {
+    ("status",): ("mlplane.cli.agent", "run_status", {"timeout": 30.0}),
+    ("serve", "list"): ("mlplane.cli.serve", "run_list", {}),
+    ("train", "list"): ("mlplane.cli.train", "run_list", {}),
+    ("notebook", "list"): ("mlplane.cli.notebook", "run_list", {}),
+}
+FORMATS = ("table", "json")  # their --format choices; the first is the default
 
 
-class Parser(argparse.ArgumentParser):
-    """ArgumentParser with mlplane's formatter; subparsers inherit the class."""
+class Args:
+    """The namespace argparse builds for a LEAN command line (its attributes, no argparse)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", Formatter)
-        super().__init__(*args, **kwargs)
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def __getattr__(self, name: str) -> Any:  # for mypy: attributes are set in __init__
+        raise AttributeError(name)
 
 
-def _top_parser() -> argparse.ArgumentParser:
-    width = max(len(n) for n in COMMANDS) + 2
-    epilog = "commands:\n" + "\n".join(
-        f"  {name:<{width}}{help_}" for name, (_, help_) in COMMANDS.items()
-    )
-    epilog += "\n\nRun `mlplane COMMAND --help` for a command's options."
-    p = Parser(
-        prog="mlplane",
-        description="mlplane: the control plane for an ML team's Google Cloud project.",
-        epilog=epilog,
-    )
-    p.add_argument("--version", action="version", version=f"mlplane {__version__}")
-    p.add_argument(
-        "-f",
-        "--file",
-        metavar="FILE",
-        help="project file (default: $MLPLANE_PROJECT, else the nearest mlplane.toml upward)",
-    )
-    p.add_argument(
-        "--impersonate-service-account",
-        metavar="SA",
-        dest="impersonate",
-        help="act as this service account (an identity id or email), if IAM allows you "
-        "getAccessToken on it, as gcloud's flag of the same name",
-    )
-    p.add_argument("command", nargs="?", metavar="COMMAND")
-    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    return p
+def lean_parse(argv: Sequence[str]) -> tuple[str | None, Args] | None:
+    """(-f FILE or None, the parsed arguments) of a LEAN command line; None for anything else,
+    which is argparse's to parse (or to refuse)."""
+    args = list(argv)
+    file = None
+    if len(args) >= 2 and args[0] in ("-f", "--file") and _plain(args[1]):
+        file, args = args[1], args[2:]
+    elif args and args[0].startswith("--file=") and _plain(args[0][7:]):
+        file, args = args[0][7:], args[1:]
+    fmt = FORMATS[0]
+    if len(args) >= 2 and args[-2] == "--format" and args[-1] in FORMATS:
+        fmt, args = args[-1], args[:-2]
+    elif args and args[-1].startswith("--format=") and args[-1][9:] in FORMATS:
+        fmt, args = args[-1][9:], args[:-1]
+    entry = LEAN.get(tuple(args))
+    if entry is None:
+        return None
+    module, function, rest = entry
+    __import__(module)  # not importlib: its package imports warnings
+    run = getattr(sys.modules[module], function)
+    return file, Args(**rest, fmt=fmt, run=run)
+
+
+def _plain(value: str) -> bool:
+    """A value argparse takes as it is: not empty, not option-like."""
+    return bool(value) and not value.startswith("-")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    top = _top_parser()
-    ns = top.parse_args(sys.argv[1:] if argv is None else list(argv))
+    args = sys.argv[1:] if argv is None else list(argv)
+    lean = lean_parse(args)
+    if lean is None:
+        return main_argparse(args)
+    file, parsed = lean
+    return run(parsed.run, parsed, file, None)
+
+
+def main_argparse(argv: Sequence[str]) -> int:
+    """`mlplane ARGS...` parsed by argparse, as every command line but LEAN's is."""
+    parsed = parse_argparse(argv)
+    if isinstance(parsed, int):
+        return parsed
+    file, impersonate, args = parsed
+    return run(args.run, args, file, impersonate)
+
+
+def parse_argparse(argv: Sequence[str]) -> tuple[str | None, str | None, Any] | int:
+    """(-f FILE, --impersonate-service-account SA, the command's namespace), or the exit code
+    when there is nothing to run (help was printed; a refusal). argparse exits on bad usage."""
+    import importlib
+
+    from mlplane.cli.parsing import command_parser, top_parser
+
+    top = top_parser(COMMANDS)
+    ns = top.parse_args(list(argv))
     if ns.command is None:
         top.print_help()
         return 0
@@ -122,20 +140,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return 3
     module_name, help_ = COMMANDS[ns.command]
-    sub = Parser(prog=f"mlplane {ns.command}", description=help_)
+    sub = command_parser(ns.command, help_)
     importlib.import_module(module_name).configure(sub, ns.args)
     args = sub.parse_args(ns.args)
     if not hasattr(args, "run"):
         sub.print_help()
         return 2
+    return ns.file, ns.impersonate, args
+
+
+def run(
+    command: Callable[[Context, Any], int], args: Any, file: str | None, impersonate: str | None
+) -> int:
+    """Run a parsed command line: its errors as one line on stderr and their exit codes."""
     try:
-        ctx = Context(ns.file, ns.impersonate)
+        ctx = Context(file, impersonate)
         saved = os.environ.get("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")
         try:
             ctx.impersonate_now()
-            code: int = args.run(ctx, args)
+            code: int = command(ctx, args)
         finally:  # main() may run in-process (tests, quickstart): leave the environment as found
-            if ns.impersonate:
+            if impersonate:
                 if saved is None:
                     os.environ.pop("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", None)
                 else:

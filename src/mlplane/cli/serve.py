@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Sequence
-
 from mlplane.cli.context import Context, add_dry_run, emit_json
+
+TYPE_CHECKING = False  # as typing's: `serve list` is on the start-up path (no argparse)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
 
 
 def _path(text: str) -> object:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
-
 from mlplane.cli.context import Context, add_dry_run, emit_json
 
-TYPE_CHECKING = False  # as typing's: `train list` is on the start-up path (no pathlib)
+TYPE_CHECKING = False  # as typing's: `train list` is on the start-up path (no argparse, pathlib)
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
     from pathlib import Path
 
 

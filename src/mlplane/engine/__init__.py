@@ -10,8 +10,6 @@ engine.apply(desired, principal).raise_for_failures()
 
 from __future__ import annotations
 
-from importlib import import_module
-
 TYPE_CHECKING = False  # as typing's, without importing typing (start-up paths)
 if TYPE_CHECKING:
     from typing import Any
@@ -63,6 +61,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'mlplane.engine' has no attribute '{name}'")
+    from importlib import import_module  # not at import: it imports warnings (start-up path)
+
     value = getattr(import_module(f"mlplane.engine.{module}"), name)
     globals()[name] = value
     return value

@@ -10,13 +10,13 @@ nothing. A database newer than this mlplane is refused, never downgraded.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 
 from mlplane.errors import PermanentError
 
 TYPE_CHECKING = False  # as typing's, without importing typing (`mlplane status`'s start-up path)
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # and sqlite3: `status` reads SCHEMA_VERSION here, the rows without sqlite3
+    import sqlite3
     from pathlib import Path
 
 RESOURCES = """
@@ -73,6 +73,8 @@ def is_empty(conn: sqlite3.Connection) -> bool:
 
 def backup(conn: sqlite3.Connection, target: Path) -> Path:
     """Copy the database behind `conn` to `target` (created owner-only; must not exist)."""
+    import sqlite3
+
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     dst = sqlite3.connect(target)
     try:

@@ -8,10 +8,10 @@ the start-up path: no dataclasses, pathlib or hashlib at import (docs/decisions/
 
 from __future__ import annotations
 
-import json
 import os
 
 import mlplane
+from mlplane import jsonread
 from mlplane.model.value import Value
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (start-up path)
@@ -127,6 +127,8 @@ class CompiledPolicy:
         self.admins: list[str] = []
 
     def to_json(self) -> str:
+        import json
+
         grant_rows: list[list[object]] = []
         index: dict[CompiledGrant, int] = {}
         members: dict[str, dict[str, list[int]]] = {}
@@ -159,7 +161,7 @@ class CompiledPolicy:
 
     @classmethod
     def from_json(cls, text: str) -> CompiledPolicy:
-        d = json.loads(text)
+        d = jsonread.loads(text)
         p = cls(d["project"], d["identities"], d["provider"])
         rows = [CompiledGrant(*r) for r in d["grant_rows"]]
         p.grants = {
@@ -203,7 +205,7 @@ def _read_cache(project_path: str | Path) -> tuple[dict[str, object], str] | Non
     try:
         with open(cache_path(project_path)) as f:
             head, _, body = f.read().partition("\n")
-        return json.loads(head), body
+        return jsonread.loads(head), body
     except (OSError, ValueError):
         return None
 
@@ -213,10 +215,18 @@ def write_cached(
 ) -> None:
     """Atomic write (temp file + rename); a cache that cannot be written is not an error.
     `stamps` must be taken before the content that `key` hashes was read."""
+    import json
     import tempfile
 
     path = cache_path(project_path)
-    header = {"key": key, "format": CACHE_FORMAT, "version": mlplane.__version__, "stamps": stamps}
+    header = {
+        "key": key,
+        "format": CACHE_FORMAT,
+        "version": mlplane.__version__,
+        "stamps": stamps,
+        "project": policy.project,  # for project_and_provider, without decoding the policy
+        "provider": policy.provider,
+    }
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".iam-policy.")
@@ -227,6 +237,48 @@ def write_cached(
         pass
 
 
+def _stamps(path: str) -> list[list[int]] | None:
+    """What the cache records of the project file and the shipped model: changed, they are
+    hashed again."""
+    try:
+        return [_stamp(path), _stamp(_SHIPPED)]
+    except OSError:
+        return None
+
+
+def _current(header: dict[str, object], stamps: list[list[int]] | None) -> bool:
+    """Whether a cache with `header` was written by this mlplane, in this format."""
+    return (
+        header.get("format") == CACHE_FORMAT
+        and header.get("version") == mlplane.__version__
+        and stamps is not None
+    )
+
+
+def project_and_provider(project_path: str | Path) -> tuple[str, str]:
+    """`policy_for(project_path)`'s project id and provider: from the cache's first line when
+    its stamps are current, without decoding the policy (the start-up path of `mlplane status`
+    and the lists, decision 0017); else through policy_for."""
+    path = str(project_path)
+    try:
+        with open(cache_path(path)) as f:
+            header = jsonread.loads(f.readline())
+    except (OSError, ValueError):
+        header = None
+    if isinstance(header, dict):
+        stamps = _stamps(path)
+        project, provider = header.get("project"), header.get("provider")
+        if (
+            _current(header, stamps)
+            and header.get("stamps") == stamps
+            and isinstance(project, str)
+            and isinstance(provider, str)
+        ):
+            return project, provider
+    policy = policy_for(path)
+    return policy.project, policy.provider
+
+
 def policy_for(project_path: str | Path) -> CompiledPolicy:
     """The compiled policy of a project file: from the cache when it is current, else built from
     the model (and cached). Raises ConfigError on bad input, like load_project.
@@ -235,17 +287,10 @@ def policy_for(project_path: str | Path) -> CompiledPolicy:
     in the cache, or failing that, the same content hash."""
     path = str(project_path)
     cached = _read_cache(path)
-    try:
-        stamps = [_stamp(path), _stamp(_SHIPPED)]
-    except OSError:
-        stamps = None
+    stamps = _stamps(path)
     if cached is not None:
         header, body = cached
-        fresh = (
-            header.get("format") == CACHE_FORMAT
-            and header.get("version") == mlplane.__version__
-            and stamps is not None
-        )
+        fresh = _current(header, stamps)
         if fresh and header.get("stamps") == stamps:
             return CompiledPolicy.from_json(body)
         if fresh:

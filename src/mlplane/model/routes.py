@@ -8,8 +8,7 @@ services; a revision at its own `/v1/revisions/SERVICE-REV/`.
 
 from __future__ import annotations
 
-import json
-
+from mlplane import jsonread
 from mlplane.model.value import Value
 
 
@@ -45,7 +44,7 @@ def _short(link: object) -> str:
 def routes_of(url_map_json: str) -> tuple[Route, ...]:
     """The prefix routes of a URL map's API body (JSON text); () for an unreadable one."""
     try:
-        body = json.loads(url_map_json)
+        body = jsonread.loads(url_map_json)
     except ValueError:
         return ()
     out = []
@@ -75,6 +74,6 @@ def service_shares(routes: tuple[Route, ...], service: str) -> dict[str, int]:
 def port_of(forwarding_rule_json: str) -> str:
     """The first port of a forwarding rule's API body ('' for an unreadable one)."""
     try:
-        return str(json.loads(forwarding_rule_json).get("portRange") or "").partition("-")[0]
+        return str(jsonread.loads(forwarding_rule_json).get("portRange") or "").partition("-")[0]
     except (ValueError, AttributeError):
         return ""

@@ -9,8 +9,6 @@ local agent's lifecycle and this machine's sign-in.
 
 from __future__ import annotations
 
-import importlib
-
 from mlplane.errors import ConfigError
 
 # Names for annotations only: `mlplane status` imports this module on its start-up path
@@ -56,6 +54,7 @@ def client(
 ) -> ApiClient:
     """The caller's client of Google's APIs for this project. Variables that name endpoints
     (gcloud's overrides, as set inside an instance or build) take precedence."""
+    import importlib  # not at module level: its package imports warnings (`status`'s start-up)
     import os
 
     from mlplane.apis.credentials import (

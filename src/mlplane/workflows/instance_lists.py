@@ -120,7 +120,7 @@ def registry(state: str) -> str:
 
 def registered(state: str) -> dict[str, dict[str, str]]:
     """instance -> {spec, owner} of every run started from this project directory."""
-    import json
+    from mlplane import jsonread
 
     try:
         with open(registry(state)) as f:
@@ -130,7 +130,7 @@ def registered(state: str) -> dict[str, dict[str, str]]:
     out = {}
     for line in lines:
         try:
-            entry = json.loads(line)
+            entry = jsonread.loads(line)
             out[str(entry["instance"])] = {"spec": str(entry["spec"]), "owner": str(entry["owner"])}
         except (ValueError, KeyError, TypeError):
             continue
@@ -209,8 +209,7 @@ def idle_seconds(status: dict[str, object]) -> float | None:
 
 def _recorded_instances(project_file: str, prefix: str) -> list[tuple[str, dict[str, str], float]]:
     """(name, labels, last write) of the recorded instances of stacks named `prefix...`."""
-    import json
-
+    from mlplane import jsonread
     from mlplane.workflows.status import recorded, state_path
 
     out = []
@@ -218,7 +217,7 @@ def _recorded_instances(project_file: str, prefix: str) -> list[tuple[str, dict[
         if rec.kind != "instance" or not rec.stack.startswith(prefix):
             continue
         try:
-            labels = json.loads(rec.spec).get("labels") or {}
+            labels = jsonread.loads(rec.spec).get("labels") or {}
         except (ValueError, AttributeError):
             labels = {}
         out.append((rec.name, {str(k): str(v) for k, v in labels.items()}, rec.updated_at))
@@ -228,10 +227,10 @@ def _recorded_instances(project_file: str, prefix: str) -> list[tuple[str, dict[
 def _local_view(project_file: str) -> AgentView | None:
     """What the local agent runs, or None when this is not the local provider or no agent
     runs (the callers then ask the Compute API)."""
-    from mlplane.iam.compiled import policy_for
+    from mlplane.iam.compiled import project_and_provider
     from mlplane.workflows import compose
 
-    if policy_for(project_file).provider != "local":  # also validates the project file
+    if project_and_provider(project_file)[1] != "local":  # also validates the project file
         return None
     return compose.local_processes(project_file)
 

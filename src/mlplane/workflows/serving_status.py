@@ -146,7 +146,7 @@ def _frontend_on_gcp(project_file: str) -> str:
 
 
 def list_revisions(project_file: str | Path) -> list[RevisionStatus]:
-    from mlplane.iam.compiled import policy_for
+    from mlplane.iam.compiled import project_and_provider
     from mlplane.model.routes import (
         model_prefix,
         port_of,
@@ -158,8 +158,8 @@ def list_revisions(project_file: str | Path) -> list[RevisionStatus]:
     from mlplane.workflows.status import recorded, state_path
 
     project_file = str(project_file)
-    policy = policy_for(project_file)  # validates the project file (cached while unchanged)
-    records = recorded(state_path(project_file, policy.provider), ("urlMap", "forwardingRule"))
+    _, provider = project_and_provider(project_file)  # validates it (cached while unchanged)
+    records = recorded(state_path(project_file, provider), ("urlMap", "forwardingRule"))
     revisions = _revisions(records)
     if not revisions:
         return []
@@ -169,7 +169,7 @@ def list_revisions(project_file: str | Path) -> list[RevisionStatus]:
     groups = [f"{r.service}-{r.revision}-mig" for r in revisions]
     seen: dict[str, tuple[list[Replica], str]] = {}
     missing: set[str] = set()
-    if policy.provider == "local":
+    if provider == "local":
         port = port_of(rule) if rule else ""
         base = compose.local_frontend_base(port) if port else ""
         try:

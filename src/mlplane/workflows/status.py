@@ -130,17 +130,16 @@ def recorded(state_db: str, with_specs: tuple[str, ...] = ()) -> list[RecordInde
 
 
 def project_status(project_file: str | Path) -> ProjectStatus:
-    from mlplane.iam.compiled import policy_for
+    from mlplane.iam.compiled import project_and_provider
     from mlplane.model.lifecycles import lifecycle_of
     from mlplane.workflows import compose
 
     project_file = str(project_file)
-    policy = policy_for(project_file)  # validates the project file (cached while unchanged)
-    provider = policy.provider
+    project, provider = project_and_provider(project_file)  # validates it (cached while unchanged)
     records = recorded(state_path(project_file, provider))
     view: AgentView | None = None
     notes: list[str] = []
-    summary = f"project {policy.project}, provider {provider}"
+    summary = f"project {project}, provider {provider}"
     if provider == "local":
         try:
             view = compose.local_processes(project_file)

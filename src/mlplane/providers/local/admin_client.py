@@ -8,9 +8,9 @@ APIs are not spoken here: they go through `apis.transport`.
 
 from __future__ import annotations
 
-import json
 import os
 
+from mlplane import jsonread
 from mlplane.apis import loopback
 
 from .procfs import start_time
@@ -28,7 +28,7 @@ def agent_port(project_file: str) -> int | None:
     info = os.path.join(os.path.dirname(os.path.abspath(project_file)), STATE_DIR, AGENT_DIR)
     try:
         with open(os.path.join(info, "agent.json")) as f:
-            d = json.load(f)
+            d = jsonread.load(f)
         pid, port = int(d["pid"]), int(d["port"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
