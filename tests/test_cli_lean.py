@@ -131,9 +131,13 @@ def test_without_an_agent_both_parses_print_and_exit_the_same(
     ]
     missing = str(tmp_path / "missing.toml")
     lines += [["-f", missing, "status"], ["--file", missing, "serve", "list"]]
+    lines += [["-f", str(tmp_path), "status"], ["-f", str(tmp_path), "train", "list"]]
     for argv in lines:
         assert cli.lean_parse(argv) is not None
         assert outcome(capsys, cli.main, argv) == outcome(capsys, cli.main_argparse, argv), argv
+    # a directory named as the project file: one line naming it, no traceback
+    code, out, err = outcome(capsys, cli.main, ["-f", str(tmp_path), "status"])
+    assert code == 2 and not out and err == f"error: {tmp_path}: cannot read: Is a directory\n"
 
 
 HEAVY = (

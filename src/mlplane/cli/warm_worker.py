@@ -22,6 +22,7 @@ from mlplane.zygote import serve
 # What `mlplane ci step deploy|undeploy|train` import (measured: ~0.2 s on their start-up path).
 PRELOAD = (
     "mlplane.cli.main",
+    "mlplane.cli.parsing",
     "mlplane.cli.ci",
     "mlplane.workflows.ci",
     "mlplane.workflows.serving",

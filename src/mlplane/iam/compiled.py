@@ -288,6 +288,8 @@ def policy_for(project_path: str | Path) -> CompiledPolicy:
     path = str(project_path)
     cached = _read_cache(path)
     stamps = _stamps(path)
+    if stamps is not None and not os.path.isfile(path):
+        stamps = None  # a directory, say: load_project says what is wrong with it
     if cached is not None:
         header, body = cached
         fresh = _current(header, stamps)
