@@ -6,8 +6,9 @@ A target starts UNKNOWN; `healthyThreshold` consecutive successes make it HEALTH
 its port is tried again after a twentieth of the time it has waited (2 to 10 ms) while nothing
 listens (for `FAST_CONNECT_SEC`, then backing off), it is probed as soon as the port opens,
 and from there on a back-off (10 ms doubling up to `checkIntervalSec`): a replica is in service
-moments after it listens, every time. After that, every `checkIntervalSec`. A probe that timed out only because the prober itself was late (its loop
-stalled, e.g. the process was stopped) proves nothing about the replica: it is not counted.
+moments after it listens, every time. After that, every `checkIntervalSec`. A probe that timed
+out only because the prober itself was late (its loop stalled, e.g. the process was stopped)
+proves nothing about the replica: it is not counted.
 """
 
 from __future__ import annotations
