@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -396,7 +397,10 @@ def _release(fd: int) -> None:
     os.close(fd)
 
 
+@lru_cache(maxsize=4096)
 def record_from_row(row: tuple[str, str, str, str, int, float]) -> RecordedResource:
+    """A stored row as its record (memoized: a row, and what it decodes to, never change; a
+    deploy step reads the store about five times)."""
     from mlplane.model.compute import spec_from_data
 
     kind, name, stack, spec, version, updated_at = row
