@@ -12,7 +12,6 @@ it, and everything it started, at the end.
 
 from __future__ import annotations
 
-import os
 import socket
 import statistics
 import subprocess
@@ -22,14 +21,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench_project import isolate, signed_in, write_project
+
 from mlplane.examples.sentiment.train import train
-from mlplane.workflows import compose
-from mlplane.workflows.project_file import write_project_file
 from mlplane.workflows.serving import DeployRequest, deploy, undeploy
-from mlplane.workflows.session import Session
 
 BEFORE_SEAM = 0.276  # s, median of bench_deploy.py before issue 7 (in-process trigger)
-USER = "alice@acme.com"
 
 
 def free_port() -> int:
@@ -64,17 +61,10 @@ def main() -> None:
     quiet = lambda *_: None  # noqa: E731
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        os.environ["MLPLANE_CONFIG_DIR"] = str(root / "config")
-        for var in ("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
-            os.environ.pop(var, None)
-        project = root / "mlplane.toml"
-        write_project_file(project, project_id="bench-ml", members=[f"user:{USER}"])
+        isolate(root)
+        project = write_project(root / "mlplane.toml")
         artifact = Path(train(root / "model", progress=quiet))
-        compose.agent_up(project)
-        try:
-            compose.login(USER)
-            compose.activate(USER)
-            session = Session.open(project)
+        with signed_in(project) as session:
             anchor = [direct_start(artifact) for _ in range(runs)]
             deploy(session, DeployRequest("warm", "r0", artifact), quiet)  # the front end
             ours = []
@@ -82,8 +72,6 @@ def main() -> None:
                 req = DeployRequest("bench", f"r{i}", artifact)
                 ours.append(deploy(session, req, quiet).seconds_to_ready)
                 undeploy(session, "bench", f"r{i}", quiet)
-        finally:
-            compose.agent_down(project)
     a, o = statistics.median(anchor), statistics.median(ours)
     p90 = sorted(ours)[max(0, -(-9 * len(ours) // 10) - 1)]  # nearest rank
     print(f"median of {runs} runs")

@@ -20,15 +20,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from bench_project import USER, isolate, write_project
+
 from mlplane.examples.sentiment.train import train
 from mlplane.providers.local.control import find_agent, start_agent, stop_agent
 from mlplane.workflows import compose
-from mlplane.workflows.project_file import write_project_file
 from mlplane.workflows.quickstart import SAMPLE
 from mlplane.workflows.serving import DeployRequest, deploy
 from mlplane.workflows.session import Session
 
-USER = "alice@acme.com"
 SETTLE_SEC = 1.0  # between measurements: the previous one's processes finish starting
 BODY = json.dumps({"instances": [SAMPLE]}).encode()
 
@@ -80,15 +80,9 @@ def main() -> None:
     quiet = lambda *_: None  # noqa: E731
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        os.environ["MLPLANE_CONFIG_DIR"] = str(root / "config")
-        for var in ("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
-            os.environ.pop(var, None)
-        empty = root / "empty" / "mlplane.toml"
-        empty.parent.mkdir()
-        write_project_file(empty, project_id="bench-ml", members=[f"user:{USER}"])
-        project = root / "serving" / "mlplane.toml"
-        project.parent.mkdir()
-        write_project_file(project, project_id="bench-ml", members=[f"user:{USER}"])
+        isolate(root)
+        empty = write_project(root / "empty" / "mlplane.toml")
+        project = write_project(root / "serving" / "mlplane.toml")
         artifact = Path(train(root / "model", progress=quiet))
         compose.agent_up(project)
         try:

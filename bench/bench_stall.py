@@ -25,15 +25,14 @@ import threading
 import time
 from pathlib import Path
 
+from bench_project import isolate, signed_in, write_project
 from lb_bench_support import median, require_tools, wrk
 
 from mlplane.examples.sentiment.train import train
 from mlplane.workflows import compose
-from mlplane.workflows.project_file import write_project_file
 from mlplane.workflows.serving import DeployRequest, deploy
 from mlplane.workflows.session import Session
 
-USER = "alice@acme.com"
 LUA = (
     'wrk.method = "POST"\n'
     """wrk.body = '{"instances": [{"positive_words": 3, "negative_words": 1, "negations": 0, """
@@ -80,22 +79,12 @@ def main() -> int:
     quiet = lambda *_: None  # noqa: E731
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        os.environ["MLPLANE_CONFIG_DIR"] = str(root / "config")
-        for var in ("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
-            os.environ.pop(var, None)
-        project = root / "mlplane.toml"
-        write_project_file(project, project_id="bench-ml", members=[f"user:{USER}"])
-        if args.data_plane != "python":
-            with project.open("a") as f:
-                f.write(f'\n[local]\ndata_plane = "{args.data_plane}"\n')
+        isolate(root)
+        project = write_project(root / "mlplane.toml", args.data_plane)
         artifact = Path(train(root / "model", progress=quiet))
         lua = root / "post.lua"
         lua.write_text(LUA)
-        compose.agent_up(project)
-        try:
-            compose.login(USER)
-            compose.activate(USER)
-            session = Session.open(project)
+        with signed_in(project) as session:
             req = DeployRequest("stall", "r1", artifact, min_replicas=2, max_replicas=2)
             result = deploy(session, req, quiet)
             agent = json.loads((root / ".mlplane" / "agent" / "agent.json").read_text())["pid"]
@@ -119,8 +108,6 @@ def main() -> int:
                 ours.append(rps)
                 failed += errors
                 recreated += sum(1 for name, seen in before.items() if after.get(name) != seen)
-        finally:
-            compose.agent_down(project)
     a, o = median(anchor), median(ours)
     print(f"data plane {args.data_plane}; median of {args.rounds} rounds, 16 connections")
     print(f"  agent running:                 {a:9.0f} requests/s (anchor)")

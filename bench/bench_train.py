@@ -9,7 +9,6 @@ the end.
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -17,13 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlplane.workflows import compose
+from bench_project import isolate, signed_in, write_project
+
 from mlplane.workflows import training as T
-from mlplane.workflows.project_file import write_project_file
 from mlplane.workflows.session import Session
 
 FIRST = "generating"  # the example's first line: "generating 1500 training and ..."
-USER = "alice@acme.com"
 
 
 def first_line(cmd: list[str], cwd: Path) -> float:
@@ -68,23 +66,14 @@ def main() -> None:
     mlplane = [str(Path(py).with_name("mlplane"))]
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        os.environ["MLPLANE_CONFIG_DIR"] = str(root / "config")
-        for var in ("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
-            os.environ.pop(var, None)
-        project = root / "mlplane.toml"
-        write_project_file(project, project_id="bench-ml", members=[f"user:{USER}"])
-        compose.agent_up(project)
-        try:
-            compose.login(USER)
-            compose.activate(USER)
+        isolate(root)
+        project = write_project(root / "mlplane.toml")
+        with signed_in(project) as session:
             direct = [py, "-m", "mlplane.examples.sentiment.train", "--out", str(root / "out")]
             anchor = [first_line(direct, root) for _ in range(runs)]
             train_run = [*mlplane, "train", "run", str(spec_path)]
             local = [first_line(train_run, root) for _ in range(runs)]
-            session = Session.open(project)
             remote = [remote_first_line(session, spec_path) for _ in range(runs)]
-        finally:
-            compose.agent_down(project)
     a = statistics.median(anchor)
     print(f"median of {runs} runs, to the entrypoint's first line")
     print(f"  entrypoint run directly (anchor)           {a * 1e3:7.1f} ms")
