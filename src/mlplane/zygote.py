@@ -33,6 +33,7 @@ import selectors
 import signal
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
@@ -64,25 +65,31 @@ def _become(request: dict[str, Any]) -> None:
     os.chdir(str(request["cwd"]))
 
 
+def run_as_main(module: str, args: Sequence[str]) -> int:
+    """Run `module` in this process as `python -m MODULE ARGS` runs it; its exit status (0 when
+    it returns, SystemExit's code otherwise; any other exception propagates). What runs as
+    __main__ is not imported yet, as under `python -m` (a preload may have imported it for its
+    imports)."""
+    sys.argv = [module, *(str(a) for a in args)]
+    for name in (module, module + ".__main__"):
+        if name in sys.modules and not hasattr(sys.modules[name], "__path__"):
+            del sys.modules[name]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    return 0
+
+
 def _child(request: dict[str, Any]) -> None:
     """In the forked child: run the request's module as `__main__`; never return."""
     code = 1
     try:
         _become(request)
-        module = str(request["module"])
-        sys.argv = [module, *(str(a) for a in request["args"])]
-        # What runs as __main__ is not imported yet, as under `python -m` (a preload may have
-        # imported it for its imports)
-        for name in (module, module + ".__main__"):
-            if name in sys.modules and not hasattr(sys.modules[name], "__path__"):
-                del sys.modules[name]
-        try:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            if exc.code is not None and not isinstance(exc.code, int):
-                print(exc.code, file=sys.stderr)
+        code = run_as_main(str(request["module"]), request["args"])
     except BaseException:
         traceback.print_exc()
         code = 1

@@ -7,18 +7,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from mlplane.data.artifacts import ArtifactStore
 from mlplane.errors import ConfigError
+from mlplane.providers.local.agent.warm_pool import REPLICA_LAUNCHER
 from mlplane.workflows import training as T
 from mlplane.workflows.ci import list_builds
 from mlplane.workflows.quickstart import predict
 from mlplane.workflows.serving import DeployRequest, deploy, undeploy
+from tests.local.local_helpers import wait_until
 from tests.workflows.conftest import LocalProject
+from tests.workflows.test_replica_launcher import cmdline, launcher_pid, ppid, replica
 
 QUIET = lambda *_: None  # noqa: E731
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sentiment" / "train.toml"
@@ -62,9 +68,21 @@ def test_ci_train_persists_with_checksums_and_serve_deploys_it(local_project: Lo
         assert md5 == base64.b64encode(hashlib.md5(data).digest()).decode()
         assert crc == base64.b64encode(crc32c(data).to_bytes(4, "big")).decode()
 
+    launcher = wait_until(lambda: launcher_pid(lp), 20, "the replica launcher")
+    time.sleep(1.0)  # it is ready once it has imported the fetch and the model server
     result = deploy(s, DeployRequest("iota", "r1", run.prefix), QUIET)
     status, body = predict(result.revision_url + "predict")
     assert status == 200 and json.loads(body)["model"]["name"] == "sentiment"
+    # the replica fetched the model as serving-runtime, then became the server in the same
+    # process: forked warm (the launcher's command line, its parent the launcher)
+    pid, _ = replica(lp, "iota-r1-mig")
+    assert ppid(pid) == launcher and REPLICA_LAUNCHER.encode() in cmdline(pid)
+    # cold (no launcher), it is one interpreter too: fetch's, the server run in it, not exec'd
+    os.kill(launcher, signal.SIGKILL)
+    cold, _ = replica(lp, "iota-r1-mig", old=pid)
+    assert b"\0-m\0mlplane.data.fetch\0" in cmdline(cold)
+    wait_until(lambda: predict(result.revision_url + "predict")[0] == 200, 15, "the cold one")
+    assert b"\0-m\0mlplane.data.fetch\0" in cmdline(cold)  # still that process, serving
     undeploy(s, "iota", "r1", QUIET)
 
 

@@ -1,8 +1,10 @@
 """`python -m mlplane.data.fetch gs://BUCKET/PREFIX/ DEST -- CMD ARGS...`: download an artifact
 prefix as the acting principal (on a VM: its service account, from the metadata endpoint), then
-replace this process with CMD, where `{artifact}` in ARGS becomes DEST.
+become CMD, where `{artifact}` in ARGS becomes DEST: a `python -m MODULE ...` runs in this very
+process, as an exec of it would, without starting a second interpreter (and in a replica the
+agent's launcher forked, with the model server already imported); any other CMD is exec'd.
 
-A serving VM does this at boot: it fetches the model its template names, then execs the model
+A serving VM does this at boot: it fetches the model its template names, then runs the model
 server. Every download is authorized for the caller, so a replica whose identity may not read
 the bucket fails to start, with the denial in its log.
 """
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"mlplane-fetch: {n} objects from {prefix} into {dest}", flush=True)
     if command[0] in ("python", "python3"):  # the workload's interpreter: this one
         command[0] = sys.executable
+    if command[0] == sys.executable and len(command) >= 3 and command[1] == "-m":
+        from mlplane.zygote import run_as_main
+
+        return run_as_main(command[2], command[3:])
     os.execvp(command[0], command)
     return 0  # not reached
 

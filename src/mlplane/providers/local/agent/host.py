@@ -112,7 +112,9 @@ class Host:
         self._tasks: set[asyncio.Task[None]] = set()
         # forks model-server replicas with the server already imported (decision 0019)
         self.launcher = WarmWorker(
-            self.paths.logs / "replica-launcher.log", REPLICA_LAUNCHER, ("mlplane.serving",)
+            self.paths.logs / "replica-launcher.log",
+            REPLICA_LAUNCHER,
+            ("mlplane.serving", "mlplane.data.fetch"),
         )
 
     async def start_launcher(self) -> None:
