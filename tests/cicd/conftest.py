@@ -50,11 +50,16 @@ def require_registry() -> None:
 
 @pytest.fixture(scope="module")
 def no_engine_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CicdProject]:
+    yield from started_project(tmp_path_factory)
+
+
+def started_project(factory: pytest.TempPathFactory, extra: str = "") -> Iterator[CicdProject]:
+    """A project with auxiliary services (and `extra` TOML), its agent up without an engine."""
     require_registry()
-    root = tmp_path_factory.mktemp("cicd")
+    root = factory.mktemp("cicd")
     project_file = root / "mlplane.toml"
     write_project_file(project_file, project_id="acme-ml", members=[f"user:{ALICE}"])
-    project_file.write_text(with_admin(project_file.read_text()) + AUX)
+    project_file.write_text(with_admin(project_file.read_text()) + AUX + extra)
     artifact = Path(train(root / "model", seed=3, progress=lambda *_: None))
     team = Team(project_file, root / "config")
     saved = os.environ.get("DOCKER_HOST")

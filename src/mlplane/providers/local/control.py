@@ -9,7 +9,8 @@ own `agent.lock` makes a second agent exit even if launched by other means.
 gracefully then with SIGKILL), waits, SIGKILLs it after the timeout, kills any process group
 still listed in `children.json` (matched by PID and start time), and removes the resources the
 agent recorded: `down` tears the project's local resources down, where any other end of the
-agent (a kill, a reboot) leaves them for the next `up` to restore (docs/decisions/1600).
+agent (a kill, a reboot) leaves them for the next `up` to restore (docs/decisions/1600). Cloud
+Run services are kept by `down` too (docs/decisions/1708): nothing else records their revisions.
 """
 
 from __future__ import annotations

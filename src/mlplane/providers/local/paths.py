@@ -7,6 +7,7 @@ agent.json      pid, API port and start time, written once the API listens
 tokens.json     sha256 of the sign-in and impersonation tokens the agent issued (mode 0600)
 resources/      one 0600 JSON file per resource (KIND/NAME.json): what a restarted agent restores
 servicemanagement/  Endpoints configs, rollouts and enabled services (restored likewise)
+cloudrun/       one 0600 JSON file per Cloud Run service (NAME.json), kept by `down` too
 start-error     why the last agent could not start (what `mlplane up` reports)
 agent.log       the agent's log
 children.json   pid and start time of every process the agent supervises (for crash cleanup)
@@ -76,6 +77,10 @@ class AgentPaths:
     @property
     def servicemanagement(self) -> Path:
         return self.root / "servicemanagement"
+
+    @property
+    def cloudrun(self) -> Path:
+        return self.root / "cloudrun"
 
     @property
     def start_error(self) -> Path:

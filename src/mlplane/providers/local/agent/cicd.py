@@ -38,6 +38,7 @@ from .auth import Gate
 from .build_docker import DockerSteps
 from .builds import BuildRunner
 from .cloudrun import CloudRun
+from .cloudrun_files import RunFiles
 from .containers import Containers
 from .gateway import PlainHandler, Surface
 from .host import Host
@@ -91,7 +92,7 @@ def attach(host: Host, gate: Gate, runtime: Runtime, runner: BuildRunner) -> Cic
     repositories = {k: p.resolve(v) for k, v in p.resources.repositories.items()}
     registry = Registry(host, gate, p.project.region, repositories)
     host.containers = Containers(host, registry)
-    run = CloudRun(host, p.project.id, p.project.zone)
+    run = CloudRun(host, p.project.id, p.project.zone, RunFiles(host.paths.cloudrun))
     run.sync = runtime.frontends.sync
     run.push = runtime.frontends.push_now
     runtime.frontends.extra = run.listeners
@@ -126,8 +127,11 @@ def attach(host: Host, gate: Gate, runtime: Runtime, runner: BuildRunner) -> Cic
             left = await containers.sweep()
             if left:
                 log.warning("removed %d containers left by a previous agent", left)
+        await run.reopen()  # the restored services' front ends, on the ports they had
 
     async def restored() -> None:
+        for svc in list(run.services.values()):  # restored: their serving revisions start
+            host.background(run.resume(svc))
         host.background(_after_start(host, runtime, run_api, registry, project.get(), gate))
 
     async def stopping() -> None:
@@ -169,7 +173,8 @@ async def apply_foundation(
     host: Host, runtime: Runtime, run_api: RunApi, registry: Registry, p: ProjectFile, gate: Gate
 ) -> None:
     """Create the auxiliary instances and Cloud Run services `mlplane.toml` declares (passive:
-    created here once; only `build-images` changes them: new revisions, resets)."""
+    created here once; only `build-images` changes them: new revisions, resets). A service the
+    agent restored (decision 1708) is left as it is."""
     account = gate.authorizer.policy.identities.get("aux-runtime", "")
     for decl in p.auxiliary.instances:
         if decl.name in runtime.instances:

@@ -15,12 +15,17 @@ server), its environment `PORT`, `K_SERVICE`, `K_REVISION`, `K_CONFIGURATION` an
 container's `env`. It is ready when its port accepts a connection (Cloud Run's default TCP
 startup probe); a revision that is not ready within the timeout, or exits, fails, and the
 service keeps serving the revisions it had.
+
+Services outlive the agent (decision 1708): each is written through to its file
+(`cloudrun_files.py`); a restarted agent reads them back (`load`), its front ends listen on
+their ports again (`reopen`) and their serving revisions start again (`resume`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import secrets
@@ -29,20 +34,25 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplane.model.images import BY_NAME, ImageRef
 from mlplane.model.workload import ARGS_KEY, IMAGE_KEY
 from mlplane.providers.local import lb
+from mlplane.providers.local.dataplane.client import DataPlaneError
 from mlplane.providers.local.dataplane.protocol import Listener
 
 from .host import Host, Running, halt, launch
+
+if TYPE_CHECKING:
+    from .cloudrun_files import RunFiles
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_SEC = 180.0
 LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
 REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 PREFIX = "_run-"  # listener and backend service names no Google resource can take
+STATES = ("PENDING", "READY", "FAILED", "RETIRED")
 
 
 @dataclass
@@ -119,11 +129,12 @@ def own_command(image: str) -> tuple[str, ...]:
 
 
 class CloudRun:
-    def __init__(self, host: Host, project: str, zone: str) -> None:
+    def __init__(self, host: Host, project: str, zone: str, files: RunFiles | None = None) -> None:
         self.host = host
         self.project = project
         self.zone = zone
         self.services: dict[str, ServiceRecord] = {}
+        self.files = files  # where each service is written through (decision 1708)
         # Set by the wiring: ask the data plane to take the configuration (sync), or send it
         # now and learn which listeners failed (push).
         self.sync: Callable[[], None] = lambda: None
@@ -132,6 +143,99 @@ class CloudRun:
 
     def lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
+
+    # -- on disk (decision 1708) -----------------------------------------------------------------
+
+    def save(self, svc: ServiceRecord) -> None:
+        """Write `svc` through to its file (after a change the agent accepted, or made); a
+        service no longer held (deleted) is not written back. OSError when it cannot be."""
+        if self.files is not None and self.services.get(svc.name) is svc:
+            self.files.save(svc)
+
+    def saved(self, svc: ServiceRecord) -> None:
+        """`save`, from work no caller waits on: a failure is logged (the next change retries)."""
+        try:
+            self.save(svc)
+        except OSError as exc:
+            log.warning("cannot record Cloud Run service %s: %s", svc.name, exc)
+
+    def load(self) -> None:
+        """The services a previous agent recorded (ConfigError naming a damaged file), their
+        front ends' ports held for them; nothing runs until `reopen` and `resume`."""
+        if self.files is None:
+            return
+        for svc in self.files.load():
+            self.services[svc.name] = svc
+            self.host.ports.in_use.add(svc.port)
+        if self.services:
+            log.info("restoring %d Cloud Run services", len(self.services))
+
+    async def reopen(self) -> None:
+        """The restored services' front ends listen again on their ports (a data plane a killed
+        agent left keeps them open); one whose port something else took moves to another,
+        which the log says (its `uri` changes)."""
+        if not self.services:
+            return
+        try:
+            errors = await self.push()
+        except DataPlaneError as exc:  # the revisions' start pushes again (`settle`)
+            log.warning("Cloud Run front ends: %s", exc)
+            return
+        moved = False
+        for svc in self.services.values():
+            error = errors.get(f"{PREFIX}{svc.name}", "")
+            if not error:
+                continue
+            old, svc.port = svc.port, self.host.ports.allocate()
+            self.host.ports.release(old)
+            log.warning(
+                "Cloud Run service %s: its front end cannot listen on port %d again (%s): it "
+                "listens on port %d (its uri is now http://127.0.0.1:%d)",
+                svc.name, old, error, svc.port, svc.port,
+            )  # fmt: skip
+            self.saved(svc)
+            moved = True
+        if moved:
+            for name, error in (await self.push()).items():
+                if name.startswith(PREFIX) and error:
+                    log.warning("Cloud Run front end %s cannot listen: %s", name, error)
+
+    async def resume(self, svc: ServiceRecord) -> None:
+        """A restored service runs again: the revisions its traffic goes to start (new
+        instances of the same images); a change whose operation the killed agent had accepted
+        completes (its new revision starts, traffic moves)."""
+        async with self.lock(svc.name):
+            if self.services.get(svc.name) is not svc:
+                return
+            interrupted = svc.reconciling
+            if interrupted:
+                svc.failure = ""  # its operation runs again, as the rollout would
+            try:
+                template = svc.body.get("template") or {}
+                latest = svc.latest_created
+                if interrupted and (latest is None or template_changed(latest.template, template)):
+                    name = template.get("revision") or revision_name(svc.name, svc.generation)
+                    if name not in svc.revisions:  # accepted, its revision not made yet
+                        copied = copy.deepcopy(template)
+                        svc.revisions[name] = RevisionRecord(name, svc.name, svc.generation, copied)
+                        self.saved(svc)
+                for rev in svc.revisions.values():
+                    if rev.state == "PENDING":
+                        await self.start_revision(svc, rev)
+                        if rev.state == "FAILED":
+                            svc.failure = rev.message
+                for _ in range(len(svc.revisions) + 1):  # a revision that fails moves LATEST
+                    before = svc.traffic()
+                    await self.settle(svc)
+                    if svc.traffic() == before:
+                        break
+            except ValueError as exc:
+                svc.failure = str(exc)
+                log.warning("Cloud Run service %s: %s", svc.name, exc)
+            finally:
+                if interrupted:
+                    svc.reconciling, svc.updated = False, time.time()
+                self.saved(svc)
 
     # -- the data plane ------------------------------------------------------------------------
 
@@ -251,6 +355,7 @@ class CloudRun:
             log.info("revision %s exited with %d", rev.name, code)
             await self.stop_revision(rev)
             rev.state, rev.message = "FAILED", f"the container exited with {code}"
+            self.saved(svc)
             self.sync()
 
     async def stop_revision(self, rev: RevisionRecord) -> None:
@@ -262,8 +367,8 @@ class CloudRun:
         """Start the revisions traffic goes to, route it, then stop the others (scaled to
         zero). ValueError when the service's front end cannot listen."""
         wanted = {rev for rev, percent, _, _ in svc.traffic() if percent > 0}
-        for rev in svc.revisions.values():
-            if rev.name in wanted and rev.running is None and rev.state == "RETIRED":
+        for rev in svc.revisions.values():  # READY without an instance: restored (`resume`)
+            if rev.name in wanted and rev.running is None and rev.state in ("READY", "RETIRED"):
                 await self.start_revision(svc, rev)
         errors = await self.push()
         error = errors.get(f"{PREFIX}{svc.name}", "")
@@ -275,7 +380,10 @@ class CloudRun:
                 rev.state = "RETIRED"
 
     async def remove(self, svc: ServiceRecord) -> None:
-        self.services.pop(svc.name, None)
+        if self.services.get(svc.name) is svc:
+            self.services.pop(svc.name)
+            if self.files is not None:
+                self.files.delete(svc.name)
         await self.push()  # no more traffic to it, then its revisions stop
         for rev in svc.revisions.values():
             await self.stop_revision(rev)

@@ -190,6 +190,7 @@ def build_gateway(
     service.restore_operations()  # a retried request gets its operation back
     endpoints.restore()
     runner.restore()
+    cicd.run.load()  # Cloud Run services (decision 1708); they run again once the API listens
     return gateway, host, store, runtime, runner
 
 

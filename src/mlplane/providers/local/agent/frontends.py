@@ -140,7 +140,8 @@ class Frontends:
             targets += [ProbeTarget(*t) for t in group.probe_targets()]
         keep: tuple[str, ...] = ()
         if self._converged_at is None or time.monotonic() < self._converged_at:
-            keep = tuple(n for n in self.dataplane.inherited if n not in self.listeners)
+            named = {*self.listeners, *(li.name for li in listeners)}  # not kept: configured
+            keep = tuple(n for n in self.dataplane.inherited if n not in named)
         return DataPlaneConfig(
             tuple(listeners),
             tuple(checks.values()),

@@ -73,13 +73,18 @@ class RecordFiles:
         return records
 
 
-def damaged(path: Path, why: str) -> ConfigError:
+AWAY = (
+    "move the file away to start without that resource (the team state still records it, and "
+    "the next apply that needs it recreates it), or restore it from a copy"
+)
+
+
+def damaged(
+    path: Path, why: str, away: str = AWAY, what: str = "every resource it recorded"
+) -> ConfigError:
+    """The one-line error of a file the agent cannot read back: it does not start."""
     return ConfigError(
-        str(path),
-        "",
-        f"cannot be read back ({why}); the agent starts only with every resource it recorded: "
-        "move the file away to start without that resource (the team state still records it, "
-        "and the next apply that needs it recreates it), or restore it from a copy",
+        str(path), "", f"cannot be read back ({why}); the agent starts only with {what}: {away}"
     )
 
 

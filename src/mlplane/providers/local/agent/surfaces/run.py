@@ -256,7 +256,14 @@ class RunApi:
         if name in self.run.services:
             raise ApiError(409, f"Resource '{name}' already exists.", "alreadyExists")
         svc = ServiceRecord(name, location, body, call.caller.principal.email, self.allocate())
+        svc.reconciling = True  # until its operation ends (a restarted agent completes it)
         self.run.services[name] = svc
+        try:
+            self.run.save(svc)
+        except OSError as exc:
+            del self.run.services[name]
+            self.run.host.ports.release(svc.port)
+            raise _unrecorded(svc, exc) from None
         return self._start(svc, "create", self._rollout(svc, new_revision=True))
 
     async def create_declared(self, name: str, body: dict[str, Any], creator: str) -> None:
@@ -265,7 +272,9 @@ class RunApi:
         if name in self.run.services:
             return
         svc = ServiceRecord(name, self.region, self._checked(body), creator, self.allocate())
+        svc.reconciling = True
         self.run.services[name] = svc
+        self.run.saved(svc)
         self._start(svc, "create", self._rollout(svc, new_revision=True))
 
     async def _get(self, call: Call) -> object:
@@ -305,8 +314,16 @@ class RunApi:
             )
         changed = template_changed(svc.body.get("template") or {}, body.get("template") or {})
         force = call.param("forceNewRevision") == "true"
+        before = (svc.body, svc.generation, svc.last_modifier, svc.updated)
         svc.body, svc.generation = body, svc.generation + 1
         svc.last_modifier, svc.updated = call.caller.principal.email, time.time()
+        svc.reconciling = True  # until its operation ends (a restarted agent completes it)
+        try:
+            self.run.save(svc)
+        except OSError as exc:
+            svc.body, svc.generation, svc.last_modifier, svc.updated = before
+            svc.reconciling = False
+            raise _unrecorded(svc, exc) from None
         return self._start(svc, "update", self._rollout(svc, new_revision=changed or force))
 
     async def _delete(self, call: Call) -> object:
@@ -314,6 +331,8 @@ class RunApi:
         self.gate.require_project(call.caller, "run.services.delete")
         op = self._op(svc, "delete")
         op.snapshot = self.service_json(svc)
+        if self.run.files is not None:  # accepted: a restarted agent does not bring it back
+            self.run.files.delete(svc.name)
 
         async def work() -> None:
             async with self.run.lock(svc.name):
@@ -336,6 +355,7 @@ class RunApi:
                             )
                         rev = RevisionRecord(name, svc.name, svc.generation, template)
                         svc.revisions[name] = rev
+                        self.run.saved(svc)  # its name outlives the agent from now on
                         await self.run.start_revision(svc, rev)
                         if rev.state == "FAILED":
                             svc.failure = rev.message
@@ -354,6 +374,7 @@ class RunApi:
                 finally:
                     svc.reconciling = False
                     svc.updated = time.time()
+                    self.run.saved(svc)
 
         return work
 
@@ -467,8 +488,15 @@ class RunApi:
         async def work() -> None:
             await self.run.stop_revision(rev)
             svc.revisions.pop(rev.name, None)
+            self.run.saved(svc)
 
         self.run.host.background(self._finish(op, work))
         out = self.operation_json(op)
         out["metadata"] = {"@type": _REVISION_TYPE, **json_}
         return out
+
+
+def _unrecorded(svc: ServiceRecord, exc: OSError) -> ApiError:
+    return ApiError(
+        503, f"Service '{svc.name}' cannot be recorded, nothing changed: {exc}", "unavailable"
+    )
