@@ -27,17 +27,11 @@ from mlplane.model.refs import ResourceRef
 from ..auth import Caller, Gate
 from ..cloudrun import CloudRun, RevisionRecord, ServiceRecord, revision_name, template_changed
 from ..gateway import Call, Handler, Surface
-from .compute_views import rfc3339
+from . import run_views
 
 API = load("run")
 _SERVICE_TYPE = "type.googleapis.com/google.cloud.run.v2.Service"
 _REVISION_TYPE = "type.googleapis.com/google.cloud.run.v2.Revision"
-_STATE = {
-    "READY": "CONDITION_SUCCEEDED",
-    "FAILED": "CONDITION_FAILED",
-    "PENDING": "CONDITION_PENDING",
-    "RETIRED": "CONDITION_SUCCEEDED",
-}
 _KEEP = (
     "description",
     "labels",
@@ -110,100 +104,13 @@ class RunApi:
         return self.region
 
     def service_name(self, svc: ServiceRecord) -> str:
-        return f"projects/{self.project}/locations/{svc.location}/services/{svc.name}"
-
-    def revision_path(self, svc: ServiceRecord, rev: str) -> str:
-        return f"{self.service_name(svc)}/revisions/{rev}"
+        return run_views.service_name(self.project, svc)
 
     def service_json(self, svc: ServiceRecord) -> dict[str, Any]:
-        body = copy.deepcopy(svc.body)
-        latest, created = svc.latest_ready, svc.latest_created
-        ready = not svc.reconciling and not svc.failure and latest is not None
-        state = (
-            "CONDITION_PENDING"
-            if svc.reconciling
-            else "CONDITION_SUCCEEDED"
-            if ready
-            else "CONDITION_FAILED"
-        )
-        terminal: dict[str, Any] = {
-            "type": "Ready",
-            "state": state,
-            "lastTransitionTime": rfc3339(svc.updated),
-        }
-        if svc.failure:
-            terminal["message"] = svc.failure
-        out: dict[str, Any] = {
-            **body,
-            "name": self.service_name(svc),
-            "uid": svc.uid,
-            "generation": str(svc.generation),
-            "createTime": rfc3339(svc.created),
-            "updateTime": rfc3339(svc.updated),
-            "creator": svc.creator,
-            "lastModifier": svc.last_modifier or svc.creator,
-            "ingress": body.get("ingress", "INGRESS_TRAFFIC_ALL"),
-            "launchStage": body.get("launchStage", "GA"),
-            "traffic": body.get("traffic")
-            or [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}],
-            "observedGeneration": str(svc.generation),
-            "terminalCondition": terminal,
-            "conditions": [
-                {"type": "RoutesReady", "state": state, "lastTransitionTime": rfc3339(svc.updated)},
-                {
-                    "type": "ConfigurationsReady",
-                    "state": state,
-                    "lastTransitionTime": rfc3339(svc.updated),
-                },
-            ],
-            "trafficStatuses": [
-                {"type": kind, "revision": rev, "percent": percent, **({"tag": tag} if tag else {})}
-                for rev, percent, kind, tag in svc.traffic()
-            ],
-            "uri": f"http://127.0.0.1:{svc.port}",
-            "urls": [f"http://127.0.0.1:{svc.port}"],
-            "reconciling": svc.reconciling,
-            "etag": f'"{svc.generation}"',
-        }
-        if latest is not None:
-            out["latestReadyRevision"] = self.revision_path(svc, latest.name)
-        if created is not None:
-            out["latestCreatedRevision"] = self.revision_path(svc, created.name)
-        return out
+        return run_views.service_json(self.project, svc)
 
     def revision_json(self, svc: ServiceRecord, rev: RevisionRecord) -> dict[str, Any]:
-        t = rev.template
-        condition: dict[str, Any] = {
-            "type": "Ready",
-            "state": _STATE[rev.state],
-            "lastTransitionTime": rfc3339(rev.created),
-        }
-        if rev.message:
-            condition["message"] = rev.message
-        if rev.state == "RETIRED":
-            condition["reason"] = "RETIRED"
-        out = {
-            "name": self.revision_path(svc, rev.name),
-            "uid": rev.uid,
-            "generation": "1",
-            "labels": t.get("labels", {}),
-            "annotations": t.get("annotations", {}),
-            "createTime": rfc3339(rev.created),
-            "updateTime": rfc3339(rev.created),
-            "launchStage": "GA",
-            "service": self.service_name(svc),
-            "scaling": t.get("scaling", {}),
-            "containers": t.get("containers", []),
-            "serviceAccount": t.get("serviceAccount", ""),
-            "timeout": t.get("timeout", "300s"),
-            "maxInstanceRequestConcurrency": t.get("maxInstanceRequestConcurrency", 80),
-            "observedGeneration": "1",
-            "conditions": [condition],
-            "logUri": f"file://{self.run.host.paths.logs / f'run-{rev.name}.log'}",
-            "reconciling": rev.state == "PENDING",
-            "etag": '"1"',
-        }
-        return out
+        return run_views.revision_json(self.project, svc, rev, self.run.host.paths.logs)
 
     # -- services --------------------------------------------------------------------------------
 
