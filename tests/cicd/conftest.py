@@ -4,11 +4,14 @@ engine runs; the engine's own end-to-end test is test_build_images_e2e.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,8 +19,8 @@ from mlplane.examples.sentiment.train import train
 from mlplane.providers.local.paths import AgentPaths
 from mlplane.providers.local.registry_info import read_address
 from mlplane.workflows.project_file import write_project_file
-from tests.harness import Team, with_admin
-from tests.iam.tools import missing
+from tests.harness import ADMIN, Team, with_admin
+from tests.iam.tools import gcloud, missing
 
 ALICE = "alice@acme.com"
 AUX = """
@@ -73,3 +76,24 @@ def started_project(factory: pytest.TempPathFactory, extra: str = "") -> Iterato
             os.environ.pop("DOCKER_HOST", None)
         else:
             os.environ["DOCKER_HOST"] = saved
+
+
+def gcloud_json(cp: CicdProject, timeout: float = 120) -> Callable[..., Any]:
+    """`run(*ARGS)`: the real gcloud's `ARGS --format=json` as the project's admin, against its
+    agent; the parsed output of a command that must succeed."""
+    from mlplane.workflows.gcloud_env import gcloud_environment
+
+    binary = gcloud()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSDK_", "GOOGLE_"))}
+    with cp.team.acting(ADMIN):
+        env.update(gcloud_environment(cp.team.session(ADMIN)))
+
+    def run(*args: str) -> Any:
+        out = subprocess.run(
+            [binary, *args, "--format=json"], capture_output=True, text=True, timeout=timeout,
+            env=env,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    return run

@@ -8,8 +8,6 @@ from the start; and gcloud's `run services describe|list` and `run revisions lis
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 import urllib.request
 from typing import Any
@@ -18,9 +16,8 @@ import pytest
 
 from mlplane.errors import PermissionDenied
 from mlplane.providers.gcp.client import GoogleApis
-from tests.cicd.conftest import ALICE, CicdProject
+from tests.cicd.conftest import ALICE, CicdProject, gcloud_json
 from tests.harness import ADMIN
-from tests.iam.tools import gcloud
 
 LOC = "projects/acme-ml/locations/us-central1"
 
@@ -194,19 +191,7 @@ def test_declared_auxiliary_services_exist_from_the_start(no_engine_project: Cic
 
 def test_gcloud_describes_and_lists_services_and_revisions(no_engine_project: CicdProject) -> None:
     cp = no_engine_project
-    binary = gcloud()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSDK_", "GOOGLE_"))}
-    with cp.team.acting(ADMIN):
-        from mlplane.workflows.gcloud_env import gcloud_environment
-
-        env.update(gcloud_environment(cp.team.session(ADMIN)))
-
-    def run(*args: str) -> Any:
-        out = subprocess.run(
-            [binary, *args, "--format=json"], capture_output=True, text=True, timeout=120, env=env
-        )
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout)
+    run = gcloud_json(cp)
 
     described = run("run", "services", "describe", "echo")
     assert described["metadata"]["name"] == "echo"

@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ from mlplane.providers.local.agent.cloudrun import RevisionRecord, ServiceRecord
 from mlplane.providers.local.agent.cloudrun_files import RunFiles
 from mlplane.providers.local.control import find_agent
 from mlplane.providers.local.paths import AgentPaths
-from tests.cicd.conftest import CicdProject, started_project
+from tests.cicd.conftest import CicdProject, gcloud_json, started_project
 from tests.cicd.test_cloud_run import LOC, get, get_refused, serving_service, wait_op
 from tests.harness import ADMIN, Team
-from tests.iam.tools import gcloud, missing
+from tests.iam.tools import missing
 from tests.local.local_helpers import assert_all_gone, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -77,19 +76,7 @@ def views(cp: CicdProject, name: str) -> dict[str, Any]:
 
 
 def gcloud_views(cp: CicdProject, name: str) -> dict[str, Any]:
-    binary = gcloud()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSDK_", "GOOGLE_"))}
-    from mlplane.workflows.gcloud_env import gcloud_environment
-
-    env.update(gcloud_environment(cp.team.session(ADMIN)))
-
-    def run(*args: str) -> Any:
-        out = subprocess.run(
-            [binary, *args, "--format=json"], capture_output=True, text=True, timeout=60, env=env
-        )
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout)
-
+    run = gcloud_json(cp, timeout=60)
     listed = [s for s in run("run", "services", "list") if s["metadata"]["name"] == name]
     return {
         "describe": run("run", "services", "describe", name),
