@@ -43,11 +43,13 @@ def _send(message: dict[str, object]) -> None:
     os.write(1, (json.dumps(message) + "\n").encode())
 
 
-def _become(request: dict[str, Any]) -> None:
+def _become(request: dict[str, Any], parent: int) -> None:
     """In the forked child: become the workload's process (session, signals, files)."""
     os.setsid()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the launcher died before the line above: so do we
+        os._exit(1)
     signal.set_wakeup_fd(-1)
     # as a new interpreter has them (the launcher changed SIGCHLD and SIGTERM)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -84,11 +86,11 @@ def run_as_main(module: str, args: Sequence[str]) -> int:
     return 0
 
 
-def _child(request: dict[str, Any]) -> None:
+def _child(request: dict[str, Any], parent: int) -> None:
     """In the forked child: run the request's module as `__main__`; never return."""
     code = 1
     try:
-        _become(request)
+        _become(request, parent)
         code = run_as_main(str(request["module"]), request["args"])
     except BaseException:
         traceback.print_exc()
@@ -114,6 +116,7 @@ def serve() -> None:
     selector.register(0, selectors.EVENT_READ, "requests")
     selector.register(wake_r, selectors.EVENT_READ, "children")
     pending = b""
+    launcher = os.getpid()
     # What was imported stays put: the collector need not visit it in the children, whose
     # visits would copy every page it lives on (copy-on-write after fork).
     gc.collect()
@@ -142,6 +145,6 @@ def serve() -> None:
                 sys.stdout.flush()
                 pid = os.fork()
                 if pid == 0:
-                    _child(request)
+                    _child(request, launcher)
                 running[pid] = str(request["id"])
                 _send({"id": request["id"], "pid": pid})

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +39,18 @@ class ProcessId:
         return start_time(self.pid) == self.start
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def die_with_parent() -> Callable[[], None]:
+    """A `preexec_fn`: the child asks for SIGKILL when this process (its parent) dies, and
+    leaves at once if it already has (between the fork and the request)."""
+    parent = os.getpid()
+
+    def preexec() -> None:  # runs in the child between fork and exec
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 class ChildRegistry:
@@ -193,7 +202,7 @@ async def spawn(
             cwd=cwd,
             env=dict(env),
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(),
         )
     pid = ProcessId(proc.pid, start_time(proc.pid) or 0)
     registry.add(pid)

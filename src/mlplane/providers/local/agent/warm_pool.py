@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .processes import _die_with_parent
+from .processes import die_with_parent
 
 log = logging.getLogger(__name__)
 BUILD_WORKER = "mlplane.cli.warm_worker"  # runs `python -m mlplane ...` (build steps)
@@ -68,7 +68,7 @@ class WarmWorker:
                 stderr=err,
                 env=dict(env),
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(),
             )
         self._reader = loop.create_task(self._read(self._proc))
 
