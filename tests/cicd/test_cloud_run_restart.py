@@ -114,9 +114,15 @@ def two_revisions(cp: CicdProject, name: str) -> tuple[str, str, str]:
 def serving_again(cp: CicdProject, uri: str, revision: str, before: set[int]) -> set[int]:
     """The front end answers at `uri` again, from a new instance of `revision`."""
     wait_until(lambda: get(uri + "/m/healthz")[0] == 200, 30, f"{uri} to answer")
-    now = revision_pids(cp, revision)
-    assert now and not (now & before), (now, before)
+    now = listening(cp, revision)
+    assert not (now & before), (now, before)
     return now
+
+
+def listening(cp: CicdProject, revision: str) -> set[int]:
+    """`revision_pids`, once there are some: an instance announces its port just after it
+    listens (a probe or a request may be answered in between)."""
+    return wait_until(lambda: revision_pids(cp, revision), 10, f"{revision}'s listening line")
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +141,8 @@ def test_a_service_and_its_revisions_survive_a_killed_agent(
         "no_engine_project" if plane == "python" else "haproxy_project"
     )
     first, second, uri = two_revisions(cp, "keep")
-    pids = revision_pids(cp, second)
-    assert pids and not revision_pids(cp, first)  # the retired one is scaled to zero
+    pids = listening(cp, second)
+    assert not revision_pids(cp, first)  # the retired one is scaled to zero
     path = RunFiles(AgentPaths.for_project(cp.team.project_file).cloudrun).path("keep")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     before = views(cp, "keep")
@@ -210,7 +216,7 @@ def test_down_and_up_keep_the_services_and_a_taken_port_moves_the_front_end(
     _, second, uri = two_revisions(cp, "again")
     admin = cp.team.api(ADMIN)
     v2 = admin.call("run.projects.locations.services.get", {"name": f"{LOC}/services/again"})
-    pids = revision_pids(cp, second)
+    pids = listening(cp, second)
 
     cp.team.down()
     cp.team.up()
