@@ -77,7 +77,8 @@ def test_replicas_fork_warm_and_come_back_cold_when_the_launcher_dies(
     # its environment is its own: it listens on the $PORT the agent gave it, logging to its log
     [name] = [p.name for p in processes(lp.team) if p.pid == pid]
     log = lp.root / ".mlplane" / "agent" / "logs" / f"{name}.log"
-    assert f"listening on 127.0.0.1:{port} " in log.read_text()
+    # (it says so just after it listens: a probe may be answered in between)
+    wait_until(lambda: f"listening on 127.0.0.1:{port} " in log.read_text(), 10, "its line")
 
     os.kill(launcher, signal.SIGKILL)  # its replicas die with it (PR_SET_PDEATHSIG)
     wait_until(lambda: not alive(pid), 10, f"replica {pid} to die with its launcher")
