@@ -43,13 +43,19 @@ def _send(message: dict[str, object]) -> None:
     os.write(1, (json.dumps(message) + "\n").encode())
 
 
+def die_with(parent: int) -> None:
+    """In a forked child of `parent`: ask for SIGKILL when it dies (PR_SET_PDEATHSIG), and
+    leave at once if it already has (between the fork and the request)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _become(request: dict[str, Any], parent: int) -> None:
     """In the forked child: become the workload's process (session, signals, files)."""
     os.setsid()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the launcher died before the line above: so do we
-        os._exit(1)
+    die_with(parent)
     signal.set_wakeup_fd(-1)
     # as a new interpreter has them (the launcher changed SIGCHLD and SIGTERM)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import functools
 import json
 import logging
 import os
@@ -23,9 +23,9 @@ from pathlib import Path
 
 from mlplane.providers.local.paths import write_atomic
 from mlplane.providers.local.procfs import process_table, start_time
+from mlplane.zygote import die_with
 
 log = logging.getLogger(__name__)
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,7 @@ class ProcessId:
 def die_with_parent() -> Callable[[], None]:
     """A `preexec_fn`: the child asks for SIGKILL when this process (its parent) dies, and
     leaves at once if it already has (between the fork and the request)."""
-    parent = os.getpid()
-
-    def preexec() -> None:  # runs in the child between fork and exec
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
+    return functools.partial(die_with, os.getpid())  # runs in the child between fork and exec
 
 
 class ChildRegistry:
