@@ -22,6 +22,10 @@ class Value:
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
+    def fields(self) -> dict[str, object]:
+        """The fields by name, in `__slots__` order (what a JSON view of the value shows)."""
+        return {s: getattr(self, s) for s in self.__slots__}
+
     def _key(self) -> tuple[object, ...]:
         return tuple(getattr(self, s) for s in self.__slots__)
 

@@ -68,7 +68,7 @@ class ReplicaView(Value):
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in _FIELDS}
+        return self.fields()
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ReplicaView:

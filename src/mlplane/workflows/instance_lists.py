@@ -44,7 +44,7 @@ class TrainingRun(Value):
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}
+        return self.fields()
 
 
 class NotebookInfo(Value):
@@ -84,7 +84,7 @@ class NotebookInfo(Value):
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}
+        return self.fields()
 
 
 # ---------------------------------------------------------------- shared with the API path

@@ -79,9 +79,7 @@ class RevisionStatus(Value):
         )
 
     def to_json(self) -> dict[str, Any]:
-        d = {f: getattr(self, f) for f in self.__slots__}
-        d["replicas"] = [{f: getattr(r, f) for f in r.__slots__} for r in self.replicas]
-        return d
+        return {**self.fields(), "replicas": [r.fields() for r in self.replicas]}
 
 
 class _Revision(Value):

@@ -36,8 +36,8 @@ class ResourceRow(Value):
     def __init__(self, kind: str, name: str, lifecycle: str, stack: str, detail: str = "") -> None:
         self._set(kind=kind, name=name, lifecycle=lifecycle, stack=stack, detail=detail)
 
-    def to_json(self) -> dict[str, str]:
-        return {f: getattr(self, f) for f in self.__slots__}
+    def to_json(self) -> dict[str, object]:
+        return self.fields()
 
 
 class ProjectStatus(Value):
